@@ -1,0 +1,31 @@
+# Two commands: `make run` (the main job) and `make test` (the suite).
+# Each sets up what it needs, idempotently: Debian GL libraries, .venv, the package.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+GL_PACKAGES := libegl1 libgl1-mesa-dri libosmesa6
+export MUJOCO_GL ?= egl
+
+.PHONY: run test setup gl
+run: setup
+	$(VENV)/bin/snakemake --cores all results/fetch_reach/tdm_eval.csv
+
+test: setup
+	$(PY) -m pytest -q
+
+setup: gl $(STAMP)
+
+# Headless OpenGL for MuJoCo (EGL, with OSMesa as the fallback).
+gl:
+	@if ! ldconfig -p | grep -q 'libEGL.so.1' || ! ldconfig -p | grep -q 'libOSMesa.so'; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(GL_PACKAGES); \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0   # the local CPU wheel, before anything can pull a CUDA build
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)

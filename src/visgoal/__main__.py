@@ -1,0 +1,3 @@
+from visgoal.cli import main
+
+raise SystemExit(main())

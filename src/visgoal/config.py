@@ -1,0 +1,154 @@
+"""Parameters: `params.yaml` + scale profile + `--set` overrides, validated by a schema.
+
+`params.yaml` is the single source of truth for hyperparameters. Its top-level
+`profile` key selects a scale (`smoke`, `default`, `paper`); the section under
+`profiles.<name>` is deep-merged over the base sections. `--set a.b=value`
+overrides are applied last. The result is checked against
+`schema/params.schema.json` so that a typo fails with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+PROFILES = ("smoke", "default", "paper")
+PROFILE_ENV_VAR = "VISGOAL_PROFILE"
+
+
+class ConfigError(ValueError):
+    """A problem with params.yaml, an env spec, or an override: one line, with the fix."""
+
+
+def project_root() -> Path:
+    """The directory holding params.yaml and envs/: `$VISGOAL_ROOT`, else the working directory."""
+    return Path(os.environ.get("VISGOAL_ROOT", ".")).resolve()
+
+
+def _schema(name: str) -> dict:
+    return json.loads(resources.files("visgoal.schema").joinpath(name).read_text())
+
+
+def validate(document: Any, schema_name: str, source: str) -> None:
+    """Raise ConfigError naming the first offending key of `document`."""
+    validator = jsonschema.Draft202012Validator(_schema(schema_name))
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    error = errors[0]
+    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        raise ConfigError(
+            f"{source}: unknown key '{'.'.join([*map(str, error.absolute_path), extra[0]]).lstrip('.')}'"
+            f" (allowed here: {', '.join(sorted(error.schema.get('properties', {})))})"
+        )
+    raise ConfigError(f"{source}: key '{where}': {error.message}")
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`section.key=value` -> (["section", "key"], value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"--set '{text}': expected section.key=value, e.g. --set dataset.frames=256")
+    dotted, raw = text.split("=", 1)
+    keys = [k for k in dotted.strip().split(".") if k]
+    if not keys:
+        raise ConfigError(f"--set '{text}': empty key; expected section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return keys, value
+
+
+def apply_override(params: dict, keys: list[str], value: Any) -> None:
+    node = params
+    for i, key in enumerate(keys[:-1]):
+        if not isinstance(node.get(key), dict):
+            raise ConfigError(f"--set {'.'.join(keys)}: '{'.'.join(keys[: i + 1])}' is not a section of params.yaml")
+        node = node[key]
+    if keys[-1] not in node:
+        raise ConfigError(
+            f"--set {'.'.join(keys)}: unknown key '{keys[-1]}' (known: {', '.join(sorted(node))})"
+        )
+    node[keys[-1]] = value
+
+
+def read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found (run from the project root, or set VISGOAL_ROOT)")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{line}: {getattr(err, 'problem', err)}") from None
+
+
+@dataclass(frozen=True)
+class Params:
+    """Fully resolved parameters: what a stage actually ran with."""
+
+    profile: str
+    values: dict
+
+    def __getitem__(self, section: str) -> Any:
+        return self.values[section]
+
+    def as_dict(self) -> dict:
+        return copy.deepcopy(self.values)
+
+    def flat(self) -> dict[str, Any]:
+        """`{"vae.beta": 1.0, ...}`: for MLflow params."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, node: Any) -> None:
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            else:
+                out[prefix] = node
+
+        walk("", self.values)
+        return out
+
+
+def load_params(
+    path: Path | None = None, profile: str | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Params:
+    """Resolve params: file -> profile (arg, then $VISGOAL_PROFILE, then the file's key) -> overrides."""
+    path = path or project_root() / "params.yaml"
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    validate(raw, "params.schema.json", str(path))
+    base = {k: v for k, v in raw.items() if k not in ("profile", "profiles")}
+    profiles = raw.get("profiles") or {}
+    for name, section in profiles.items():  # a typo in any profile fails, not only in the chosen one
+        validate(deep_merge(base, section or {}), "params.schema.json", f"{path} (profiles.{name})")
+    chosen = profile or os.environ.get(PROFILE_ENV_VAR) or raw["profile"]
+    if chosen not in PROFILES:
+        raise ConfigError(f"unknown profile '{chosen}' (choose one of: {', '.join(PROFILES)})")
+    values = deep_merge(base, profiles.get(chosen) or {})
+    for text in overrides:
+        apply_override(values, *parse_override(text))
+    validate(values, "params.schema.json", f"{path} (profile {chosen}, after --set)")
+    return Params(profile=chosen, values=values)

@@ -1,0 +1,5 @@
+"""HDF5 image datasets."""
+
+from visgoal.data.dataset import DatasetError, ImageDataset, write_dataset
+
+__all__ = ["DatasetError", "ImageDataset", "write_dataset"]

@@ -1,0 +1,212 @@
+"""Image-goal environments: an RGB observation, a goal image, and the true goal distance.
+
+`ImageGoalEnv` wraps a gymnasium MuJoCo environment. Image agents see only
+`Step.image` and `Step.goal_image`; the state and goal vectors are there for the
+state-based baseline and for evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from visgoal.config import ConfigError, project_root, read_yaml, validate
+from visgoal.envs.render import FastRenderer
+
+import contextlib  # noqa: E402
+import io  # noqa: E402
+
+import gymnasium as gym  # noqa: E402  (after the GL backend is chosen)
+import mujoco  # noqa: E402
+
+# gymnasium-robotics prints a notice about the Adroit *Dense* variants (not used here) on import.
+with contextlib.redirect_stderr(io.StringIO()):
+    import gymnasium_robotics  # noqa: E402
+
+from visgoal.envs.tasks import TASKS  # noqa: E402
+
+gym.register_envs(gymnasium_robotics)
+
+# MuJoCo state that fully determines what happens next (positions, velocities,
+# mocap, controls, applied forces and the solver's warm start).
+FULL_STATE = mujoco.mjtState.mjSTATE_INTEGRATION
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """One `envs/<name>.yaml`, validated."""
+
+    name: str
+    gym_id: str
+    task: str
+    episode_length: int
+    success_threshold: float
+    camera: dict
+    image_size: int | None = None
+    make_kwargs: dict = field(default_factory=dict)
+    task_kwargs: dict = field(default_factory=dict)
+    hide: dict = field(default_factory=dict)
+    description: str = ""
+
+
+def available_envs(root: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in ((root or project_root()) / "envs").glob("*.yaml"))
+
+
+def load_spec(name: str, root: Path | None = None) -> EnvSpec:
+    root = root or project_root()
+    path = root / "envs" / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(available_envs(root)) or "none found"
+        raise ConfigError(f"unknown environment '{name}' (known: {known}); add envs/{name}.yaml to define it")
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys")
+    validate(raw, "env.schema.json", str(path))
+    if raw["task"] not in TASKS:
+        raise ConfigError(f"{path}: unknown task '{raw['task']}' (known: {', '.join(sorted(TASKS))})")
+    return EnvSpec(name=name, **raw)
+
+
+@dataclass
+class Step:
+    image: np.ndarray  # uint8 HxWx3, or None when images are off
+    goal_image: np.ndarray
+    state: np.ndarray
+    achieved_goal: np.ndarray
+    desired_goal: np.ndarray
+    distance: float
+    success: bool
+    reward: float  # the environment's own reward (the td3 baseline uses it on inverted_pendulum)
+    terminated: bool = False
+    truncated: bool = False
+
+
+def find_simulation(env) -> tuple[mujoco.MjModel, mujoco.MjData]:
+    """The MjModel/MjData an env renders: its own, or its inner robot's (mazes, kitchen)."""
+    for holder in (env, *vars(env).values()):
+        model, data = getattr(holder, "model", None), getattr(holder, "data", None)
+        if isinstance(model, mujoco.MjModel) and isinstance(data, mujoco.MjData):
+            return model, data
+    raise TypeError(f"{type(env).__name__} holds no MuJoCo model")
+
+
+class ImageGoalEnv:
+    """A goal-conditioned environment that renders observation and goal images.
+
+    reset(seed) samples a goal from the environment's own distribution (or takes
+    `goal=`), renders the goal image by putting the simulator in the goal state and
+    restoring it exactly, and returns the first Step. Episodes end after
+    `spec.episode_length` steps.
+    """
+
+    def __init__(self, spec: EnvSpec, image_size: int = 64, render_images: bool = True):
+        self.spec = spec
+        self.image_size = spec.image_size or image_size
+        self.render_images = render_images
+        self._env = gym.make(spec.gym_id, max_episode_steps=spec.episode_length, **spec.make_kwargs)
+        self.unwrapped = self._env.unwrapped
+        self.model, self.data = find_simulation(self.unwrapped)
+        self._hide_markers()
+        self.task = TASKS[spec.task](self.unwrapped, self.model, self.data, **spec.task_kwargs)
+        self.renderer = FastRenderer(self.model, self.image_size, self.image_size, spec.camera) if render_images else None
+        self.action_space = self._env.action_space
+        self.rng = np.random.default_rng()
+        self.goal: np.ndarray | None = None
+        self.goal_image: np.ndarray | None = None
+        self._t = 0
+        self._saved = np.empty(mujoco.mj_stateSize(self.model, FULL_STATE))
+
+    def _hide_markers(self) -> None:
+        for kind, names in self.spec.hide.items():
+            obj = mujoco.mjtObj.mjOBJ_SITE if kind == "sites" else mujoco.mjtObj.mjOBJ_GEOM
+            rgba = self.model.site_rgba if kind == "sites" else self.model.geom_rgba
+            for name in names:
+                index = mujoco.mj_name2id(self.model, obj, name)
+                if index < 0:
+                    raise ConfigError(f"envs/{self.spec.name}.yaml: hide.{kind} names '{name}', which the model lacks")
+                rgba[index, 3] = 0.0
+
+    # --- the simulator state ------------------------------------------------------------
+    def get_state(self) -> np.ndarray:
+        state = np.empty(mujoco.mj_stateSize(self.model, FULL_STATE))
+        mujoco.mj_getState(self.model, self.data, state, FULL_STATE)
+        return state
+
+    def set_state(self, state: np.ndarray) -> None:
+        mujoco.mj_setState(self.model, self.data, state, FULL_STATE)
+        mujoco.mj_forward(self.model, self.data)
+
+    # --- images -------------------------------------------------------------------------
+    def render(self) -> np.ndarray:
+        if self.renderer is None:
+            raise RuntimeError("this env was made with render_images=False")
+        return self.renderer.render(self.data)
+
+    def render_goal(self, goal: np.ndarray | None = None) -> np.ndarray:
+        """Render the scene in the goal state, then restore the exact previous state."""
+        goal = self.goal if goal is None else np.asarray(goal, dtype=np.float64)
+        mujoco.mj_getState(self.model, self.data, self._saved, FULL_STATE)
+        try:
+            self.task.apply_goal(goal)
+            mujoco.mj_forward(self.model, self.data)
+            return self.render()
+        finally:
+            self.set_state(self._saved)
+
+    # --- the episode --------------------------------------------------------------------
+    def sample_goal(self) -> np.ndarray:
+        return np.asarray(self.task.sample_goal(self.rng), dtype=np.float64)
+
+    def reset(self, seed: int | None = None, goal: np.ndarray | None = None) -> Step:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+            self._env.action_space.seed(seed)
+        obs, _ = self._env.reset(seed=seed)
+        self.goal = self.sample_goal() if goal is None else np.asarray(goal, dtype=np.float64)
+        self.task.set_goal(self.goal)
+        self.goal_image = self.render_goal() if self.render_images else None
+        self._t = 0
+        return self._step_record(obs, reward=0.0)
+
+    def step(self, action: np.ndarray) -> Step:
+        if self.goal is None:
+            raise RuntimeError("call reset() before step()")
+        obs, reward, terminated, _, _ = self._env.step(action)
+        self._t += 1
+        return self._step_record(
+            obs, float(reward), terminated=bool(terminated), truncated=self._t >= self.spec.episode_length
+        )
+
+    def _step_record(self, obs, reward: float, terminated: bool = False, truncated: bool = False) -> Step:
+        achieved = self.task.achieved_goal()
+        distance = float(np.linalg.norm(achieved - self.goal))
+        return Step(
+            image=self.render() if self.render_images else None,
+            goal_image=self.goal_image,
+            state=self.task.state(obs),
+            achieved_goal=achieved,
+            desired_goal=self.goal.copy(),
+            distance=distance,
+            success=distance < self.spec.success_threshold,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+        )
+
+    def close(self) -> None:
+        if self.renderer is not None:
+            self.renderer.close()
+        self._env.close()
+
+    def __enter__(self) -> "ImageGoalEnv":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def make_env(name: str, image_size: int = 64, render_images: bool = True, root: Path | None = None) -> ImageGoalEnv:
+    return ImageGoalEnv(load_spec(name, root), image_size=image_size, render_images=render_images)

@@ -1,0 +1,34 @@
+"""Choose the headless OpenGL backend before anything imports mujoco.
+
+MuJoCo reads `MUJOCO_GL` once, when it is first imported. We default to EGL and
+fall back to OSMesa; a machine with neither gets one line naming the packages.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+
+MISSING_GL = (
+    "no headless OpenGL found: install Debian's libegl1 and libgl1-mesa-dri (EGL) "
+    "or libosmesa6 (OSMesa), e.g. `apt-get install -y libegl1 libgl1-mesa-dri libosmesa6`"
+)
+
+_LIBRARY = {"egl": "EGL", "osmesa": "OSMesa"}
+
+
+class GLUnavailable(RuntimeError):
+    pass
+
+
+def select_backend() -> str:
+    """Set MUJOCO_GL (and PYOPENGL_PLATFORM) if the user has not; return the backend."""
+    chosen = os.environ.get("MUJOCO_GL")
+    if chosen:
+        return chosen
+    for backend in ("egl", "osmesa"):
+        if ctypes.util.find_library(_LIBRARY[backend]):
+            os.environ["MUJOCO_GL"] = backend
+            os.environ.setdefault("PYOPENGL_PLATFORM", backend)
+            return backend
+    raise GLUnavailable(MISSING_GL)

@@ -1,0 +1,1 @@
+"""JSON schemas for params.yaml and envs/*.yaml."""

@@ -1,0 +1,86 @@
+"""HDF5 datasets: deterministic bytes, atomic writes, clear errors for bad files, via the real CLI."""
+
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from visgoal.data import DatasetError, ImageDataset, write_dataset
+from visgoal.envs import make_env
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "visgoal", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def smoke_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds") / "vae_dataset.h5"
+    result = run_cli("dataset", "--env", "point_maze", "--profile", "smoke", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_cli_writes_dataset_and_samples(smoke_dataset):
+    data = ImageDataset(smoke_dataset)
+    assert len(data) == 64 and data.image_shape == (64, 64, 3)
+    is_goal = data.read("is_goal", slice(None))
+    assert is_goal.sum() == 32, "half goal images, half observations"
+    goals = data.read("achieved_goal", slice(None))[is_goal]
+    desired = data.read("desired_goal", slice(None))[is_goal]
+    assert np.array_equal(goals, desired), "a goal frame shows its goal"
+    assert data.attrs["env"] == "point_maze" and data.attrs["seed"] == 0 and "mujoco" in data.attrs["versions"]
+    assert (smoke_dataset.parent / "dataset_samples.png").stat().st_size > 0
+
+
+def test_same_seed_gives_byte_identical_file(smoke_dataset, tmp_path):
+    again = tmp_path / "again.h5"
+    assert run_cli("dataset", "--env", "point_maze", "--profile", "smoke", "--out", str(again), "--quiet").returncode == 0
+    assert again.read_bytes() == smoke_dataset.read_bytes()
+    other = tmp_path / "other.h5"
+    assert run_cli("dataset", "--env", "point_maze", "--profile", "smoke", "--set", "dataset.seed=1",
+                   "--out", str(other), "--quiet").returncode == 0
+    assert other.read_bytes() != smoke_dataset.read_bytes()
+
+
+def test_interrupted_write_leaves_no_file(tmp_path):
+    class Interrupt(Exception):
+        pass
+
+    env = make_env("inverted_pendulum", image_size=16)
+    calls = {"n": 0}
+    step = env.step
+
+    def failing_step(action):
+        calls["n"] += 1
+        if calls["n"] > 10:
+            raise Interrupt
+        return step(action)
+
+    env.step = failing_step
+    with pytest.raises(Interrupt):
+        write_dataset(env, tmp_path / "cut.h5", frames=64, seed=0, chunk_frames=8, progress=False)
+    env.close()
+    assert list(tmp_path.iterdir()) == [], "no file, not even a temporary one"
+
+
+def test_truncated_file_gets_a_clear_error(smoke_dataset, tmp_path):
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(smoke_dataset.read_bytes()[:5000])
+    with pytest.raises(DatasetError, match="truncated or corrupt.*visgoal dataset"):
+        ImageDataset(cut)
+    result = run_cli("dataset", "--env", "nope", "--out", str(tmp_path / "x.h5"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: unknown environment 'nope'" in result.stderr.strip().splitlines()[-1]
+
+
+def test_foreign_and_incomplete_files_get_clear_errors(tmp_path):
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(DatasetError, match="not a visgoal image dataset"):
+        ImageDataset(foreign)
+    with pytest.raises(DatasetError, match="not found"):
+        ImageDataset(tmp_path / "missing.h5")

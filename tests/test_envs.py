@@ -1,0 +1,118 @@
+"""Every environment: shapes, goal images, exact state restore, hidden goal markers, clear errors."""
+
+import mujoco
+import numpy as np
+import pytest
+
+from conftest import ENVS
+from visgoal.config import ConfigError
+from visgoal.envs import available_envs, load_spec, make_env
+
+
+def test_all_six_environments_have_specs():
+    assert set(ENVS) <= set(available_envs())
+
+
+@pytest.fixture(scope="module", params=ENVS)
+def env(request):
+    env = make_env(request.param, image_size=32)
+    yield env
+    env.close()
+
+
+def test_reset_step_render_shapes(env):
+    first = env.reset(seed=3)
+    assert first.image.shape == (32, 32, 3) and first.image.dtype == np.uint8
+    assert first.goal_image.shape == (32, 32, 3) and first.goal_image.dtype == np.uint8
+    step = env.step(env.action_space.sample())
+    assert step.image.shape == (32, 32, 3)
+    assert step.state.ndim == 1 and step.achieved_goal.shape == step.desired_goal.shape
+    assert step.distance == pytest.approx(np.linalg.norm(step.achieved_goal - step.desired_goal))
+    assert step.success == (step.distance < env.spec.success_threshold)
+    assert step.image.std() > 0, "the camera sees something, not a blank frame"
+
+
+def test_goal_image_differs_from_observation(env):
+    step = env.reset(seed=4)
+    assert not step.success, "a goal reached at reset would make this check meaningless"
+    assert np.abs(step.goal_image.astype(int) - step.image.astype(int)).sum() > 0
+
+
+def test_goal_state_shows_the_goal(env):
+    """In the goal state the true distance to the goal is within the success threshold."""
+    env.reset(seed=5)
+    saved = env.get_state()
+    env.task.apply_goal(env.goal)
+    mujoco.mj_forward(env.model, env.data)
+    assert np.linalg.norm(env.task.achieved_goal() - env.goal) < env.spec.success_threshold
+    env.set_state(saved)
+
+
+def test_state_is_restored_exactly_after_goal_render(env):
+    actions = [np.full(env.action_space.shape, v, dtype=env.action_space.dtype) for v in (0.3, -0.2, 0.5, 0.1)]
+
+    def rollout(render_goal_midway: bool) -> np.ndarray:
+        env.reset(seed=6)
+        for action in actions[:3]:
+            env.step(action)
+        if render_goal_midway:
+            before = env.get_state()
+            env.render_goal(env.sample_goal())
+            assert np.array_equal(env.get_state(), before)
+        env.step(actions[3])
+        return env.get_state()
+
+    # ... and the future is unchanged: the same actions lead to the same state.
+    assert np.array_equal(rollout(render_goal_midway=True), rollout(render_goal_midway=False))
+
+
+def test_goal_markers_are_hidden(env):
+    """Moving a hidden marker changes no pixel: the observation cannot leak the goal."""
+    hidden = env.spec.hide.get("sites", [])
+    if env.spec.name in ("fetch_reach", "point_maze", "ant_maze", "adroit_relocate"):
+        assert hidden, f"{env.spec.name} draws a goal marker that must be hidden"
+    env.reset(seed=7)
+    for name in hidden:
+        site = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_SITE, name)
+        assert env.model.site_rgba[site, 3] == 0
+        image = env.render()
+        original, size = env.model.site_pos[site].copy(), env.model.site_size[site].copy()
+        env.model.site_size[site] = size * 3  # so the positive control shows at 32x32 too
+        # Put the marker at the goal, where the env itself would draw it (site_pos is parent-relative).
+        offset = env.data.site_xpos[site] - env.model.site_pos[site]
+        target = env.data.site_xpos[site].copy()
+        target[: min(3, env.goal.size)] = env.goal[:3]
+        env.model.site_pos[site] = target - offset
+        mujoco.mj_kinematics(env.model, env.data)
+        moved = env.render()
+        env.model.site_rgba[site, 3] = 1.0
+        visible = env.render()
+        env.model.site_rgba[site, 3] = 0.0
+        env.model.site_pos[site], env.model.site_size[site] = original, size
+        mujoco.mj_forward(env.model, env.data)
+        assert np.array_equal(image, moved)
+        assert not np.array_equal(moved, visible), "the marker is where the camera can see it"
+
+
+def test_reset_is_deterministic_per_seed(env):
+    a = env.reset(seed=11)
+    b = env.reset(seed=11)
+    assert np.array_equal(a.desired_goal, b.desired_goal)
+    assert np.array_equal(a.goal_image, b.goal_image) and np.array_equal(a.image, b.image)
+
+
+def test_unknown_environment_gets_a_clear_error():
+    with pytest.raises(ConfigError, match="unknown environment 'fetch_rech'.*known: .*fetch_reach"):
+        load_spec("fetch_rech")
+
+
+def test_bad_spec_gets_a_clear_error(tmp_path, root):
+    (tmp_path / "envs").mkdir()
+    text = (root / "envs" / "fetch_reach.yaml").read_text().replace("episode_length", "episode_lenght")
+    (tmp_path / "envs" / "typo.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="unknown key 'episode_lenght'"):
+        load_spec("typo", root=tmp_path)
+    (tmp_path / "envs" / "task.yaml").write_text(text.replace("episode_lenght", "episode_length")
+                                                 .replace("gripper_position", "gripper_pos"))
+    with pytest.raises(ConfigError, match="unknown task 'gripper_pos'"):
+        load_spec("task", root=tmp_path)
