@@ -116,3 +116,31 @@ def test_bad_spec_gets_a_clear_error(tmp_path, root):
                                                  .replace("gripper_position", "gripper_pos"))
     with pytest.raises(ConfigError, match="unknown task 'gripper_pos'"):
         load_spec("task", root=tmp_path)
+
+
+def test_missing_gl_libraries_get_one_line_naming_the_packages(monkeypatch):
+    from visgoal.envs import gl
+
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    monkeypatch.setattr(gl.ctypes.util, "find_library", lambda name: None)
+    assert gl.select_backend() is None
+    monkeypatch.setenv("MUJOCO_GL", "none")
+    from visgoal.envs import render
+
+    monkeypatch.setattr(render, "_context", None)
+    with pytest.raises(gl.GLUnavailable, match="libegl1 and libgl1-mesa-dri.*libosmesa6"):
+        render.gl_context()
+
+
+def test_process_exits_cleanly_without_closing(root):
+    """The GL context is freed once, at exit, with no errors from destructors."""
+    import subprocess
+    import sys
+
+    code = ("from visgoal.envs import make_env\n"
+            "a = make_env('point_maze', image_size=16); b = make_env('inverted_pendulum', image_size=16)\n"
+            "a.reset(seed=0); b.reset(seed=0); print(a.render().shape, b.render().shape)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "(16, 16, 3) (16, 16, 3)" in result.stdout
+    assert "Exception ignored" not in result.stderr and "Error" not in result.stderr, result.stderr

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from visgoal.config import PROFILE_ENV_VAR, PROFILES, ConfigError, Params, load_params
@@ -44,11 +45,14 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     params = _resolve(args)
     out = args.out or Path("results") / args.env / "vae_dataset.h5"
     cfg = params["dataset"]
+    start = time.perf_counter()
     with make_env(args.env, image_size=params["render"]["image_size"]) as env:
         write_dataset(env, out, frames=cfg["frames"], seed=cfg["seed"], chunk_frames=cfg["chunk_frames"],
                       compression_level=cfg["compression_level"],
                       attrs={"profile": params.profile, "dataset": cfg, "render": params["render"]},
                       progress=not args.quiet)
+    seconds = time.perf_counter() - start
+    log.info("%d frames in %.1f s: %.1f frames/s", cfg["frames"], seconds, cfg["frames"] / seconds)
     samples = out.with_name("dataset_samples.png")
     save_png(_sample_grid(out), samples, scale=2)
     log.info("wrote %s and %s", out, samples)

@@ -21,8 +21,12 @@ class GLUnavailable(RuntimeError):
     pass
 
 
-def select_backend() -> str:
-    """Set MUJOCO_GL (and PYOPENGL_PLATFORM) if the user has not; return the backend."""
+def select_backend() -> str | None:
+    """Set MUJOCO_GL (and PYOPENGL_PLATFORM) if the user has not; return the backend.
+
+    Returns None when neither library is installed: importing still works (the
+    state-based baseline needs no images), and the first render raises GLUnavailable.
+    """
     chosen = os.environ.get("MUJOCO_GL")
     if chosen:
         return chosen
@@ -31,4 +35,4 @@ def select_backend() -> str:
             os.environ["MUJOCO_GL"] = backend
             os.environ.setdefault("PYOPENGL_PLATFORM", backend)
             return backend
-    raise GLUnavailable(MISSING_GL)
+    return None

@@ -11,6 +11,7 @@ EGL errors when the interpreter tears the context down first).
 from __future__ import annotations
 
 import atexit
+import os
 import weakref
 
 from visgoal.envs.gl import MISSING_GL, GLUnavailable, select_backend
@@ -30,6 +31,8 @@ def gl_context() -> "mujoco.GLContext":
     """The process's single GL context, made current."""
     global _context
     if _context is None:
+        if _backend() not in ("egl", "osmesa", "glfw"):
+            raise GLUnavailable(MISSING_GL)
         try:
             _context = mujoco.GLContext(_MAX_SIDE, _MAX_SIDE)
         except Exception as err:  # the backend library is there but cannot make a context
@@ -40,9 +43,7 @@ def gl_context() -> "mujoco.GLContext":
 
 
 def _backend() -> str:
-    import os
-
-    return os.environ.get("MUJOCO_GL", "?")
+    return os.environ.get("MUJOCO_GL", "none")
 
 
 def _shutdown() -> None:
