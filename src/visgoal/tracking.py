@@ -24,12 +24,21 @@ def tracking_uri() -> str:
 
 
 def init_store() -> str:
-    """Create the tracking store's schema now (idempotent); returns the URI."""
+    """Create the tracking store's schema now (idempotent) and make it the active one; returns the URI.
+
+    For the SQLite store, creation happens under a file lock: parallel stages that
+    start together (snakemake --cores 2) otherwise race in MLflow's schema migration.
+    """
     import mlflow
+    from filelock import FileLock
 
     uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{db}.lock"):
+            mlflow.MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the schema
     mlflow.set_tracking_uri(uri)
-    mlflow.MlflowClient(uri).search_experiments(max_results=1)  # runs the schema migration once
     return uri
 
 
