@@ -7,10 +7,16 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
+onstart:
+    # Create the MLflow store once, before parallel jobs start.
+    shell(f"{PYTHON} -c 'from visgoal.tracking import init_store; init_store()'")
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/dataset.smk"
+include: "workflow/rules/vae.smk"
 
 
 rule all:
     input:
-        expand("results/{env}/vae_dataset.h5", env=config["envs"]),
+        expand("results/{env}/vae.pt", env=config["envs"]),
