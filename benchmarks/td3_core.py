@@ -1,0 +1,52 @@
+"""TD3 core throughput and replay memory: prints numbers.
+
+    python benchmarks/td3_core.py
+
+- TD3 updates per second (batch 256, FetchReach sizes: 10-d state + 3-d goal, 4-d action), 1 thread;
+- replay sampling with HER relabelling, batches per second;
+- replay memory per 100k transitions for uint8 images at 64x64 and 128x128, and for latents.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from visgoal.agents.replay import EpisodeReplay, negative_distance
+from visgoal.agents.td3 import TD3Agent, TD3Config
+
+
+def timed(fn, n: int) -> float:
+    fn()
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    agent = TD3Agent(13, 4, -np.ones(4), np.ones(4), TD3Config(), rng)
+    batch = {"obs": torch.randn(256, 10), "goal": torch.randn(256, 3), "next_obs": torch.randn(256, 10),
+             "action": torch.rand(256, 4) * 2 - 1, "reward": -torch.rand(256), "terminated": torch.zeros(256)}
+    print(f"td3 update (batch 256, [64, 64] nets):   {timed(lambda: agent.update(batch), 2000):8.0f} updates/s")
+
+    replay = EpisodeReplay(100_000, 50, (10,), 3, 4, {"future": 0.8}, negative_distance)
+    for _ in range(400):
+        replay.add_episode(rng.normal(size=(51, 10)), rng.normal(size=(51, 3)), rng.normal(size=3),
+                           rng.normal(size=(50, 4)), np.zeros(50), np.zeros(50))
+    print(f"replay sample + HER (batch 256):         {timed(lambda: replay.sample(256, rng), 2000):8.0f} batches/s")
+
+    for label, shape, dtype in (("64x64 uint8 images", (64, 64, 3), np.uint8),
+                                ("128x128 uint8 images", (128, 128, 3), np.uint8),
+                                ("16-d float32 latents", (16,), np.float32)):
+        buffer = EpisodeReplay(100_000, 50, shape, 16, 4, {"future": 0.8}, negative_distance, obs_dtype=dtype)
+        total = sum(getattr(buffer, name).nbytes for name in EpisodeReplay.FIELDS)
+        print(f"replay memory per 100k transitions, {label:<22} {total / 2**30:7.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()

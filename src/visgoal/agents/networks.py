@@ -1,0 +1,91 @@
+"""Small MLPs for the actor and the twin critics, and a running input normalizer."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, width), nn.ReLU()]
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class Normalizer(nn.Module):
+    """Running mean/std of the network input, clipped; its statistics are buffers, so they
+    travel with the weights in policy.pt and checkpoints. Disabled: the identity."""
+
+    def __init__(self, dim: int, enabled: bool = True, clip: float = 5.0, eps: float = 1e-2):
+        super().__init__()
+        self.enabled, self.clip, self.eps = enabled, clip, eps
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("m2", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("shift", torch.zeros(dim))  # float32 mean and std, recomputed by update()
+        self.register_buffer("scale", torch.ones(dim))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Chan et al.'s parallel update of mean and sum of squared deviations with a batch."""
+        if not self.enabled or len(x) == 0:
+            return
+        var, mean = torch.var_mean(x, dim=0, correction=0)
+        n, mean = float(len(x)), mean.to(torch.float64)
+        delta = mean - self.mean
+        total = self.count + n
+        self.m2 += var.to(torch.float64) * n + delta**2 * self.count * n / total
+        self.mean += delta * n / total
+        self.count.copy_(total)
+        if total >= 2:
+            self.shift.copy_(self.mean)
+            self.scale.copy_((self.m2 / total).sqrt().clamp_min(self.eps))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
+        return ((x - self.shift) / self.scale).clamp(-self.clip, self.clip)
+
+
+class Actor(nn.Module):
+    """Deterministic policy pi(s, g) -> action in [-1, 1]; `to_env` scales it into the env's box.
+
+    The agent, the replay buffer and all noise work in [-1, 1], so TD3's noise scales
+    mean the same on every environment. The input normalizer lives here so that
+    policy.pt is self-contained; during updates the agent normalizes a batch once and
+    calls `from_normalized`."""
+
+    def __init__(self, input_dim: int, action_dim: int, hidden: list[int], action_low, action_high,
+                 normalize: bool = True):
+        super().__init__()
+        self.normalizer = Normalizer(input_dim, enabled=normalize)
+        self.net = mlp(input_dim, hidden, action_dim)
+        low, high = torch.as_tensor(action_low, dtype=torch.float32), torch.as_tensor(action_high, dtype=torch.float32)
+        self.register_buffer("action_scale", (high - low) / 2)
+        self.register_buffer("action_bias", (high + low) / 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.from_normalized(self.normalizer(x))
+
+    def from_normalized(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(x))
+
+    def to_env(self, action: torch.Tensor) -> torch.Tensor:
+        return action * self.action_scale + self.action_bias
+
+
+class Critic(nn.Module):
+    """Twin Q-functions Q1, Q2(s, g, a) (TD3, Fujimoto et al. 2018, section 4.2: clipped double Q).
+    Takes normalized inputs. (One ensemble with batched matmuls measured no faster on CPU.)"""
+
+    def __init__(self, input_dim: int, action_dim: int, hidden: list[int]):
+        super().__init__()
+        self.q1 = mlp(input_dim + action_dim, hidden, 1)
+        self.q2 = mlp(input_dim + action_dim, hidden, 1)
+
+    def forward(self, x: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xa = torch.cat([x, action], dim=-1)
+        return self.q1(xa).squeeze(-1), self.q2(xa).squeeze(-1)

@@ -1,0 +1,129 @@
+"""Episode replay: whole episodes, so every transition knows its future (for goal relabelling).
+
+Episodes live in preallocated ring arrays `[n_episodes, T(+1), ...]` (numpy's zeros are
+lazily backed, so a large capacity costs memory only as it fills). Sampling is
+vectorized: one numpy call per field, no per-sample Python loop.
+
+Relabelling (HER, Andrychowicz et al. 2017, section 3.4; RIG, Nair et al. 2018, section 4.3)
+replaces a sampled transition's goal, with mixture weights from `replay.relabel`:
+  future  - an achieved goal later in the same episode ("future" strategy, k=4 <=> 0.8)
+  episode - an achieved goal anywhere in the same episode
+  buffer  - an achieved goal from any stored episode
+  prior   - a goal drawn by `goal_sampler(n, rng)` (RIG: a latent from the VAE prior)
+The rest keep the episode's own goal. Rewards are recomputed on the final goal by
+`reward_fn(next_achieved, goal, env_reward)`. `batch_hook(batch, rng)` may add to a
+batch afterwards (TDM: the horizon tau).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+STRATEGIES = ("original", "future", "episode", "buffer", "prior")
+
+RewardFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def negative_distance(next_achieved: np.ndarray, goal: np.ndarray, env_reward: np.ndarray) -> np.ndarray:
+    """Dense goal reward: -||achieved' - g||."""
+    return -np.linalg.norm(next_achieved - goal, axis=-1).astype(np.float32)
+
+
+def env_reward(next_achieved: np.ndarray, goal: np.ndarray, env_reward: np.ndarray) -> np.ndarray:
+    """The environment's own reward (a task without goals)."""
+    return env_reward
+
+
+def mixture(relabel: dict[str, float]) -> np.ndarray:
+    """Probabilities over STRATEGIES; what the relabel weights leave over keeps the original goal."""
+    unknown = set(relabel) - set(STRATEGIES[1:])
+    if unknown:
+        raise ValueError(f"replay.relabel: unknown strategy {sorted(unknown)} (known: {', '.join(STRATEGIES[1:])})")
+    weights = np.array([float(relabel.get(name, 0.0)) for name in STRATEGIES[1:]])
+    if (weights < 0).any() or weights.sum() > 1 + 1e-9:
+        raise ValueError(f"replay.relabel: weights must be >= 0 and sum to at most 1, got {relabel}")
+    return np.concatenate([[max(0.0, 1.0 - weights.sum())], weights])
+
+
+class EpisodeReplay:
+    def __init__(self, capacity: int, max_length: int, obs_shape: tuple[int, ...], goal_dim: int, action_dim: int,
+                 relabel: dict[str, float], reward_fn: RewardFn, obs_dtype=np.float32,
+                 goal_sampler: Callable | None = None, batch_hook: Callable | None = None):
+        self.max_length = max_length
+        self.n_episodes = max(1, capacity // max_length)
+        self.probs = mixture(relabel)
+        if self.probs[STRATEGIES.index("prior")] > 0 and goal_sampler is None:
+            raise ValueError("replay.relabel.prior > 0 needs a goal_sampler (a latent prior); td3 has none")
+        self.reward_fn, self.goal_sampler, self.batch_hook = reward_fn, goal_sampler, batch_hook
+        E, T = self.n_episodes, max_length
+        self.obs = np.zeros((E, T + 1, *obs_shape), obs_dtype)  # images: uint8
+        self.achieved = np.zeros((E, T + 1, goal_dim), np.float32)
+        self.goal = np.zeros((E, goal_dim), np.float32)
+        self.action = np.zeros((E, T, action_dim), np.float32)
+        self.env_reward = np.zeros((E, T), np.float32)
+        self.terminated = np.zeros((E, T), np.float32)
+        self.length = np.zeros(E, np.int64)
+        self.next_index, self.size = 0, 0
+
+    FIELDS = ("obs", "achieved", "goal", "action", "env_reward", "terminated", "length")
+
+    @property
+    def transitions(self) -> int:
+        return int(self.length[: self.size].sum())
+
+    def add_episode(self, obs, achieved, goal, action, env_reward, terminated) -> None:
+        """One episode of n steps: obs and achieved have n+1 rows (the first is the reset)."""
+        n = len(action)
+        if not 0 < n <= self.max_length or len(obs) != n + 1 or len(achieved) != n + 1:
+            raise ValueError(f"episode of {n} steps (obs {len(obs)}, achieved {len(achieved)}) "
+                             f"does not fit max_length {self.max_length}")
+        i = self.next_index
+        self.obs[i, : n + 1], self.achieved[i, : n + 1], self.goal[i] = obs, achieved, goal
+        self.action[i, :n], self.env_reward[i, :n], self.terminated[i, :n] = action, env_reward, terminated
+        self.length[i] = n
+        self.next_index = (i + 1) % self.n_episodes
+        self.size = min(self.size + 1, self.n_episodes)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        lengths = self.length[: self.size]
+        # Uniform over stored transitions: an episode in proportion to its length, then a step in it.
+        ep = rng.choice(self.size, size=batch_size, p=lengths / lengths.sum())
+        n = lengths[ep]
+        t = (rng.random(batch_size) * n).astype(np.int64)
+        strategy = rng.choice(len(STRATEGIES), size=batch_size, p=self.probs)
+        goal = self.goal[ep].copy()
+
+        pick = strategy == STRATEGIES.index("future")  # achieved goal at a step in (t, n]
+        idx = t[pick] + 1 + (rng.random(pick.sum()) * (n[pick] - t[pick])).astype(np.int64)
+        goal[pick] = self.achieved[ep[pick], idx]
+        pick = strategy == STRATEGIES.index("episode")  # any achieved goal of the episode, [0, n]
+        idx = (rng.random(pick.sum()) * (n[pick] + 1)).astype(np.int64)
+        goal[pick] = self.achieved[ep[pick], idx]
+        pick = strategy == STRATEGIES.index("buffer")  # any achieved goal in the buffer
+        other = rng.integers(0, self.size, size=pick.sum())
+        idx = (rng.random(pick.sum()) * (lengths[other] + 1)).astype(np.int64)
+        goal[pick] = self.achieved[other, idx]
+        pick = strategy == STRATEGIES.index("prior")
+        if pick.any():
+            goal[pick] = self.goal_sampler(int(pick.sum()), rng)
+
+        batch = {
+            "obs": self.obs[ep, t], "next_obs": self.obs[ep, t + 1], "action": self.action[ep, t],
+            "achieved": self.achieved[ep, t], "next_achieved": self.achieved[ep, t + 1], "goal": goal,
+            "env_reward": self.env_reward[ep, t], "terminated": self.terminated[ep, t],
+            "t": t, "length": n, "strategy": strategy,
+        }
+        batch["reward"] = self.reward_fn(batch["next_achieved"], goal, batch["env_reward"])
+        return self.batch_hook(batch, rng) if self.batch_hook else batch
+
+    # --- snapshots: only the filled part ----------------------------------------------
+    def state_dict(self) -> dict:
+        return {"next_index": self.next_index, "size": self.size,
+                **{name: getattr(self, name)[: self.size].copy() for name in self.FIELDS}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.next_index, self.size = state["next_index"], state["size"]
+        for name in self.FIELDS:
+            getattr(self, name)[: self.size] = state[name]

@@ -1,0 +1,258 @@
+"""The Workspace: owns the environment, replay buffer, agent, logger and snapshots.
+
+`train()` is what `python -m visgoal train` calls. A run writes into its out_dir:
+  checkpoint.pt  - everything needed to continue (weights, optimizers, replay, counters,
+                   numpy/torch/env RNG states); written atomically every
+                   `train.checkpoint_every` env steps, at an episode boundary
+  curve.csv      - env_steps, eval_success_rate, eval_final_distance, eval_return, wall_clock_s
+  policy.pt      - the final actor: {"weights": state_dict, "meta": {...}}, loadable with
+                   torch.load(weights_only=True)
+A run killed at any moment and started again with the same command continues from
+its last checkpoint, in the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from visgoal.agents.replay import EpisodeReplay, env_reward, negative_distance
+from visgoal.agents.td3 import TD3Agent, TD3Config
+from visgoal.evaluation import StatePolicy, evaluate_policy, summary
+from visgoal.files import atomic_output
+
+log = logging.getLogger("visgoal")
+
+CURVE_COLUMNS = ("env_steps", "eval_success_rate", "eval_final_distance", "eval_return", "wall_clock_s")
+
+
+def set_seed_everywhere(seed: int) -> np.random.Generator:
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def train(env: str, method: str, seed: int, out_dir, params, vae=None, progress: bool = True) -> Path:
+    if method in ("tdm", "rig"):
+        raise ValueError(f"method '{method}' needs the image agents (not built yet)")
+    if method != "td3":
+        raise ValueError(f"unknown method '{method}' (choose td3, tdm or rig)")
+    workspace = Workspace(env, method, seed, Path(out_dir), params, progress)
+    try:
+        workspace.run()
+    finally:
+        workspace.close()
+    return Path(out_dir)
+
+
+class Workspace:
+    def __init__(self, env_name: str, method: str, seed: int, out_dir: Path, params, progress: bool = True):
+        from visgoal.envs import make_env
+
+        torch.set_num_threads(1)  # small networks: threads only contend on a shared machine
+        self.env_name, self.method, self.seed, self.out_dir, self.params = env_name, method, seed, out_dir, params
+        self.cfg, self.progress = params["train"], progress
+        self.rng = set_seed_everywhere(seed)
+        self.env = make_env(env_name, render_images=False)
+        self.eval_env = make_env(env_name, render_images=False)
+        # The state baseline learns the env's own reward where the goal is not the task (inverted_pendulum).
+        self.goal_conditioned = env_name not in params["td3"]["env_reward_envs"]
+        first = self.env.reset(seed=seed)
+        goal_dim = len(first.desired_goal) if self.goal_conditioned else 0
+        action_dim = self.env.action_space.shape[0]
+        td3 = TD3Config(**{f.name: params["td3"][f.name] for f in fields(TD3Config)})
+        self.agent = TD3Agent(len(first.state) + goal_dim, action_dim, self.env.action_space.low,
+                              self.env.action_space.high, td3, self.rng)
+        replay = params["replay"]
+        self.replay = EpisodeReplay(
+            replay["capacity"], self.env.spec.episode_length, first.state.shape, goal_dim, action_dim,
+            relabel=replay["relabel"] if self.goal_conditioned else {},
+            reward_fn=negative_distance if self.goal_conditioned else env_reward)
+        self.policy = StatePolicy(self.agent.actor, self.goal_conditioned)
+        self.env_steps, self.episodes, self.wall_clock = 0, 0, 0.0
+        self.next_eval, self.next_checkpoint = self.cfg["eval_every"], self.cfg["checkpoint_every"]
+        self.curve: list[dict] = []
+        self.run_id: str | None = None
+        self.needs_reset = False  # the seeded reset above starts the first episode
+        self.first = first
+
+    # --- the loop -------------------------------------------------------------------------
+    def run(self) -> None:
+        import mlflow
+        from tqdm import tqdm
+
+        from visgoal.tracking import base_tags, experiment_name, init_store, run_name
+
+        resumed = self.load_checkpoint()
+        init_store()
+        mlflow.set_experiment(experiment_name(self.env_name))
+        if self.run_id:
+            mlflow.start_run(run_id=self.run_id)
+        else:
+            mlflow.start_run(run_name=run_name(self.method, self.seed),
+                             tags=base_tags(self.env_name, self.method, self.params.profile, self.seed))
+            self.run_id = mlflow.active_run().info.run_id
+            mlflow.log_params({k: str(v)[:500] for k, v in self.params.flat().items()})
+        if resumed:
+            log.info("resumed %s from its checkpoint at env step %d", self.out_dir, self.env_steps)
+        total = self.cfg["total_steps"]
+        self.bar = tqdm(total=total, initial=self.env_steps, unit="step", desc=f"{self.env_name}/{self.method}",
+                        disable=not self.progress)
+        started, cpu_started, start_steps = time.monotonic(), time.process_time(), self.env_steps
+        self.start_wall = time.monotonic() - self.wall_clock
+        try:
+            while self.env_steps < total:
+                self.run_episode(total)
+                if self.env_steps >= self.next_eval or self.env_steps >= total:
+                    self.evaluate()
+                    self.next_eval = (self.env_steps // self.cfg["eval_every"] + 1) * self.cfg["eval_every"]
+                if self.env_steps >= self.next_checkpoint or self.env_steps >= total:
+                    self.save_checkpoint()
+                    self.next_checkpoint = (self.env_steps // self.cfg["checkpoint_every"] + 1) * \
+                        self.cfg["checkpoint_every"]
+            if not self.curve or self.curve[-1]["env_steps"] != self.env_steps:
+                self.evaluate()
+            self.save_policy()
+            # Per CPU-second too: on a shared machine wall-clock speed says more about the neighbours.
+            steps = self.env_steps - start_steps
+            sps = steps / max(time.monotonic() - started, 1e-9)
+            cpu_sps = steps / max(time.process_time() - cpu_started, 1e-9)
+            mlflow.log_metrics({"charts/run_steps_per_second": sps, "charts/run_steps_per_cpu_second": cpu_sps},
+                               step=self.env_steps)
+            log.info("trained %s/%s seed %d: %d env steps (this session: %.0f steps/s, %.0f per CPU-second, "
+                     "evaluations included), eval success %.3f -> %s", self.env_name, self.method, self.seed,
+                     self.env_steps, sps, cpu_sps, self.curve[-1]["eval_success_rate"], self.out_dir)
+            mlflow.end_run()
+        except BaseException:
+            mlflow.end_run(status="KILLED")
+            raise
+        finally:
+            self.bar.close()
+
+    def run_episode(self, total: int) -> None:
+        """Act for one episode (random actions before learning_starts), updating every step after it."""
+        step = self.env.reset() if self.needs_reset else self.first
+        self.needs_reset = True
+        self.agent.noise.reset()
+        goal = self.policy.goal(step)
+        obs, achieved, actions, rewards, terminated = [step.state], [self.achieved(step)], [], [], []
+        metrics: list[dict] = []
+        while not (step.terminated or step.truncated) and self.env_steps < total:
+            if self.env_steps < self.cfg["learning_starts"]:
+                action = self.rng.uniform(-1.0, 1.0, self.env.action_space.shape)
+            else:
+                action = self.agent.act(step.state, goal, self.env_steps, eval_mode=False)
+            step = self.env.step(self.agent.env_action(action))
+            obs.append(step.state), achieved.append(self.achieved(step)), actions.append(action)
+            # A goal-reaching task has no terminal states: an env that stops at its own goal (the
+            # kitchen) says nothing about relabelled goals, and -distance is ~0 from there on anyway.
+            rewards.append(step.reward), terminated.append(step.terminated and not self.goal_conditioned)
+            self.env_steps += 1
+            if self.env_steps >= self.cfg["learning_starts"] and self.replay.size > 0:
+                for _ in range(self.cfg["updates_per_step"]):
+                    metrics.append(self.agent.update(self.sample()))
+            if self.env_steps % self.cfg["log_every"] == 0 and metrics:
+                self.log_metrics(metrics)
+                metrics = []
+        self.replay.add_episode(np.array(obs), np.array(achieved), goal, np.array(actions), np.array(rewards),
+                                np.array(terminated, dtype=np.float32))
+        self.episodes += 1
+        self.bar.update(len(actions))
+        ret = sum(rewards) if not self.goal_conditioned else -float(np.sum(np.linalg.norm(
+            np.array(achieved[1:]) - goal, axis=-1)))
+        self.episode_stats = {"charts/episode_return": ret, "charts/episode_success": float(step.success),
+                              "charts/episode_final_distance": step.distance}
+
+    def achieved(self, step) -> np.ndarray:
+        return step.achieved_goal if self.goal_conditioned else np.zeros(0, np.float32)
+
+    def sample(self) -> dict[str, torch.Tensor]:
+        batch = self.replay.sample(self.agent.cfg.batch_size, self.rng)
+        return {k: torch.as_tensor(batch[k], dtype=torch.float32)
+                for k in ("obs", "next_obs", "goal", "action", "reward", "terminated")}
+
+    def log_metrics(self, metrics: list[dict]) -> None:
+        import mlflow
+
+        keys = set().union(*metrics)
+        mean = {k: float(np.mean([m[k] for m in metrics if k in m])) for k in keys}
+        mean.update(getattr(self, "episode_stats", {}))
+        now = time.monotonic()
+        last_time, last_steps = getattr(self, "last_log", (self.start_wall, 0))
+        if last_steps:  # the first interval would count the time before a resume
+            mean["charts/steps_per_second"] = (self.env_steps - last_steps) / max(now - last_time, 1e-9)
+        self.last_log = (now, self.env_steps)
+        mean["charts/replay_transitions"] = self.replay.transitions
+        mean["charts/exploration_noise"] = self.agent.noise.scale(self.env_steps)
+        mlflow.log_metrics(mean, step=self.env_steps)
+
+    def evaluate(self) -> None:
+        import mlflow
+
+        s = summary(evaluate_policy(self.eval_env, self.policy, self.cfg["eval_episodes"],
+                                    self.params["evaluate"]["eval_seed"]))
+        row = {"env_steps": self.env_steps, "eval_success_rate": s["success_rate"],
+               "eval_final_distance": s["final_distance"], "eval_return": s["return"],
+               "wall_clock_s": round(time.monotonic() - self.start_wall, 3)}
+        self.curve.append(row)
+        self.write_curve()
+        mlflow.log_metrics({"eval/success_rate": s["success_rate"], "eval/final_distance": s["final_distance"],
+                            "eval/return": s["return"]}, step=self.env_steps)
+        self.bar.set_postfix(success=f"{s['success_rate']:.2f}", refresh=False)
+
+    # --- files -----------------------------------------------------------------------------
+    def write_curve(self) -> None:
+        with atomic_output(self.out_dir / "curve.csv") as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CURVE_COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.curve)
+
+    def save_policy(self) -> None:
+        td3 = self.agent.cfg
+        meta = {"env": self.env_name, "method": self.method, "seed": self.seed, "env_steps": self.env_steps,
+                "input_dim": self.agent.actor.net[0].in_features, "action_dim": self.env.action_space.shape[0],
+                "hidden": list(td3.hidden), "normalize_inputs": td3.normalize_inputs,
+                "goal_conditioned": self.goal_conditioned}
+        with atomic_output(self.out_dir / "policy.pt") as tmp:
+            torch.save({"weights": self.agent.actor.state_dict(), "meta": meta}, tmp)
+
+    def _env_rngs(self) -> list[np.random.Generator]:
+        return [self.env.rng, self.env.unwrapped.np_random]
+
+    def save_checkpoint(self) -> None:
+        state = {
+            "agent": self.agent.state_dict(), "replay": self.replay.state_dict(),
+            "env_steps": self.env_steps, "episodes": self.episodes, "curve": self.curve,
+            "next_eval": self.next_eval, "next_checkpoint": self.next_checkpoint, "run_id": self.run_id,
+            "wall_clock": time.monotonic() - self.start_wall,
+            "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "env_rngs": [g.bit_generator.state for g in self._env_rngs()],
+        }
+        with atomic_output(self.out_dir / "checkpoint.pt") as tmp:
+            torch.save(state, tmp)
+        log.debug("checkpoint at env step %d", self.env_steps)
+
+    def load_checkpoint(self) -> bool:
+        path = self.out_dir / "checkpoint.pt"
+        if not path.is_file():
+            return False
+        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: numpy arrays inside
+        self.agent.load_state_dict(state["agent"])
+        self.replay.load_state_dict(state["replay"])
+        for name in ("env_steps", "episodes", "curve", "next_eval", "next_checkpoint", "run_id", "wall_clock"):
+            setattr(self, name, state[name])
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        for generator, saved in zip(self._env_rngs(), state["env_rngs"]):
+            generator.bit_generator.state = saved
+        self.needs_reset = True  # checkpoints are taken between episodes
+        return True
+
+    def close(self) -> None:
+        self.env.close()
+        self.eval_env.close()

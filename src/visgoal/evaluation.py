@@ -1,0 +1,173 @@
+"""The evaluation protocol, shared by every method.
+
+Each environment has a fixed, seeded set of (initial state, goal) pairs: episode i
+starts from `env.reset(seed=episode_seed(eval_seed, i))`, so every method and every
+seed meets the same goals. Policies act deterministically (no exploration noise).
+One CSV row per (seed, episode); a picture per method (first frame, final frame,
+goal image) for a few episodes; the summary goes to the training run in MLflow.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from visgoal.files import atomic_output
+
+log = logging.getLogger("visgoal")
+
+COLUMNS = ("env", "method", "seed", "episode", "final_distance", "success", "min_distance", "latent_distance",
+           "return", "steps")
+
+
+def episode_seed(eval_seed: int, episode: int) -> int:
+    """The reset seed of evaluation episode `episode`: disjoint blocks per eval_seed."""
+    return eval_seed * 100003 + episode
+
+
+class StatePolicy:
+    """A deterministic state-based policy: (proprio state, desired goal) -> env action.
+
+    `goal_conditioned=False` (the td3 baseline on inverted_pendulum) ignores the goal.
+    """
+
+    def __init__(self, actor: torch.nn.Module, goal_conditioned: bool):
+        self.actor, self.goal_conditioned = actor, goal_conditioned
+
+    def goal(self, step) -> np.ndarray:
+        return step.desired_goal if self.goal_conditioned else np.zeros(0, np.float32)
+
+    def reward(self, step) -> float:
+        """What the agent is trained on: -distance to the goal, or the env's own reward."""
+        return -step.distance if self.goal_conditioned else step.reward
+
+    @torch.no_grad()
+    def __call__(self, step) -> np.ndarray:
+        x = torch.as_tensor(np.concatenate([step.state, self.goal(step)]), dtype=torch.float32)[None]
+        return self.actor.to_env(self.actor(x))[0].numpy()
+
+    @classmethod
+    def load(cls, path: str | Path) -> "StatePolicy":
+        from visgoal.agents.networks import Actor
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no policy; train it first (python -m visgoal train ...)")
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        meta = saved["meta"]
+        actor = Actor(meta["input_dim"], meta["action_dim"], meta["hidden"], np.zeros(meta["action_dim"]),
+                      np.zeros(meta["action_dim"]), meta["normalize_inputs"])
+        actor.load_state_dict(saved["weights"])
+        actor.eval()
+        policy = cls(actor, meta["goal_conditioned"])
+        policy.meta = meta
+        return policy
+
+
+def run_episode(env, policy, seed: int, frames: bool = False) -> dict:
+    """One deterministic episode from the fixed reset `seed`. With frames, the env must render images."""
+    step = env.reset(seed=seed)
+    first = step.image if frames else None
+    total, steps, min_distance = 0.0, 0, step.distance
+    while not (step.terminated or step.truncated):
+        step = env.step(policy(step))
+        total += policy.reward(step)
+        steps += 1
+        min_distance = min(min_distance, step.distance)
+    result = {"final_distance": step.distance, "success": bool(step.success), "min_distance": min_distance,
+              "latent_distance": "", "return": total, "steps": steps}
+    if frames:
+        result["frames"] = [first, step.image, step.goal_image]
+    return result
+
+
+def evaluate_policy(env, policy, episodes: int, eval_seed: int) -> list[dict]:
+    return [run_episode(env, policy, episode_seed(eval_seed, i)) for i in range(episodes)]
+
+
+def summary(results: list[dict]) -> dict[str, float]:
+    return {"success_rate": float(np.mean([r["success"] for r in results])),
+            "final_distance": float(np.mean([r["final_distance"] for r in results])),
+            "return": float(np.mean([r["return"] for r in results]))}
+
+
+def evaluate(env: str, method: str, out_csv, params, seeds=None, eval_seed=None, runs=None, vae=None,
+             progress: bool = True) -> Path:
+    from tqdm import tqdm
+
+    from visgoal.envs import make_env
+    from visgoal.figures import image_grid, save_png
+
+    if method != "td3":
+        raise ValueError(f"method '{method}' needs the image agents (not built yet)")
+    torch.set_num_threads(1)
+    cfg = params["evaluate"]
+    seeds = list(seeds or params["seeds"])
+    eval_seed = cfg["eval_seed"] if eval_seed is None else eval_seed
+    runs = Path(runs) if runs else Path("results") / env / method
+    out_csv = Path(out_csv)
+    policies = {seed: StatePolicy.load(runs / f"seed{seed}" / "policy.pt") for seed in seeds}
+
+    rows, pictures = [], []
+    with make_env(env, image_size=params["render"]["image_size"], render_images=cfg["picture_episodes"] > 0) as e:
+        bar = tqdm(total=len(seeds) * cfg["episodes"], desc=f"evaluate {env}/{method}", disable=not progress)
+        for seed, policy in policies.items():
+            for i in range(cfg["episodes"]):
+                frames = seed == seeds[0] and i < cfg["picture_episodes"]
+                e.render_images = frames  # render only the few pictured episodes (the sim is unaffected)
+                result = run_episode(e, policy, episode_seed(eval_seed, i), frames=frames)
+                if frames:
+                    pictures.append(result.pop("frames"))
+                rows.append({"env": env, "method": method, "seed": seed, "episode": i, **result})
+                bar.update()
+        bar.close()
+
+    with atomic_output(out_csv) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    picture = None
+    if pictures:
+        picture = save_png(image_grid(pictures), out_csv.with_name(f"{method}_eval.png"), scale=2)
+    per_seed = {seed: summary([r for r in rows if r["seed"] == seed]) for seed in seeds}
+    for seed, s in per_seed.items():
+        log.info("%s/%s seed %d: success %.3f, final distance %.4f over %d episodes",
+                 env, method, seed, s["success_rate"], s["final_distance"], cfg["episodes"])
+    _log_to_mlflow(env, method, params, per_seed, policies, picture, out_csv)
+    return out_csv
+
+
+def _log_to_mlflow(env, method, params, per_seed, policies, picture, out_csv) -> None:
+    """Log each seed's summary to its training run (found by tags), else to a new run."""
+    import mlflow
+
+    from visgoal.tracking import base_tags, experiment_name, init_store, run_name
+
+    uri = init_store()
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name(experiment_name(env))
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name(env))
+    for seed, s in per_seed.items():
+        found = client.search_runs([experiment_id], filter_string=(
+            f"tags.method = '{method}' and tags.seed = '{seed}' and attributes.run_name = '{run_name(method, seed)}'"),
+            order_by=["attributes.start_time DESC"], max_results=1)
+        if found:
+            run_id = found[0].info.run_id
+        else:
+            run_id = client.create_run(experiment_id, run_name=run_name(method, seed),
+                                       tags=base_tags(env, method, params.profile, seed)).info.run_id
+        step, now = int(policies[seed].meta.get("env_steps", 0)), int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[
+            mlflow.entities.Metric("final_eval/success_rate", s["success_rate"], now, step),
+            mlflow.entities.Metric("final_eval/final_distance", s["final_distance"], now, step),
+            mlflow.entities.Metric("final_eval/return", s["return"], now, step)])
+        client.log_artifact(run_id, str(out_csv), artifact_path="evaluation")
+        if picture is not None and seed == next(iter(per_seed)):
+            client.log_artifact(run_id, str(picture), artifact_path="evaluation")
+        if not found:
+            client.set_terminated(run_id)

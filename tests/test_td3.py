@@ -1,0 +1,214 @@
+"""The off-policy core and the state-based TD3 baseline: relabelling, TD3's updates, resume, evaluation.
+
+Training and evaluation go through the real command line (`visgoal.cli.main`) with the
+smoke profile, on every environment.
+"""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ENVS, ROOT
+from visgoal.agents.replay import STRATEGIES, EpisodeReplay, negative_distance
+from visgoal.agents.td3 import TD3Agent, TD3Config
+from visgoal.cli import main
+from visgoal.config import load_params
+from visgoal.evaluation import StatePolicy
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A scratch project directory with its own MLflow store; params.yaml comes from the repo."""
+    path = tmp_path_factory.mktemp("td3")
+    saved = os.environ.get("MLFLOW_TRACKING_URI"), os.getcwd()
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{path / 'mlflow.db'}"
+    os.chdir(path)
+    yield path
+    os.chdir(saved[1])
+    if saved[0] is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = saved[0]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_train_and_evaluate_through_the_cli(env, workdir):
+    run = workdir / env / "td3" / "seed0"
+    assert main(["train", "--env", env, "--method", "td3", "--seed", "0", "--profile", "smoke", "--quiet",
+                 "--out", str(run)]) == 0
+    smoke = load_params(profile="smoke")
+    with open(run / "curve.csv") as f:
+        curve = list(csv.DictReader(f))
+    assert list(curve[0]) == ["env_steps", "eval_success_rate", "eval_final_distance", "eval_return", "wall_clock_s"]
+    assert int(curve[-1]["env_steps"]) == smoke["train"]["total_steps"]
+    saved = torch.load(run / "policy.pt", weights_only=True)
+    assert saved["meta"]["goal_conditioned"] == (env not in smoke["td3"]["env_reward_envs"])
+
+    out = workdir / env / "td3_eval.csv"
+    assert main(["evaluate", "--env", env, "--method", "td3", "--profile", "smoke", "--quiet",
+                 "--runs", str(run.parent), "--out", str(out)]) == 0
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(smoke["seeds"]) * smoke["evaluate"]["episodes"]
+    assert list(rows[0]) == ["env", "method", "seed", "episode", "final_distance", "success", "min_distance",
+                             "latent_distance", "return", "steps"]
+    assert all(r["latent_distance"] == "" and float(r["min_distance"]) <= float(r["final_distance"]) for r in rows)
+    assert (out.parent / "td3_eval.png").is_file()
+
+
+def test_evaluation_is_deterministic(workdir):
+    run = workdir / "fetch_reach" / "td3"
+    if not (run / "seed0" / "policy.pt").is_file():
+        assert main(["train", "--env", "fetch_reach", "--method", "td3", "--profile", "smoke", "--quiet",
+                     "--out", str(run / "seed0")]) == 0
+    texts = []
+    for i in range(2):
+        out = workdir / f"det{i}" / "td3_eval.csv"
+        assert main(["evaluate", "--env", "fetch_reach", "--method", "td3", "--profile", "smoke", "--quiet",
+                     "--runs", str(run), "--out", str(out)]) == 0
+        texts.append(out.read_text())
+    assert texts[0] == texts[1]
+
+
+def test_image_methods_fail_clearly(workdir, capsys):
+    assert main(["train", "--env", "fetch_reach", "--method", "tdm", "--profile", "smoke", "--quiet"]) == 2
+    assert "method 'tdm' needs the image agents" in capsys.readouterr().err
+
+
+# --- replay and relabelling ------------------------------------------------------------------
+def filled_replay(relabel, episodes=40, length=10, seed=0) -> EpisodeReplay:
+    rng = np.random.default_rng(seed)
+    replay = EpisodeReplay(capacity=episodes * length, max_length=length, obs_shape=(4,), goal_dim=3, action_dim=2,
+                           relabel=relabel, reward_fn=negative_distance)
+    for _ in range(episodes + 5):  # overfill: the ring drops the oldest episodes
+        n = int(rng.integers(3, length + 1))
+        replay.add_episode(rng.normal(size=(n + 1, 4)), rng.normal(size=(n + 1, 3)), rng.normal(size=3),
+                           rng.uniform(-1, 1, (n, 2)), np.zeros(n), np.zeros(n))
+    return replay
+
+
+def test_relabelled_rewards_equal_recomputed_distances():
+    replay = filled_replay({"future": 0.4, "episode": 0.2, "buffer": 0.2})
+    rng = np.random.default_rng(1)
+    batch = replay.sample(4096, rng)
+    np.testing.assert_allclose(batch["reward"], -np.linalg.norm(batch["next_achieved"] - batch["goal"], axis=-1),
+                               rtol=1e-6)
+    # "future" goals are achieved goals strictly after the sampled step, within the episode.
+    future = np.flatnonzero(batch["strategy"] == STRATEGIES.index("future"))
+    for i in future[:200]:
+        t, n = batch["t"][i], batch["length"][i]
+        episode = [k for k in range(replay.size) if np.array_equal(replay.obs[k, t], batch["obs"][i])][0]
+        later = replay.achieved[episode, t + 1 : n + 1]
+        assert np.any(np.all(later == batch["goal"][i], axis=1))
+    original = batch["strategy"] == STRATEGIES.index("original")
+    assert original.any()
+
+
+def test_relabelling_mixture_matches_config():
+    relabel = load_params(ROOT / "params.yaml", "default")["replay"]["relabel"]
+    for weights in (relabel, {"future": 0.5, "episode": 0.2, "buffer": 0.1}):
+        replay = filled_replay(weights)
+        strategy = replay.sample(20000, np.random.default_rng(2))["strategy"]
+        for name in STRATEGIES[1:]:
+            assert np.mean(strategy == STRATEGIES.index(name)) == pytest.approx(weights.get(name, 0.0), abs=0.015)
+        assert np.mean(strategy == 0) == pytest.approx(1 - sum(weights.values()), abs=0.015)
+
+
+def test_prior_relabelling_needs_a_sampler():
+    with pytest.raises(ValueError, match="goal_sampler"):
+        filled_replay({"prior": 0.3})
+    replay = EpisodeReplay(100, 10, (4,), 3, 2, {"prior": 1.0}, negative_distance,
+                           goal_sampler=lambda n, rng: np.full((n, 3), 7.0))
+    replay.add_episode(np.zeros((5, 4)), np.zeros((5, 3)), np.zeros(3), np.zeros((4, 2)), np.zeros(4), np.zeros(4))
+    assert (replay.sample(16, np.random.default_rng(0))["goal"] == 7.0).all()
+
+
+# --- TD3 -------------------------------------------------------------------------------------
+def test_target_networks_move_by_polyak_averaging():
+    torch.manual_seed(0)
+    cfg = TD3Config(hidden=[16, 16], tau=0.1, policy_delay=2, batch_size=32)
+    agent = TD3Agent(7, 2, [-1, -1], [1, 1], cfg, np.random.default_rng(0))
+    batch = {"obs": torch.randn(32, 4), "goal": torch.randn(32, 3), "next_obs": torch.randn(32, 4),
+             "action": torch.rand(32, 2) * 2 - 1, "reward": torch.randn(32), "terminated": torch.zeros(32)}
+    before = {n: [p.clone() for p in getattr(agent, n).parameters()] for n in ("actor_target", "critic_target")}
+    agent.update(batch)  # a critic step only: targets wait for the delayed update
+    for name in before:
+        assert all(torch.equal(a, b) for a, b in zip(before[name], getattr(agent, name).parameters()))
+    metrics = agent.update(batch)
+    assert {"losses/critic", "losses/actor", "values/q1"} <= set(metrics)
+    for name, online in (("actor_target", agent.actor), ("critic_target", agent.critic)):
+        for old, new, p in zip(before[name], getattr(agent, name).parameters(), online.parameters()):
+            torch.testing.assert_close(new, 0.9 * old + 0.1 * p)
+        assert not all(torch.equal(a, b) for a, b in zip(before[name], getattr(agent, name).parameters()))
+
+
+def test_terminal_steps_do_not_bootstrap():
+    cfg = TD3Config(hidden=[8], gamma=0.9)
+    agent = TD3Agent(3, 1, [-1], [1], cfg, np.random.default_rng(0))
+    x = torch.randn(5, 3)
+    reward = torch.arange(5.0)
+    metrics = agent.update_critic(x, torch.zeros(5, 1), reward, x, torch.ones(5))
+    assert metrics["values/target_q"] == pytest.approx(reward.mean().item())
+
+
+# --- resume ----------------------------------------------------------------------------------
+def test_resume_after_sigkill(tmp_path, workdir):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "visgoal", "train", "--env", "point_maze", "--method", "td3", "--profile", "smoke",
+               "--quiet", "--out", str(run), "--set", "train.total_steps=900", "--set", "train.checkpoint_every=300",
+               "--set", "train.eval_every=300"]
+    # workdir's MLflow store already exists: creating one costs seconds
+    env = {**os.environ, "VISGOAL_ROOT": str(ROOT), "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (run / "checkpoint.pt").exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    assert first.returncode == -signal.SIGKILL, "the first run finished before it could be killed"
+    checkpoint_step = torch.load(run / "checkpoint.pt", weights_only=False)["env_steps"]
+    assert 300 <= checkpoint_step < 900
+    assert not (run / "policy.pt").exists()
+
+    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"from its checkpoint at env step {checkpoint_step}" in second.stderr
+    with open(run / "curve.csv") as f:
+        steps = [int(r["env_steps"]) for r in csv.DictReader(f)]
+    assert steps[0] == 300 and steps[-1] == 900 and steps == sorted(set(steps))
+    assert StatePolicy.load(run / "policy.pt").meta["env_steps"] == 900
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path, workdir):
+    """Checkpoints carry every RNG state: stopping and continuing changes nothing."""
+    def train(out, total):
+        assert main(["train", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet",
+                     "--out", str(out), "--set", f"train.total_steps={total}", "--set", "train.checkpoint_every=200",
+                     "--set", "train.eval_every=200"]) == 0
+
+    train(tmp_path / "straight", 400)
+    train(tmp_path / "resumed", 200)
+    train(tmp_path / "resumed", 400)  # continues from the final checkpoint of the 200-step run
+    straight = torch.load(tmp_path / "straight" / "policy.pt", weights_only=True)["weights"]
+    resumed = torch.load(tmp_path / "resumed" / "policy.pt", weights_only=True)["weights"]
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_exploration_noise_anneals_and_ou_is_correlated():
+    from visgoal.agents.td3 import ExplorationNoise
+
+    noise = ExplorationNoise("gaussian", 2, start=0.5, final=0.1, anneal_steps=100, theta=0.15,
+                             rng=np.random.default_rng(0))
+    assert noise.scale(0) == 0.5 and noise.scale(50) == pytest.approx(0.3) and noise.scale(1000) == pytest.approx(0.1)
+    ou = ExplorationNoise("ou", 1, start=0.2, final=0.2, anneal_steps=0, theta=0.15, rng=np.random.default_rng(0))
+    series = np.array([ou.sample(0)[0] for _ in range(2000)])
+    assert np.corrcoef(series[:-1], series[1:])[0, 1] > 0.7
+    with pytest.raises(ValueError, match="unknown noise"):
+        ExplorationNoise("pink", 1, 0.1, 0.1, 0, 0.15, np.random.default_rng(0))
