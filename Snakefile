@@ -15,8 +15,9 @@ onstart:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/vae.smk"
+include: "workflow/rules/agents.smk"
 
 
 rule all:
     input:
-        expand("results/{env}/vae.pt", env=config["envs"]),
+        expand("results/{env}/vae.pt", env=ENVS),
