@@ -1,0 +1,57 @@
+"""The beta-VAE: model, training, and loading a trained checkpoint.
+
+    vae = load_vae("results/fetch_reach/vae.pt")
+    z = vae.encode(images_uint8)          # (n, H, W, 3) uint8 -> (n, latent_dim) posterior means
+    images = vae.decode(z)                # -> (n, H, W, 3) uint8
+    goals = vae.sample_prior(16, seed)    # latents from the fitted prior (RIG section 4.3)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from visgoal.vae.model import VAE, kl_weight
+
+
+class VAEError(ValueError):
+    """A VAE checkpoint that is missing or not ours: one line, with the fix."""
+
+
+def load_vae(path: str | Path, map_location: str = "cpu") -> VAE:
+    """Rebuild a trained VAE from `vae.pt` (weights-only load), in eval mode."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    fix = "train one with `python -m visgoal train-vae`"
+    if not path.is_file():
+        raise VAEError(f"{path}: VAE checkpoint not found; {fix}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        raise VAEError(f"{path}: not a readable VAE checkpoint ({str(err).splitlines()[0]}); {fix}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != "visgoal-vae/1":
+        raise VAEError(f"{path}: not a visgoal VAE checkpoint; {fix}")
+    vae = VAE(**checkpoint["config"])
+    vae.load_state_dict(checkpoint["state_dict"])
+    return vae.to(map_location).eval()
+
+
+def encode(vae: VAE, images):
+    """Posterior means of uint8 (n, H, W, 3) images: `vae.encode(images)`."""
+    return vae.encode(images)
+
+
+def decode(vae: VAE, latents):
+    """uint8 images from latents: `vae.decode(latents)`."""
+    return vae.decode(latents)
+
+
+def sample_prior(vae: VAE, n: int, generator=None):
+    """n latents from the fitted prior: `vae.sample_prior(n, generator)`."""
+    return vae.sample_prior(n, generator)
+
+
+__all__ = ["VAE", "VAEError", "decode", "encode", "kl_weight", "load_vae", "sample_prior"]

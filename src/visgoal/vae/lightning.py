@@ -1,0 +1,178 @@
+"""Lightning wrappers: the training module (annealed beta-VAE loss) and the HDF5 data module.
+
+The data module reads the dataset lazily through `ImageDataset` (one HDF5 handle
+per DataLoader worker, opened on first use) and splits it 75/25 into training and
+validation frames with a seeded permutation, so the split depends only on the seed
+and the dataset length. Batches are read whole: a batch sampler hands each worker
+a list of indices, read chunk by chunk in one pass.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from visgoal.data import DatasetError, ImageDataset
+from visgoal.vae.model import VAE, kl_divergence, kl_weight, reconstruction_loss
+
+
+def split_indices(length: int, seed: int, val_fraction: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic (train, validation) frame indices, each sorted."""
+    order = np.random.default_rng(seed).permutation(length)
+    n_val = max(1, int(round(length * val_fraction))) if length > 1 else 0
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+class FrameBatches(Dataset):
+    """Item k = a batch of frames, given as a list of dataset indices -> float (n, 3, H, W) in [0, 1]."""
+
+    def __init__(self, data: ImageDataset):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, indices) -> torch.Tensor:
+        indices = np.atleast_1d(np.asarray(indices))
+        order = np.argsort(indices, kind="stable")
+        images = read_frames(self.data, indices[order])
+        out = np.empty_like(images)
+        out[order] = images
+        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def read_frames(data: ImageDataset, sorted_indices: np.ndarray) -> np.ndarray:
+    """Images at sorted indices, read as a few contiguous slices (decompresses each chunk once)."""
+    if len(sorted_indices) == 0:
+        return np.zeros((0, *data.image_shape), np.uint8)
+    lo, hi = int(sorted_indices[0]), int(sorted_indices[-1]) + 1
+    if hi - lo <= 4 * len(sorted_indices):  # dense: one slice
+        return data.images(slice(lo, hi))[sorted_indices - lo]
+    parts, start = [], 0
+    breaks = np.flatnonzero(np.diff(sorted_indices) > 64) + 1
+    for stop in [*breaks, len(sorted_indices)]:
+        run = sorted_indices[start:stop]
+        parts.append(data.images(slice(int(run[0]), int(run[-1]) + 1))[run - run[0]])
+        start = stop
+    return np.concatenate(parts)
+
+
+class VAEDataModule(L.LightningDataModule):
+    def __init__(self, dataset_path: str | Path, batch_size: int, seed: int, num_workers: int = 0,
+                 val_fraction: float = 0.25):
+        super().__init__()
+        self.dataset_path = Path(dataset_path)
+        self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
+        self.data = ImageDataset(self.dataset_path)  # fails now, with one line, if the file is bad
+        if len(self.data) < 4:
+            raise DatasetError(f"{self.dataset_path}: only {len(self.data)} frames; the VAE needs at least 4")
+        self.train_idx, self.val_idx = split_indices(len(self.data), seed, val_fraction)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.data.image_shape[0])
+
+    def _loader(self, indices: np.ndarray, shuffle: bool) -> DataLoader:
+        subset = indices.tolist()
+        base = RandomSampler(subset, generator=torch.Generator().manual_seed(self.seed)) if shuffle \
+            else SequentialSampler(subset)
+        # training drops a short last batch (a batch of one breaks batch norm) unless it is the only one
+        drop_last = shuffle and len(subset) >= self.batch_size
+        sampler = BatchSampler(_Mapped(base, subset), batch_size=self.batch_size, drop_last=drop_last)
+        return DataLoader(FrameBatches(self.data), sampler=sampler, batch_size=None,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_idx, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_idx, shuffle=False)
+
+
+class _Mapped:
+    """A sampler over positions, mapped to dataset indices."""
+
+    def __init__(self, sampler, indices: list[int]):
+        self.sampler, self.indices = sampler, indices
+
+    def __iter__(self):
+        return (self.indices[i] for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class VAEModule(L.LightningModule):
+    """Trains a VAE with the loss recon + w(step) * KL, w annealed from 0 to beta.
+
+    Validation always uses the full weight beta (`val_loss`), so that the kept
+    checkpoint and early stopping are not fooled by a small annealed weight. The
+    best validation weights are kept in memory (`best_state`).
+    """
+
+    def __init__(self, vae: VAE, beta: float, recon_loss: str, lr: float, kl_cycles: int, kl_ratio: float,
+                 total_steps: int | None = None):
+        super().__init__()
+        self.vae = vae
+        self.beta, self.recon_kind, self.lr = float(beta), recon_loss, float(lr)
+        self.kl_cycles, self.kl_ratio, self.total_steps = int(kl_cycles), float(kl_ratio), total_steps
+        self.best_val = float("inf")
+        self.best_state: dict | None = None
+        self.best_epoch = -1
+        self.history: list[dict] = []
+        self._sums: dict[str, list[float]] = {}
+        self._weight = 0.0
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.vae.parameters(), lr=self.lr)
+
+    def _terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, mean, logvar = self.vae(x)
+        return reconstruction_loss(logits, x, self.recon_kind), kl_divergence(mean, logvar)
+
+    def _steps(self) -> int:
+        return self.total_steps if self.total_steps is not None else int(self.trainer.estimated_stepping_batches)
+
+    def _add(self, prefix: str, n: int, **values: torch.Tensor | float) -> None:
+        for name, value in values.items():
+            self._sums.setdefault(f"{prefix}_{name}", []).append((float(value) * n, n))
+
+    def _mean(self, key: str) -> float:
+        pairs = self._sums.get(key, [])
+        return sum(v for v, _ in pairs) / max(1, sum(n for _, n in pairs))
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        recon, kl = self._terms(batch)
+        weight = kl_weight(self.global_step, self._steps(), self.beta, self.kl_cycles, self.kl_ratio)
+        loss = recon + weight * kl
+        self._add("train", len(batch), loss=loss.detach(), recon=recon.detach(), kl=kl.detach())
+        self._weight = weight
+        return loss
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        recon, kl = self._terms(batch)
+        loss = recon + self.beta * kl
+        self._add("val", len(batch), loss=loss, recon=recon, kl=kl)
+        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch), prog_bar=True, logger=False)
+
+    def on_train_epoch_end(self) -> None:
+        epoch = {k: self._mean(k) for k in ("train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl")
+                 if k in self._sums}
+        epoch["kl_weight"] = self._weight
+        self.history.append({"epoch": self.current_epoch, **epoch})
+        if self.logger is not None:
+            self.logger.log_metrics(epoch, step=self.current_epoch)
+        self._sums = {}
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        val = self._mean("val_loss")
+        if val < self.best_val:
+            self.best_val, self.best_epoch = val, self.current_epoch
+            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.vae.state_dict().items()})

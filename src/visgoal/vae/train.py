@@ -1,0 +1,201 @@
+"""`train_vae`: fit the beta-VAE on an image dataset, keep the best validation weights, check latent distances.
+
+Writes, next to `out_path` (e.g. results/<env>/vae.pt), all atomically:
+
+- `vae.pt`: weights-only checkpoint (architecture config, state dict, fitted prior);
+  `torch.load(path, weights_only=True)` reads it, `visgoal.vae.load_vae` rebuilds the model.
+- `vae_metrics.json`: train/validation reconstruction and KL at the kept epoch, and
+  `distance_spearman`, the rank correlation between latent and true goal distances.
+- `vae_recon.png`: validation images (top) above their reconstructions (bottom).
+
+Everything is also logged to MLflow (experiment `visgoal/<env>`, run `vae`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from visgoal.config import Params
+from visgoal.data import ImageDataset
+from visgoal.files import atomic_output
+from visgoal.vae.lightning import VAEDataModule, VAEModule, read_frames
+from visgoal.vae.model import VAE
+
+log = logging.getLogger("visgoal")
+CHECKPOINT_FORMAT = "visgoal-vae/1"
+
+
+def encode_frames(vae: VAE, data: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Posterior means of the frames at `indices` (any order), read batch by batch."""
+    indices = np.asarray(indices)
+    out = np.zeros((len(indices), vae.latent_dim), np.float32)
+    for start in range(0, len(indices), batch_size):
+        part = indices[start : start + batch_size]
+        order = np.argsort(part, kind="stable")
+        images = read_frames(data, part[order])
+        latents = vae.encode(images, batch_size=batch_size)
+        out[start + order] = latents
+    return out
+
+
+def fit_prior(vae: VAE, data: ImageDataset, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of the training-set latent means (RIG section 4.3); stored in the model's buffers."""
+    z = torch.from_numpy(encode_frames(vae, data, indices))
+    mean, std = z.mean(0), z.std(0, unbiased=len(z) > 1).clamp_min(1e-6)
+    vae.prior_mean.copy_(mean)
+    vae.prior_std.copy_(std)
+    return mean, std
+
+
+def distance_spearman(vae: VAE, data: ImageDataset, indices: np.ndarray, max_frames: int = 512,
+                      seed: int = 0) -> tuple[float, int]:
+    """Spearman correlation of ||z_obs - z_goal|| with ||achieved_goal_obs - goal|| over held-out frames.
+
+    Every held-out observation frame is paired with every held-out goal frame (at most
+    `max_frames` of each, picked with a seeded generator). Returns (rho, number of pairs);
+    rho is NaN when there are too few frames or no variation.
+    """
+    from scipy.stats import spearmanr
+
+    indices = np.sort(np.asarray(indices))
+    is_goal = data.read("is_goal", slice(None))[indices]
+    rng = np.random.default_rng(seed)
+    picked = []
+    for flag in (False, True):
+        group = indices[is_goal == flag]
+        if len(group) > max_frames:
+            group = np.sort(rng.choice(group, max_frames, replace=False))
+        picked.append(group)
+    obs, goals = picked
+    if len(obs) < 2 or len(goals) < 1 or len(obs) * len(goals) < 3:
+        return float("nan"), 0
+    achieved = data.read("achieved_goal", slice(None))
+    true = np.linalg.norm(achieved[obs][:, None, :] - achieved[goals][None, :, :], axis=-1).ravel()
+    z_obs, z_goal = encode_frames(vae, data, obs), encode_frames(vae, data, goals)
+    latent = np.linalg.norm(z_obs[:, None, :] - z_goal[None, :, :], axis=-1).ravel()
+    if np.ptp(true) == 0 or np.ptp(latent) == 0:
+        return float("nan"), len(true)
+    return float(spearmanr(latent, true).statistic), len(true)
+
+
+def recon_grid(vae: VAE, data: ImageDataset, indices: np.ndarray, columns: int = 8) -> np.ndarray:
+    """Validation images (top row) above their reconstructions (bottom row)."""
+    from visgoal.figures import image_grid
+
+    indices = np.sort(np.asarray(indices))
+    pick = indices[np.unique(np.linspace(0, len(indices) - 1, min(columns, len(indices))).astype(int))]
+    images = read_frames(data, pick)
+    recon = vae.decode(vae.encode(images))
+    return image_grid([list(images), list(recon)])
+
+
+def save_checkpoint(vae: VAE, path: Path, extra: dict) -> None:
+    state = {k: v.detach().cpu().clone() for k, v in vae.state_dict().items()}
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "config": vae.config(),
+        "state_dict": state,
+        "prior": {"mean": vae.prior_mean.detach().cpu().clone(), "std": vae.prior_std.detach().cpu().clone()},
+        **extra,
+    }
+    with atomic_output(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def train_vae(env: str, dataset_path: str | Path, out_path: str | Path, params: Params, progress: bool = True) -> dict:
+    """Train the VAE of `params['vae']` on `dataset_path`; write vae.pt, vae_metrics.json, vae_recon.png."""
+    import lightning as L
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from visgoal.tracking import base_tags, experiment_name, init_store, run_name, tracking_uri
+
+    cfg = params["vae"]
+    out_path = Path(out_path)
+    data_module = VAEDataModule(dataset_path, batch_size=cfg["batch_size"], seed=cfg["seed"],
+                                num_workers=cfg["num_workers"])  # a bad dataset fails here, before MLflow
+    init_store()
+    L.seed_everything(cfg["seed"], workers=True, verbose=False)
+    vae = VAE(image_size=data_module.image_size, latent_dim=cfg["latent_dim"],
+              encoder_channels=cfg["encoder_channels"], decoder_channels=cfg["decoder_channels"],
+              negative_slope=cfg["negative_slope"])
+    module = VAEModule(vae, beta=cfg["beta"], recon_loss=cfg["recon_loss"], lr=cfg["lr"],
+                       kl_cycles=cfg["kl_cycles"], kl_ratio=cfg["kl_ratio"])
+
+    logger = MLFlowLogger(experiment_name=experiment_name(env), run_name=run_name("vae"), tracking_uri=tracking_uri(),
+                          tags=base_tags(env, "vae", params.profile, inputs={"dataset": dataset_path}))
+    hyper = {k: v for k, v in params.flat().items() if k.startswith("vae.")}
+    logger.log_hyperparams({**hyper, "profile": params.profile, "image_size": data_module.image_size,
+                            "train_frames": len(data_module.train_idx), "val_frames": len(data_module.val_idx)})
+
+    try:
+        return _fit_and_write(env, cfg, params.profile, data_module, vae, module, logger, out_path, progress)
+    except BaseException:
+        logger.experiment.set_terminated(logger.run_id, "FAILED")
+        raise
+
+
+def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path, progress) -> dict:
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from visgoal.figures import save_png
+
+    metrics_path, recon_path = out_path.with_name("vae_metrics.json"), out_path.with_name("vae_recon.png")
+    trainer = L.Trainer(
+        max_epochs=cfg["max_epochs"], accelerator="cpu", devices=1, deterministic=True, logger=logger,
+        callbacks=[EarlyStopping("val_loss", patience=cfg["patience"], mode="min")],
+        enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
+        num_sanity_val_steps=0, log_every_n_steps=1,
+    )
+    trainer.fit(module, datamodule=data_module)
+    if module.best_state is None:
+        raise RuntimeError("VAE training produced no validation loss (no epoch finished)")
+    vae.load_state_dict(module.best_state)
+    vae.eval()
+
+    data = data_module.data
+    fit_prior(vae, data, data_module.train_idx)
+    rho, pairs = distance_spearman(vae, data, data_module.val_idx, seed=cfg["seed"])
+    best = next(h for h in module.history if h["epoch"] == module.best_epoch)
+    metrics = {
+        "env": env,
+        "profile": profile,
+        "best_epoch": module.best_epoch,
+        "epochs_run": len(module.history),
+        "train_loss": best.get("train_loss"), "train_recon": best.get("train_recon"), "train_kl": best.get("train_kl"),
+        "val_loss": best.get("val_loss"), "val_recon": best.get("val_recon"), "val_kl": best.get("val_kl"),
+        "distance_spearman": _finite(rho),
+        "distance_pairs": pairs,
+        "latent_dim": vae.latent_dim,
+        "train_frames": len(data_module.train_idx),
+        "val_frames": len(data_module.val_idx),
+        "history": module.history,
+    }
+    with atomic_output(metrics_path) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    save_png(recon_grid(vae, data, data_module.val_idx), recon_path, scale=2)
+    # the checkpoint last: a workflow that sees vae.pt sees its metrics and picture too
+    save_checkpoint(vae, out_path, {"env": env, "profile": profile, "recon_loss": cfg["recon_loss"],
+                                    "beta": float(cfg["beta"])})
+
+    final = {f"best_{k}": v for k, v in metrics.items()
+             if k in ("train_recon", "train_kl", "val_loss", "val_recon", "val_kl") and v is not None}
+    if metrics["distance_spearman"] is not None:
+        final["distance_spearman"] = metrics["distance_spearman"]
+    logger.log_metrics(final)
+    for artifact in (recon_path, metrics_path):
+        logger.experiment.log_artifact(logger.run_id, str(artifact))
+    data.close()
+    log.info("VAE: best epoch %d, val loss %.2f, distance_spearman %s; wrote %s", module.best_epoch,
+             metrics["val_loss"], metrics["distance_spearman"], out_path)
+    return metrics

@@ -1,0 +1,206 @@
+"""The beta-VAE: training through the real CLI and MLflow, the loss, annealing, checkpoints, the prior."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from visgoal.config import load_params
+from visgoal.data import DatasetError, ImageDataset
+from visgoal.vae import VAE, VAEError, kl_weight, load_vae
+from visgoal.vae.lightning import VAEDataModule, split_indices
+from visgoal.vae.model import kl_divergence, reconstruction_loss
+from visgoal.vae.train import save_checkpoint
+
+torch.set_num_threads(1)
+
+
+def run_cli(*args, env=None):
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "visgoal", *args], capture_output=True, text=True, env=full_env)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vae_ds") / "vae_dataset.h5"
+    result = run_cli("dataset", "--env", "point_maze", "--profile", "smoke", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("vae_run")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    out = tmp / "vae.pt"
+    result = run_cli("train-vae", "--env", "point_maze", "--profile", "smoke", "--dataset", str(dataset),
+                     "--out", str(out), "--quiet", env={"MLFLOW_TRACKING_URI": uri})
+    assert result.returncode == 0, result.stderr
+    return out, uri
+
+
+def test_cli_trains_and_writes_outputs(trained):
+    out, _ = trained
+    metrics = json.loads(out.with_name("vae_metrics.json").read_text())
+    for key in ("train_recon", "train_kl", "val_recon", "val_kl", "val_loss"):
+        assert np.isfinite(metrics[key]), key
+    assert -1.0 <= metrics["distance_spearman"] <= 1.0 and metrics["distance_pairs"] > 0
+    assert metrics["epochs_run"] == 1 and metrics["train_frames"] == 48 and metrics["val_frames"] == 16
+    assert out.with_name("vae_recon.png").stat().st_size > 0
+    assert not list(out.parent.glob(".*tmp-*")), "no temporary files left behind"
+
+
+def test_mlflow_run_has_params_metrics_tags_and_artifacts(trained):
+    import mlflow
+
+    out, uri = trained
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("visgoal/point_maze")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], filter_string="attributes.run_name = 'vae'")
+    assert len(runs) == 1
+    run = runs[0]
+    params = load_params(profile="smoke")
+    for key, value in params.flat().items():
+        if key.startswith("vae."):
+            assert run.data.params[key] == str(value), key
+    assert run.data.params["profile"] == "smoke"
+    for key in ("train_recon", "train_kl", "val_loss", "val_recon", "val_kl", "distance_spearman"):
+        assert key in run.data.metrics, key
+    assert run.data.tags["env"] == "point_maze" and run.data.tags["method"] == "vae"
+    assert run.data.tags["profile"] == "smoke" and len(run.data.tags["input_md5.dataset"]) == 32
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"vae_recon.png", "vae_metrics.json"} <= artifacts
+
+
+def test_checkpoint_is_weights_only_and_reloads_identically(trained, dataset):
+    out, _ = trained
+    raw = torch.load(out, weights_only=True)
+    assert raw["format"] == "visgoal-vae/1" and raw["config"]["latent_dim"] == 4
+    images = ImageDataset(dataset).images(slice(0, 10))
+    first, second = load_vae(out), load_vae(out)
+    z1 = first.encode(images)
+    assert z1.shape == (10, 4) and z1.dtype == np.float32
+    assert np.array_equal(z1, second.encode(images))
+    assert np.array_equal(z1, first.encode(images)), "encoding is deterministic (posterior mean, eval mode)"
+    assert torch.equal(first.prior_std, raw["prior"]["std"]) and (raw["prior"]["std"] > 0).all()
+    decoded = first.decode(z1)
+    assert decoded.shape == (10, 64, 64, 3) and decoded.dtype == np.uint8
+    as_float = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    assert torch.allclose(first.encode(as_float), torch.from_numpy(z1), atol=1e-5)
+
+
+def test_loss_falls_on_a_fixed_batch():
+    torch.manual_seed(0)
+    vae = VAE(image_size=32, latent_dim=8, encoder_channels=[16, 16, 16], decoder_channels=[16, 16, 16, 16])
+    x = torch.zeros(8, 3, 32, 32)  # a bright square on a dark background, in 8 places
+    for i in range(8):
+        x[i, i % 3, 4 * i : 4 * i + 8, 4 * i : 4 * i + 8] = 1.0
+    optimizer = torch.optim.Adam(vae.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        logits, mean, logvar = vae(x)
+        loss = reconstruction_loss(logits, x, "bce") + 0.1 * kl_divergence(mean, logvar)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+
+
+def test_kl_annealing_schedule():
+    assert kl_weight(0, 100, beta=2.0, cycles=1, ratio=0.5) == 0.0
+    assert kl_weight(25, 100, beta=2.0, cycles=1, ratio=0.5) == pytest.approx(1.0)
+    assert kl_weight(50, 100, beta=2.0, cycles=1, ratio=0.5) == pytest.approx(2.0)
+    assert kl_weight(99, 100, beta=2.0, cycles=1, ratio=0.5) == pytest.approx(2.0)
+    assert kl_weight(100, 100, beta=2.0) == pytest.approx(2.0)
+    # two cycles of 50 steps: rise over 25 steps, hold, restart at 0
+    assert kl_weight(10, 100, beta=1.0, cycles=2, ratio=0.5) == pytest.approx(0.4)
+    assert kl_weight(30, 100, beta=1.0, cycles=2, ratio=0.5) == pytest.approx(1.0)
+    assert kl_weight(50, 100, beta=1.0, cycles=2, ratio=0.5) == 0.0
+    assert kl_weight(60, 100, beta=1.0, cycles=2, ratio=0.5) == pytest.approx(0.4)
+    assert kl_weight(99, 100, beta=1.0, cycles=2, ratio=0.5) == pytest.approx(1.0)
+    weights = [kl_weight(s, 100, 1.0) for s in range(100)]
+    assert all(b >= a for a, b in zip(weights, weights[1:])), "one cycle: never decreases"
+
+
+def test_split_is_deterministic_and_disjoint():
+    train, val = split_indices(64, seed=0)
+    assert len(train) == 48 and len(val) == 16 and not set(train) & set(val)
+    assert np.array_equal(split_indices(64, seed=0)[1], val)
+    assert not np.array_equal(split_indices(64, seed=1)[1], val)
+
+
+def test_missing_or_corrupt_dataset_gives_one_line_error(dataset, tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        VAEDataModule(tmp_path / "missing.h5", batch_size=4, seed=0)
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(dataset.read_bytes()[:5000])
+    for path, message in ((cut, "truncated or corrupt"),):
+        result = run_cli("train-vae", "--env", "point_maze", "--profile", "smoke", "--dataset", str(path),
+                         "--out", str(tmp_path / "vae.pt"), "--quiet",
+                         env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("visgoal train-vae: error:") and message in last
+    assert not (tmp_path / "vae.pt").exists()
+    with pytest.raises(VAEError, match="not found"):
+        load_vae(tmp_path / "vae.pt")
+    with pytest.raises(VAEError, match="not a readable VAE checkpoint"):
+        load_vae(cut)
+
+
+def test_sample_prior_matches_fitted_prior(tmp_path):
+    vae = VAE(image_size=16, latent_dim=3, encoder_channels=[4], decoder_channels=[4])
+    vae.prior_mean.copy_(torch.tensor([1.0, -2.0, 0.5]))
+    vae.prior_std.copy_(torch.tensor([0.5, 2.0, 1.0]))
+    save_checkpoint(vae, tmp_path / "vae.pt", {})
+    loaded = load_vae(tmp_path / "vae.pt")
+    z = loaded.sample_prior(100_000, generator=0)
+    assert z.shape == (100_000, 3)
+    assert torch.allclose(z.mean(0), torch.tensor([1.0, -2.0, 0.5]), atol=0.03)
+    assert torch.allclose(z.std(0), torch.tensor([0.5, 2.0, 1.0]), rtol=0.02)
+    assert torch.equal(loaded.sample_prior(5, generator=7), loaded.sample_prior(5, generator=7))
+
+
+def test_model_handles_64_and_128_pixel_images():
+    for size in (64, 128):
+        vae = VAE(image_size=size, latent_dim=8)
+        images = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+        assert vae.encode(images).shape == (2, 8)
+        assert vae.decode(vae.encode(images)).shape == (2, size, size, 3)
+    with pytest.raises(ValueError, match="multiple of"):
+        VAE(image_size=40)
+
+
+def test_training_is_deterministic_and_keeps_best_full_beta_epoch(dataset, tmp_path, monkeypatch):
+    from visgoal.vae.train import train_vae
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    params = load_params(profile="smoke", overrides=["vae.max_epochs=3", "vae.kl_cycles=2"])
+    runs = []
+    for name in ("a", "b"):
+        metrics = train_vae("point_maze", dataset, tmp_path / name / "vae.pt", params, progress=False)
+        runs.append((metrics, torch.load(tmp_path / name / "vae.pt", weights_only=True)))
+    (m1, c1), (m2, c2) = runs
+    assert c1["state_dict"].keys() == c2["state_dict"].keys()
+    assert all(torch.equal(c1["state_dict"][k], c2["state_dict"][k]) for k in c1["state_dict"])
+    assert m1["history"] == m2["history"]
+    val = [h["val_loss"] for h in m1["history"]]
+    assert m1["val_loss"] == min(val) and m1["best_epoch"] == int(np.argmin(val))
+    for h in m1["history"]:  # the kept loss uses the full KL weight beta = 1, not the annealed one
+        assert h["val_loss"] == pytest.approx(h["val_recon"] + h["val_kl"], rel=1e-5)
+
+
+def test_data_module_batches_are_the_split_frames(dataset):
+    module = VAEDataModule(dataset, batch_size=10, seed=0)
+    assert [len(b) for b in module.train_dataloader()] == [10, 10, 10, 10], "a short last training batch is dropped"
+    val = torch.cat(list(module.val_dataloader()))
+    expected = ImageDataset(dataset).images(module.val_idx).transpose(0, 3, 1, 2) / 255.0
+    assert torch.allclose(val, torch.from_numpy(expected).float())
+    seen = torch.cat(list(module.train_dataloader()))
+    assert seen.shape == (40, 3, 64, 64)
