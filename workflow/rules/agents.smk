@@ -3,11 +3,6 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def agent_inputs(wildcards):
-    """Image agents need the environment's VAE; the state-based td3 baseline does not."""
-    return [] if wildcards.method == "td3" else [f"results/{wildcards.env}/vae.pt"]
-
-
 rule train_agent:
     """One agent, one seed: resumes from its last checkpoint if a previous run was killed."""
     input:

@@ -11,3 +11,8 @@ PARAMS = load_params()
 ENVS = PARAMS["envs"]
 METHODS = PARAMS["methods"]
 SEEDS = PARAMS["seeds"]
+
+
+def agent_inputs(wildcards):
+    """Image agents need the environment's VAE; the state-based td3 baseline does not."""
+    return [] if wildcards.method == "td3" else [f"results/{wildcards.env}/vae.pt"]
