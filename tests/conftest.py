@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,3 +17,18 @@ ENVS = ["inverted_pendulum", "fetch_reach", "point_maze", "ant_maze", "adroit_re
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+def run_cli(*args, env=None):
+    """`python -m visgoal ...` in a subprocess: the code path a user runs."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "visgoal", *args], capture_output=True, text=True, env=full_env)
+
+
+@pytest.fixture(scope="session")
+def smoke_dataset(tmp_path_factory):
+    """A smoke-profile point_maze dataset, written once through the CLI."""
+    out = tmp_path_factory.mktemp("ds") / "vae_dataset.h5"
+    result = run_cli("dataset", "--env", "point_maze", "--profile", "smoke", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    return out

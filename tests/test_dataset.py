@@ -1,26 +1,12 @@
 """HDF5 datasets: deterministic bytes, atomic writes, clear errors for bad files, via the real CLI."""
 
-import subprocess
-import sys
-
 import h5py
 import numpy as np
 import pytest
 
+from conftest import run_cli
 from visgoal.data import DatasetError, ImageDataset, write_dataset
 from visgoal.envs import make_env
-
-
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "visgoal", *args], capture_output=True, text=True, cwd=cwd)
-
-
-@pytest.fixture(scope="module")
-def smoke_dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ds") / "vae_dataset.h5"
-    result = run_cli("dataset", "--env", "point_maze", "--profile", "smoke", "--out", str(out), "--quiet")
-    assert result.returncode == 0, result.stderr
-    return out
 
 
 def test_cli_writes_dataset_and_samples(smoke_dataset):

@@ -1,14 +1,12 @@
 """The beta-VAE: training through the real CLI and MLflow, the loss, annealing, checkpoints, the prior."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import run_cli
 from visgoal.config import load_params
 from visgoal.data import DatasetError, ImageDataset
 from visgoal.vae import VAE, VAEError, kl_weight, load_vae
@@ -19,17 +17,9 @@ from visgoal.vae.train import save_checkpoint
 torch.set_num_threads(1)
 
 
-def run_cli(*args, env=None):
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "visgoal", *args], capture_output=True, text=True, env=full_env)
-
-
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("vae_ds") / "vae_dataset.h5"
-    result = run_cli("dataset", "--env", "point_maze", "--profile", "smoke", "--out", str(out), "--quiet")
-    assert result.returncode == 0, result.stderr
-    return out
+def dataset(smoke_dataset):
+    return smoke_dataset
 
 
 @pytest.fixture(scope="module")
