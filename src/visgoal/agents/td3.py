@@ -109,6 +109,9 @@ class TD3Agent:
         self.noise = ExplorationNoise(cfg.exploration, action_dim, cfg.exploration_noise, cfg.exploration_noise_final,
                                       cfg.exploration_anneal_steps, cfg.ou_theta, rng)
         self.num_updates = 0
+        # Actor.to_env in numpy, for the acting loop: converted once here, not at every env step.
+        self._action_scale = self.actor.action_scale.cpu().numpy()
+        self._action_bias = self.actor.action_bias.cpu().numpy()
 
     # --- acting -------------------------------------------------------------------------
     @staticmethod
@@ -125,7 +128,7 @@ class TD3Agent:
         return action
 
     def env_action(self, action: np.ndarray) -> np.ndarray:
-        return (action * self.actor.action_scale.cpu().numpy() + self.actor.action_bias.cpu().numpy())
+        return action * self._action_scale + self._action_bias
 
     # --- learning -----------------------------------------------------------------------
     def update_critic(self, x, action, reward, next_x, terminated) -> dict:

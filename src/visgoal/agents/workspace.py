@@ -77,6 +77,7 @@ class Workspace:
         self.env_steps, self.episodes, self.wall_clock = 0, 0, 0.0
         self.next_eval, self.next_checkpoint = self.cfg["eval_every"], self.cfg["checkpoint_every"]
         self.curve: list[dict] = []
+        self.episode_stats: dict[str, float] = {}  # the latest finished episode, logged with the losses
         self.run_id: str | None = None
         self.needs_reset = False  # the seeded reset above starts the first episode
         self.first = first
@@ -105,6 +106,7 @@ class Workspace:
                         disable=not self.progress)
         started, cpu_started, start_steps = time.monotonic(), time.process_time(), self.env_steps
         self.start_wall = time.monotonic() - self.wall_clock
+        self.last_log = (self.start_wall, 0)  # (time, env steps) of the previous metrics log
         try:
             while self.env_steps < total:
                 self.run_episode(total)
@@ -181,9 +183,9 @@ class Workspace:
 
         keys = set().union(*metrics)
         mean = {k: float(np.mean([m[k] for m in metrics if k in m])) for k in keys}
-        mean.update(getattr(self, "episode_stats", {}))
+        mean.update(self.episode_stats)
         now = time.monotonic()
-        last_time, last_steps = getattr(self, "last_log", (self.start_wall, 0))
+        last_time, last_steps = self.last_log
         if last_steps:  # the first interval would count the time before a resume
             mean["charts/steps_per_second"] = (self.env_steps - last_steps) / max(now - last_time, 1e-9)
         self.last_log = (now, self.env_steps)

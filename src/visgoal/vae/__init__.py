@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from visgoal.vae.model import VAE, kl_weight
+from visgoal.vae.model import CHECKPOINT_FORMAT, VAE, kl_weight
 
 
 class VAEError(ValueError):
@@ -32,7 +32,7 @@ def load_vae(path: str | Path, map_location: str = "cpu") -> VAE:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
         raise VAEError(f"{path}: not a readable VAE checkpoint ({str(err).splitlines()[0]}); {fix}") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != "visgoal-vae/1":
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise VAEError(f"{path}: not a visgoal VAE checkpoint; {fix}")
     vae = VAE(**checkpoint["config"])
     vae.load_state_dict(checkpoint["state_dict"])

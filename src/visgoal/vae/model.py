@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+CHECKPOINT_FORMAT = "visgoal-vae/1"  # the `format` key of vae.pt
+
 DEFAULT_ARCH: dict[str, Any] = {
     "encoder_channels": [64, 32, 16],
     "decoder_channels": [16, 32, 64, 128],

@@ -25,10 +25,9 @@ from visgoal.config import Params
 from visgoal.data import ImageDataset
 from visgoal.files import atomic_output
 from visgoal.vae.lightning import VAEDataModule, VAEModule, read_frames
-from visgoal.vae.model import VAE
+from visgoal.vae.model import CHECKPOINT_FORMAT, VAE
 
 log = logging.getLogger("visgoal")
-CHECKPOINT_FORMAT = "visgoal-vae/1"
 
 
 def encode_frames(vae: VAE, data: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
