@@ -38,12 +38,16 @@ class FrameBatches(Dataset):
         return len(self.data)
 
     def __getitem__(self, indices) -> torch.Tensor:
-        indices = np.atleast_1d(np.asarray(indices))
-        order = np.argsort(indices, kind="stable")
-        images = read_frames(self.data, indices[order])
-        out = np.empty_like(images)
-        out[order] = images
-        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+        images = read_frames_at(self.data, np.atleast_1d(np.asarray(indices)))
+        return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def read_frames_at(data: ImageDataset, indices: np.ndarray) -> np.ndarray:
+    """Images at `indices`, in that order (HDF5 reads want increasing indices: sort, read, put back)."""
+    order = np.argsort(indices, kind="stable")
+    out = np.empty((len(indices), *data.image_shape), np.uint8)
+    out[order] = read_frames(data, indices[order])
+    return out
 
 
 def read_frames(data: ImageDataset, sorted_indices: np.ndarray) -> np.ndarray:

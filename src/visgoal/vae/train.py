@@ -24,7 +24,7 @@ import torch
 from visgoal.config import Params
 from visgoal.data import ImageDataset
 from visgoal.files import atomic_output
-from visgoal.vae.lightning import VAEDataModule, VAEModule, read_frames
+from visgoal.vae.lightning import VAEDataModule, VAEModule, read_frames, read_frames_at
 from visgoal.vae.model import CHECKPOINT_FORMAT, VAE
 
 log = logging.getLogger("visgoal")
@@ -36,10 +36,7 @@ def encode_frames(vae: VAE, data: ImageDataset, indices: np.ndarray, batch_size:
     out = np.zeros((len(indices), vae.latent_dim), np.float32)
     for start in range(0, len(indices), batch_size):
         part = indices[start : start + batch_size]
-        order = np.argsort(part, kind="stable")
-        images = read_frames(data, part[order])
-        latents = vae.encode(images, batch_size=batch_size)
-        out[start + order] = latents
+        out[start : start + len(part)] = vae.encode(read_frames_at(data, part), batch_size=batch_size)
     return out
 
 
