@@ -32,3 +32,28 @@ def smoke_dataset(tmp_path_factory):
     result = run_cli("dataset", "--env", "point_maze", "--profile", "smoke", "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def smoke_vae(smoke_dataset):
+    """A smoke-profile VAE trained on `smoke_dataset` (point_maze), through the CLI."""
+    out = smoke_dataset.with_name("vae.pt")
+    result = run_cli("train-vae", "--env", "point_maze", "--profile", "smoke", "--dataset", str(smoke_dataset),
+                     "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A scratch project directory with its own MLflow store; params.yaml comes from the repo."""
+    path = tmp_path_factory.mktemp("work")
+    saved = os.environ.get("MLFLOW_TRACKING_URI"), os.getcwd()
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{path / 'mlflow.db'}"
+    os.chdir(path)
+    yield path
+    os.chdir(saved[1])
+    if saved[0] is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = saved[0]

@@ -20,22 +20,7 @@ from visgoal.agents.replay import STRATEGIES, EpisodeReplay, negative_distance
 from visgoal.agents.td3 import TD3Agent, TD3Config
 from visgoal.cli import main
 from visgoal.config import load_params
-from visgoal.evaluation import StatePolicy
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """A scratch project directory with its own MLflow store; params.yaml comes from the repo."""
-    path = tmp_path_factory.mktemp("td3")
-    saved = os.environ.get("MLFLOW_TRACKING_URI"), os.getcwd()
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{path / 'mlflow.db'}"
-    os.chdir(path)
-    yield path
-    os.chdir(saved[1])
-    if saved[0] is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = saved[0]
+from visgoal.evaluation import load_policy
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -46,7 +31,9 @@ def test_train_and_evaluate_through_the_cli(env, workdir):
     smoke = load_params(profile="smoke")
     with open(run / "curve.csv") as f:
         curve = list(csv.DictReader(f))
-    assert list(curve[0]) == ["env_steps", "eval_success_rate", "eval_final_distance", "eval_return", "wall_clock_s"]
+    assert list(curve[0]) == ["env_steps", "eval_success_rate", "eval_final_distance", "eval_return",
+                              "eval_latent_distance", "wall_clock_s"]
+    assert all(row["eval_latent_distance"] == "" for row in curve)  # no latent space
     assert int(curve[-1]["env_steps"]) == smoke["train"]["total_steps"]
     saved = torch.load(run / "policy.pt", weights_only=True)
     assert saved["meta"]["goal_conditioned"] == (env not in smoke["td3"]["env_reward_envs"])
@@ -75,11 +62,6 @@ def test_evaluation_is_deterministic(workdir):
                      "--runs", str(run), "--out", str(out)]) == 0
         texts.append(out.read_text())
     assert texts[0] == texts[1]
-
-
-def test_image_methods_fail_clearly(workdir, capsys):
-    assert main(["train", "--env", "fetch_reach", "--method", "tdm", "--profile", "smoke", "--quiet"]) == 2
-    assert "method 'tdm' needs the image agents" in capsys.readouterr().err
 
 
 # --- replay and relabelling ------------------------------------------------------------------
@@ -158,16 +140,23 @@ def test_terminal_steps_do_not_bootstrap():
     assert metrics["values/target_q"] == pytest.approx(reward.mean().item())
 
 
-# --- resume ----------------------------------------------------------------------------------
-def test_resume_after_sigkill(tmp_path, workdir):
+# --- resume: every method ---------------------------------------------------------------------
+def method_args(method, vae, dataset) -> list[str]:
+    """Image agents need a VAE (and its dataset, for fine-tuning); the smoke profile fine-tunes."""
+    return [] if method == "td3" else ["--vae", str(vae), "--dataset", str(dataset)]
+
+
+@pytest.mark.parametrize("method", ["td3", "rig", "tdm"])
+def test_resume_after_sigkill(method, tmp_path, workdir, smoke_vae, smoke_dataset):
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "visgoal", "train", "--env", "point_maze", "--method", "td3", "--profile", "smoke",
-               "--quiet", "--out", str(run), "--set", "train.total_steps=900", "--set", "train.checkpoint_every=300",
-               "--set", "train.eval_every=300"]
+    command = [sys.executable, "-m", "visgoal", "train", "--env", "point_maze", "--method", method, "--profile",
+               "smoke", "--quiet", "--out", str(run), "--set", "train.total_steps=900", "--set",
+               "train.checkpoint_every=300", "--set", "train.eval_every=300", *method_args(method, smoke_vae,
+                                                                                            smoke_dataset)]
     # workdir's MLflow store already exists: creating one costs seconds
     env = {**os.environ, "VISGOAL_ROOT": str(ROOT), "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while not (run / "checkpoint.pt").exists() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     os.kill(first.pid, signal.SIGKILL)
@@ -177,28 +166,32 @@ def test_resume_after_sigkill(tmp_path, workdir):
     assert 300 <= checkpoint_step < 900
     assert not (run / "policy.pt").exists()
 
-    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
     assert f"from its checkpoint at env step {checkpoint_step}" in second.stderr
     with open(run / "curve.csv") as f:
         steps = [int(r["env_steps"]) for r in csv.DictReader(f)]
     assert steps[0] == 300 and steps[-1] == 900 and steps == sorted(set(steps))
-    assert StatePolicy.load(run / "policy.pt").meta["env_steps"] == 900
+    assert load_policy(run, method).meta["env_steps"] == 900
 
 
-def test_resumed_run_equals_uninterrupted_run(tmp_path, workdir):
-    """Checkpoints carry every RNG state: stopping and continuing changes nothing."""
+@pytest.mark.parametrize("method", ["td3", "rig", "tdm"])
+def test_resumed_run_equals_uninterrupted_run(method, tmp_path, workdir, smoke_vae, smoke_dataset):
+    """Checkpoints carry every RNG state (and the fine-tuned VAE): stopping and continuing changes nothing."""
     def train(out, total):
-        assert main(["train", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet",
+        assert main(["train", "--env", "point_maze", "--method", method, "--profile", "smoke", "--quiet",
                      "--out", str(out), "--set", f"train.total_steps={total}", "--set", "train.checkpoint_every=200",
-                     "--set", "train.eval_every=200"]) == 0
+                     "--set", "train.eval_every=200", *method_args(method, smoke_vae, smoke_dataset)]) == 0
 
     train(tmp_path / "straight", 400)
     train(tmp_path / "resumed", 200)
     train(tmp_path / "resumed", 400)  # continues from the final checkpoint of the 200-step run
-    straight = torch.load(tmp_path / "straight" / "policy.pt", weights_only=True)["weights"]
-    resumed = torch.load(tmp_path / "resumed" / "policy.pt", weights_only=True)["weights"]
-    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    names = ["policy.pt"] if method == "td3" else ["policy.pt", "vae.pt"]
+    for name in names:
+        straight = torch.load(tmp_path / "straight" / name, weights_only=True)
+        resumed = torch.load(tmp_path / "resumed" / name, weights_only=True)
+        key = "weights" if name == "policy.pt" else "state_dict"
+        assert all(torch.equal(straight[key][k], resumed[key][k]) for k in straight[key]), name
 
 
 def test_exploration_noise_anneals_and_ou_is_correlated():

@@ -104,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     params = _resolve(args)
     out = args.out or Path("results") / args.env / args.method / f"seed{args.seed}"
-    train(args.env, args.method, args.seed, out, params, vae=args.vae, progress=not args.quiet)
+    train(args.env, args.method, args.seed, out, params, vae=args.vae, dataset=args.dataset, progress=not args.quiet)
     return 0
 
 
@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True, choices=("td3", "tdm", "rig"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vae", type=Path, default=None, help="VAE checkpoint for image agents (default: results/<env>/vae.pt)")
+    p.add_argument("--dataset", type=Path, default=None,
+                   help="VAE dataset for online fine-tuning (default: results/<env>/vae_dataset.h5)")
     _common(p, "output directory (default: results/<env>/<method>/seed<k>)")
     p.set_defaults(func=cmd_train)
 
@@ -156,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: params 'seeds')")
     p.add_argument("--eval-seed", type=int, default=None, help="seed of the fixed (initial state, goal) set")
     p.add_argument("--runs", type=Path, default=None, help="directory of seed<k>/ runs (default: results/<env>/<method>)")
-    p.add_argument("--vae", type=Path, default=None, help="VAE checkpoint for image agents")
+    p.add_argument("--vae", type=Path, default=None,
+                   help="VAE checkpoint for image agents (default: each run's own seed<k>/vae.pt)")
     _common(p, "output CSV (default: results/<env>/<method>_eval.csv)")
     p.set_defaults(func=cmd_evaluate)
 

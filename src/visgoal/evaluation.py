@@ -36,8 +36,16 @@ class StatePolicy:
     `goal_conditioned=False` (the td3 baseline on inverted_pendulum) ignores the goal.
     """
 
+    needs_images = False
+
     def __init__(self, actor: torch.nn.Module, goal_conditioned: bool):
         self.actor, self.goal_conditioned = actor, goal_conditioned
+
+    def reset(self, seed: int) -> None:
+        """Start an episode (a state policy keeps nothing between steps)."""
+
+    def latent_distance(self, step) -> str:
+        return ""  # no latent space
 
     def goal(self, step) -> np.ndarray:
         return step.desired_goal if self.goal_conditioned else np.zeros(0, np.float32)
@@ -69,9 +77,92 @@ class StatePolicy:
         return policy
 
 
+class LatentPolicy:
+    """A deterministic image policy (rig, tdm): encode the observation and the goal image with
+    the VAE and act on latents. TDM also gets the horizon, counted down from tau_max and reset
+    when it runs out, and may pick actions by argmax of Q over sampled candidates."""
+
+    needs_images = True
+
+    def __init__(self, vae, actor: torch.nn.Module, tdm=None, critic: torch.nn.Module | None = None):
+        self.vae, self.actor, self.tdm, self.critic = vae, actor, tdm, critic
+        self.generator = torch.Generator()
+        self.reset(0)
+
+    def reset(self, seed: int) -> None:
+        self.t, self.goal_z = 0, None
+        self.generator.manual_seed(seed)  # argmax candidates: the same for the same episode
+
+    def encode(self, image: np.ndarray) -> torch.Tensor:
+        return self.vae.encode(torch.from_numpy(np.ascontiguousarray(image))[None])[0]
+
+    def goal(self, step) -> np.ndarray:
+        if self.goal_z is None:
+            self.goal_z = self.encode(step.goal_image)
+        return self.goal_z.numpy()
+
+    def reward(self, step) -> float:
+        """Evaluation scores the true distance, whatever the agent was trained on."""
+        return -step.distance
+
+    def latent_distance(self, step) -> float:
+        return float(torch.linalg.vector_norm(self.encode(step.image) - torch.from_numpy(self.goal(step))))
+
+    @torch.no_grad()
+    def __call__(self, step) -> np.ndarray:
+        from visgoal.agents.tdm import argmax_action, countdown
+
+        goal = torch.from_numpy(self.goal(step))
+        parts = [self.encode(step.image), goal]
+        if self.tdm is not None:
+            parts.append(torch.tensor([countdown(self.t, self.tdm.tau_max) / max(self.tdm.tau_max, 1)]))
+        x = torch.cat(parts)[None]
+        self.t += 1
+        if self.tdm is not None and self.tdm.action_selection == "argmax":
+            action = argmax_action(self.actor, self.critic, x, goal[None], self.tdm, self.generator)
+        else:
+            action = self.actor(x)
+        return self.actor.to_env(action)[0].numpy()
+
+    @classmethod
+    def load(cls, path: str | Path, vae_path: str | Path | None = None) -> "LatentPolicy":
+        """policy.pt of an image agent and its VAE (default: the run's own, fine-tuned vae.pt)."""
+        from visgoal.agents.networks import Actor, Critic
+        from visgoal.agents.tdm import TDMConfig
+        from visgoal.vae import load_vae
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no policy; train it first (python -m visgoal train ...)")
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        meta = saved["meta"]
+        vae = load_vae(vae_path or path.with_name("vae.pt"))
+        zeros = np.zeros(meta["action_dim"])
+        actor = Actor(meta["input_dim"], meta["action_dim"], meta["hidden"], zeros, zeros, meta["normalize_inputs"])
+        actor.load_state_dict(saved["weights"])
+        actor.eval()
+        tdm = critic = None
+        if meta["method"] == "tdm":
+            tdm = TDMConfig(**meta["tdm"])
+            if "critic" in saved:
+                critic = Critic(meta["input_dim"], meta["action_dim"], meta["hidden"], out_dim=vae.latent_dim)
+                critic.load_state_dict(saved["critic"])
+                critic.eval()
+        policy = cls(vae, actor, tdm, critic)
+        policy.meta = meta
+        return policy
+
+
+def load_policy(run_dir: Path, method: str, vae=None):
+    if method == "td3":
+        return StatePolicy.load(run_dir / "policy.pt")
+    return LatentPolicy.load(run_dir / "policy.pt", vae)
+
+
 def run_episode(env, policy, seed: int, frames: bool = False) -> dict:
     """One deterministic episode from the fixed reset `seed`. With frames, the env must render images."""
     step = env.reset(seed=seed)
+    policy.reset(seed)
     first = step.image if frames else None
     total, steps, min_distance = 0.0, 0, step.distance
     while not (step.terminated or step.truncated):
@@ -80,7 +171,7 @@ def run_episode(env, policy, seed: int, frames: bool = False) -> dict:
         steps += 1
         min_distance = min(min_distance, step.distance)
     result = {"final_distance": step.distance, "success": bool(step.success), "min_distance": min_distance,
-              "latent_distance": "", "return": total, "steps": steps}
+              "latent_distance": policy.latent_distance(step), "return": total, "steps": steps}
     if frames:
         result["frames"] = [first, step.image, step.goal_image]
     return result
@@ -91,9 +182,14 @@ def evaluate_policy(env, policy, episodes: int, eval_seed: int) -> list[dict]:
 
 
 def summary(results: list[dict]) -> dict[str, float]:
-    return {"success_rate": float(np.mean([r["success"] for r in results])),
-            "final_distance": float(np.mean([r["final_distance"] for r in results])),
-            "return": float(np.mean([r["return"] for r in results]))}
+    """Means over episodes; latent_distance only for image policies."""
+    out = {"success_rate": float(np.mean([r["success"] for r in results])),
+           "final_distance": float(np.mean([r["final_distance"] for r in results])),
+           "return": float(np.mean([r["return"] for r in results]))}
+    latent = [r["latent_distance"] for r in results if r["latent_distance"] != ""]
+    if latent:
+        out["latent_distance"] = float(np.mean(latent))
+    return out
 
 
 def evaluate(env: str, method: str, out_csv, params, seeds=None, eval_seed=None, runs=None, vae=None,
@@ -103,23 +199,23 @@ def evaluate(env: str, method: str, out_csv, params, seeds=None, eval_seed=None,
     from visgoal.envs import make_env
     from visgoal.figures import image_grid, save_png
 
-    if method != "td3":
-        raise ValueError(f"method '{method}' needs the image agents (not built yet)")
     torch.set_num_threads(1)
     cfg = params["evaluate"]
     seeds = list(seeds or params["seeds"])
     eval_seed = cfg["eval_seed"] if eval_seed is None else eval_seed
     runs = Path(runs) if runs else Path("results") / env / method
     out_csv = Path(out_csv)
-    policies = {seed: StatePolicy.load(runs / f"seed{seed}" / "policy.pt") for seed in seeds}
+    policies = {seed: load_policy(runs / f"seed{seed}", method, vae) for seed in seeds}
+    needs_images = any(p.needs_images for p in policies.values())
 
     rows, pictures = [], []
-    with make_env(env, image_size=params["render"]["image_size"], render_images=cfg["picture_episodes"] > 0) as e:
+    image_size = params["render"]["image_size"]
+    with make_env(env, image_size=image_size, render_images=needs_images or cfg["picture_episodes"] > 0) as e:
         bar = tqdm(total=len(seeds) * cfg["episodes"], desc=f"evaluate {env}/{method}", disable=not progress)
         for seed, policy in policies.items():
             for i in range(cfg["episodes"]):
                 frames = seed == seeds[0] and i < cfg["picture_episodes"]
-                e.render_images = frames  # render only the few pictured episodes (the sim is unaffected)
+                e.render_images = frames or needs_images  # the sim is unaffected by rendering
                 result = run_episode(e, policy, episode_seed(eval_seed, i), frames=frames)
                 if frames:
                     pictures.append(result.pop("frames"))
@@ -162,10 +258,8 @@ def _log_to_mlflow(env, method, params, per_seed, policies, picture, out_csv) ->
             run_id = client.create_run(experiment_id, run_name=run_name(method, seed),
                                        tags=base_tags(env, method, params.profile, seed)).info.run_id
         step, now = int(policies[seed].meta.get("env_steps", 0)), int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[
-            mlflow.entities.Metric("final_eval/success_rate", s["success_rate"], now, step),
-            mlflow.entities.Metric("final_eval/final_distance", s["final_distance"], now, step),
-            mlflow.entities.Metric("final_eval/return", s["return"], now, step)])
+        client.log_batch(run_id, metrics=[mlflow.entities.Metric(f"final_eval/{k}", v, now, step)
+                                          for k, v in s.items()])
         client.log_artifact(run_id, str(out_csv), artifact_path="evaluation")
         if picture is not None and seed == next(iter(per_seed)):
             client.log_artifact(run_id, str(picture), artifact_path="evaluation")

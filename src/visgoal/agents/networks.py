@@ -81,11 +81,13 @@ class Critic(nn.Module):
     """Twin Q-functions Q1, Q2(s, g, a) (TD3, Fujimoto et al. 2018, section 4.2: clipped double Q).
     Takes normalized inputs. (One ensemble with batched matmuls measured no faster on CPU.)"""
 
-    def __init__(self, input_dim: int, action_dim: int, hidden: list[int]):
+    def __init__(self, input_dim: int, action_dim: int, hidden: list[int], out_dim: int = 1):
         super().__init__()
-        self.q1 = mlp(input_dim + action_dim, hidden, 1)
-        self.q2 = mlp(input_dim + action_dim, hidden, 1)
+        self.q1 = mlp(input_dim + action_dim, hidden, out_dim)
+        self.q2 = mlp(input_dim + action_dim, hidden, out_dim)
 
     def forward(self, x: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Q1, Q2), each (n,); with out_dim > 1 (the TDM critic), each (n, out_dim)."""
         xa = torch.cat([x, action], dim=-1)
-        return self.q1(xa).squeeze(-1), self.q2(xa).squeeze(-1)
+        q1, q2 = self.q1(xa), self.q2(xa)
+        return (q1.squeeze(-1), q2.squeeze(-1)) if q1.shape[-1] == 1 else (q1, q2)

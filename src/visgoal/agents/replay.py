@@ -13,6 +13,10 @@ replaces a sampled transition's goal, with mixture weights from `replay.relabel`
 The rest keep the episode's own goal. Rewards are recomputed on the final goal by
 `reward_fn(next_achieved, goal, env_reward)`. `batch_hook(batch, rng)` may add to a
 batch afterwards (TDM: the horizon tau).
+
+Image agents store latents as `obs` and `achieved`; with `image_shape` the buffer also
+keeps each frame (uint8), so that `reencode(encoder)` can rewrite every stored latent
+after the VAE is fine-tuned (RIG section 4.1).
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ def mixture(relabel: dict[str, float]) -> np.ndarray:
 class EpisodeReplay:
     def __init__(self, capacity: int, max_length: int, obs_shape: tuple[int, ...], goal_dim: int, action_dim: int,
                  relabel: dict[str, float], reward_fn: RewardFn, obs_dtype=np.float32,
-                 goal_sampler: Callable | None = None, batch_hook: Callable | None = None):
+                 goal_sampler: Callable | None = None, batch_hook: Callable | None = None,
+                 image_shape: tuple[int, ...] | None = None):
         self.max_length = max_length
         self.n_episodes = max(1, capacity // max_length)
         self.probs = mixture(relabel)
@@ -65,16 +70,20 @@ class EpisodeReplay:
         self.env_reward = np.zeros((E, T), np.float32)
         self.terminated = np.zeros((E, T), np.float32)
         self.length = np.zeros(E, np.int64)
+        self.images = np.zeros((E, T + 1, *image_shape), np.uint8) if image_shape else None
         self.next_index, self.size = 0, 0
 
-    FIELDS = ("obs", "achieved", "goal", "action", "env_reward", "terminated", "length")
+    @property
+    def FIELDS(self) -> tuple[str, ...]:
+        base = ("obs", "achieved", "goal", "action", "env_reward", "terminated", "length")
+        return base + ("images",) if self.images is not None else base
 
     @property
     def transitions(self) -> int:
         return int(self.length[: self.size].sum())
 
-    def add_episode(self, obs, achieved, goal, action, env_reward, terminated) -> None:
-        """One episode of n steps: obs and achieved have n+1 rows (the first is the reset)."""
+    def add_episode(self, obs, achieved, goal, action, env_reward, terminated, images=None) -> None:
+        """One episode of n steps: obs and achieved (and images) have n+1 rows (the first is the reset)."""
         n = len(action)
         if not 0 < n <= self.max_length or len(obs) != n + 1 or len(achieved) != n + 1:
             raise ValueError(f"episode of {n} steps (obs {len(obs)}, achieved {len(achieved)}) "
@@ -83,6 +92,8 @@ class EpisodeReplay:
         self.obs[i, : n + 1], self.achieved[i, : n + 1], self.goal[i] = obs, achieved, goal
         self.action[i, :n], self.env_reward[i, :n], self.terminated[i, :n] = action, env_reward, terminated
         self.length[i] = n
+        if self.images is not None:
+            self.images[i, : n + 1] = images
         self.next_index = (i + 1) % self.n_episodes
         self.size = min(self.size + 1, self.n_episodes)
 
@@ -117,6 +128,27 @@ class EpisodeReplay:
         }
         batch["reward"] = self.reward_fn(batch["next_achieved"], goal, batch["env_reward"])
         return self.batch_hook(batch, rng) if self.batch_hook else batch
+
+    def sample_images(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n stored frames, uniform over stored frames (fine-tuning data for the VAE)."""
+        frames = self.length[: self.size] + 1
+        ep = rng.choice(self.size, size=n, p=frames / frames.sum())
+        t = (rng.random(n) * frames[ep]).astype(np.int64)
+        return self.images[ep, t]
+
+    def reencode(self, encoder: Callable[[np.ndarray], np.ndarray], batch_episodes: int = 16) -> None:
+        """Replace every stored latent (obs and achieved) with `encoder(frames)` of its stored frame."""
+        if self.images is None:
+            raise ValueError("this replay keeps no images (image_shape=None): nothing to re-encode")
+        for start in range(0, self.size, batch_episodes):
+            eps = range(start, min(start + batch_episodes, self.size))
+            frames = np.concatenate([self.images[e, : self.length[e] + 1] for e in eps])
+            z = encoder(frames)
+            offset = 0
+            for e in eps:
+                n = self.length[e] + 1
+                self.obs[e, :n] = self.achieved[e, :n] = z[offset : offset + n]
+                offset += n
 
     # --- snapshots: only the filled part ----------------------------------------------
     def state_dict(self) -> dict:

@@ -97,10 +97,10 @@ class TD3Agent:
                  rng: np.random.Generator, device: str = "cpu"):
         self.cfg, self.device = cfg, device
         self.actor = Actor(input_dim, action_dim, cfg.hidden, action_low, action_high, cfg.normalize_inputs).to(device)
-        self.critic = Critic(input_dim, action_dim, cfg.hidden).to(device)
+        self.critic = self.make_critic(input_dim, action_dim).to(device)
         self.actor_target = Actor(input_dim, action_dim, cfg.hidden, action_low, action_high,
                                   cfg.normalize_inputs).to(device)
-        self.critic_target = Critic(input_dim, action_dim, cfg.hidden).to(device)
+        self.critic_target = self.make_critic(input_dim, action_dim).to(device)
         self.actor_target.load_state_dict(self.actor.state_dict())
         self.critic_target.load_state_dict(self.critic.state_dict())
         # fused: one kernel per step instead of a loop over tensors (small nets are overhead-bound)
@@ -112,6 +112,9 @@ class TD3Agent:
         # Actor.to_env in numpy, for the acting loop: converted once here, not at every env step.
         self._action_scale = self.actor.action_scale.cpu().numpy()
         self._action_bias = self.actor.action_bias.cpu().numpy()
+
+    def make_critic(self, input_dim: int, action_dim: int) -> nn.Module:
+        return Critic(input_dim, action_dim, self.cfg.hidden)
 
     # --- acting -------------------------------------------------------------------------
     @staticmethod

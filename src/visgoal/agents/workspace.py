@@ -29,7 +29,8 @@ from visgoal.files import atomic_output
 
 log = logging.getLogger("visgoal")
 
-CURVE_COLUMNS = ("env_steps", "eval_success_rate", "eval_final_distance", "eval_return", "wall_clock_s")
+CURVE_COLUMNS = ("env_steps", "eval_success_rate", "eval_final_distance", "eval_return", "eval_latent_distance",
+                 "wall_clock_s")
 
 
 def set_seed_everywhere(seed: int) -> np.random.Generator:
@@ -37,12 +38,18 @@ def set_seed_everywhere(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def train(env: str, method: str, seed: int, out_dir, params, vae=None, progress: bool = True) -> Path:
+def train(env: str, method: str, seed: int, out_dir, params, vae=None, dataset=None, progress: bool = True) -> Path:
+    """Train one agent; `vae`/`dataset` (image methods) default to results/<env>/vae.pt and vae_dataset.h5."""
     if method in ("tdm", "rig"):
-        raise ValueError(f"method '{method}' needs the image agents (not built yet)")
-    if method != "td3":
+        from visgoal.agents.image import ImageWorkspace
+
+        vae = Path(vae) if vae else Path("results") / env / "vae.pt"
+        dataset = Path(dataset) if dataset else Path("results") / env / "vae_dataset.h5"
+        workspace = ImageWorkspace(env, method, seed, Path(out_dir), params, vae, dataset, progress)
+    elif method == "td3":
+        workspace = Workspace(env, method, seed, Path(out_dir), params, progress)
+    else:
         raise ValueError(f"unknown method '{method}' (choose td3, tdm or rig)")
-    workspace = Workspace(env, method, seed, Path(out_dir), params, progress)
     try:
         workspace.run()
     finally:
@@ -52,17 +59,28 @@ def train(env: str, method: str, seed: int, out_dir, params, vae=None, progress:
 
 class Workspace:
     def __init__(self, env_name: str, method: str, seed: int, out_dir: Path, params, progress: bool = True):
-        from visgoal.envs import make_env
-
         torch.set_num_threads(1)  # small networks: threads only contend on a shared machine
         self.env_name, self.method, self.seed, self.out_dir, self.params = env_name, method, seed, out_dir, params
         self.cfg, self.progress = params["train"], progress
         self.rng = set_seed_everywhere(seed)
-        self.env = make_env(env_name, render_images=False)
-        self.eval_env = make_env(env_name, render_images=False)
+        self.first = self.build()  # the seeded reset: the first episode starts from it
+        self.needs_reset = False
+        self.env_steps, self.episodes, self.wall_clock = 0, 0, 0.0
+        self.next_eval, self.next_checkpoint = self.cfg["eval_every"], self.cfg["checkpoint_every"]
+        self.curve: list[dict] = []
+        self.episode_stats: dict[str, float] = {}  # the latest finished episode, logged with the losses
+        self.run_id: str | None = None
+
+    def build(self):
+        """Make env, eval_env, agent, replay and policy; return the first (seeded) reset."""
+        from visgoal.envs import make_env
+
+        params = self.params
+        self.env = make_env(self.env_name, render_images=False)
+        self.eval_env = make_env(self.env_name, render_images=False)
         # The state baseline learns the env's own reward where the goal is not the task (inverted_pendulum).
-        self.goal_conditioned = env_name not in params["td3"]["env_reward_envs"]
-        first = self.env.reset(seed=seed)
+        self.goal_conditioned = self.env_name not in params["td3"]["env_reward_envs"]
+        first = self.env.reset(seed=self.seed)
         goal_dim = len(first.desired_goal) if self.goal_conditioned else 0
         action_dim = self.env.action_space.shape[0]
         td3 = TD3Config(**{f.name: params["td3"][f.name] for f in fields(TD3Config)})
@@ -74,13 +92,7 @@ class Workspace:
             relabel=replay["relabel"] if self.goal_conditioned else {},
             reward_fn=negative_distance if self.goal_conditioned else env_reward)
         self.policy = StatePolicy(self.agent.actor, self.goal_conditioned)
-        self.env_steps, self.episodes, self.wall_clock = 0, 0, 0.0
-        self.next_eval, self.next_checkpoint = self.cfg["eval_every"], self.cfg["checkpoint_every"]
-        self.curve: list[dict] = []
-        self.episode_stats: dict[str, float] = {}  # the latest finished episode, logged with the losses
-        self.run_id: str | None = None
-        self.needs_reset = False  # the seeded reset above starts the first episode
-        self.first = first
+        return first
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> None:
@@ -141,16 +153,21 @@ class Workspace:
         step = self.env.reset() if self.needs_reset else self.first
         self.needs_reset = True
         self.agent.noise.reset()
-        goal = self.policy.goal(step)
-        obs, achieved, actions, rewards, terminated = [step.state], [self.achieved(step)], [], [], []
+        goal = self.episode_goal(step)
+        first_obs, first_achieved = self.observe(step)
+        obs, achieved, actions, rewards, terminated = [first_obs], [first_achieved], [], [], []
+        images = [step.image] if self.replay.images is not None else None
         metrics: list[dict] = []
         while not (step.terminated or step.truncated) and self.env_steps < total:
             if self.env_steps < self.cfg["learning_starts"]:
                 action = self.rng.uniform(-1.0, 1.0, self.env.action_space.shape)
             else:
-                action = self.agent.act(step.state, goal, self.env_steps, eval_mode=False)
+                action = self.act(obs[-1], goal, len(actions))
             step = self.env.step(self.agent.env_action(action))
-            obs.append(step.state), achieved.append(self.achieved(step)), actions.append(action)
+            next_obs, next_achieved = self.observe(step)
+            obs.append(next_obs), achieved.append(next_achieved), actions.append(action)
+            if images is not None:
+                images.append(step.image)
             # A goal-reaching task has no terminal states: an env that stops at its own goal (the
             # kitchen) says nothing about relabelled goals, and -distance is ~0 from there on anyway.
             rewards.append(step.reward), terminated.append(step.terminated and not self.goal_conditioned)
@@ -162,21 +179,45 @@ class Workspace:
                 self.log_metrics(metrics)
                 metrics = []
         self.replay.add_episode(np.array(obs), np.array(achieved), goal, np.array(actions), np.array(rewards),
-                                np.array(terminated, dtype=np.float32))
+                                np.array(terminated, dtype=np.float32), images=images and np.array(images))
         self.episodes += 1
         self.bar.update(len(actions))
-        ret = sum(rewards) if not self.goal_conditioned else -float(np.sum(np.linalg.norm(
-            np.array(achieved[1:]) - goal, axis=-1)))
-        self.episode_stats = {"charts/episode_return": ret, "charts/episode_success": float(step.success),
-                              "charts/episode_final_distance": step.distance}
+        self.episode_stats = self.episode_metrics(np.array(achieved), goal, rewards, step)
+        self.after_episode()
 
-    def achieved(self, step) -> np.ndarray:
-        return step.achieved_goal if self.goal_conditioned else np.zeros(0, np.float32)
+    # --- what the image agents change -------------------------------------------------------
+    def episode_goal(self, step) -> np.ndarray:
+        """The goal pursued this episode: the env's own (state-based baseline)."""
+        return self.policy.goal(step)
+
+    def observe(self, step) -> tuple[np.ndarray, np.ndarray]:
+        """(agent observation, achieved goal) of a step."""
+        return step.state, step.achieved_goal if self.goal_conditioned else np.zeros(0, np.float32)
+
+    def act(self, obs: np.ndarray, goal: np.ndarray, t: int) -> np.ndarray:
+        """An exploratory action in [-1, 1] at episode step t."""
+        return self.agent.act(obs, goal, self.env_steps, eval_mode=False)
+
+    def episode_metrics(self, achieved: np.ndarray, goal: np.ndarray, rewards: list[float], step) -> dict:
+        ret = sum(rewards) if not self.goal_conditioned else -float(np.sum(np.linalg.norm(
+            achieved[1:] - goal, axis=-1)))
+        return {"charts/episode_return": ret, "charts/episode_success": float(step.success),
+                "charts/episode_final_distance": step.distance}
+
+    def after_episode(self) -> None:
+        """Called after each stored episode (RIG/TDM: periodic VAE fine-tuning)."""
+
+    def extra_state(self) -> dict:
+        """More to checkpoint (image agents: the fine-tuned VAE and its optimizer)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
 
     def sample(self) -> dict[str, torch.Tensor]:
         batch = self.replay.sample(self.agent.cfg.batch_size, self.rng)
         return {k: torch.as_tensor(batch[k], dtype=torch.float32)
-                for k in ("obs", "next_obs", "goal", "action", "reward", "terminated")}
+                for k in ("obs", "next_obs", "goal", "action", "reward", "terminated", "tau") if k in batch}
 
     def log_metrics(self, metrics: list[dict]) -> None:
         import mlflow
@@ -200,11 +241,13 @@ class Workspace:
                                     self.params["evaluate"]["eval_seed"]))
         row = {"env_steps": self.env_steps, "eval_success_rate": s["success_rate"],
                "eval_final_distance": s["final_distance"], "eval_return": s["return"],
+               "eval_latent_distance": s.get("latent_distance", ""),
                "wall_clock_s": round(time.monotonic() - self.start_wall, 3)}
         self.curve.append(row)
         self.write_curve()
-        mlflow.log_metrics({"eval/success_rate": s["success_rate"], "eval/final_distance": s["final_distance"],
-                            "eval/return": s["return"]}, step=self.env_steps)
+        # True and latent distance side by side: a reward-hacking agent shows latent distance
+        # falling while the true distance rises (the report's Figure 10, live).
+        mlflow.log_metrics({f"eval/{k}": v for k, v in s.items()}, step=self.env_steps)
         self.bar.set_postfix(success=f"{s['success_rate']:.2f}", refresh=False)
 
     # --- files -----------------------------------------------------------------------------
@@ -234,6 +277,7 @@ class Workspace:
             "wall_clock": time.monotonic() - self.start_wall,
             "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "env_rngs": [g.bit_generator.state for g in self._env_rngs()],
+            **self.extra_state(),
         }
         with atomic_output(self.out_dir / "checkpoint.pt") as tmp:
             torch.save(state, tmp)
@@ -252,6 +296,7 @@ class Workspace:
         torch.set_rng_state(state["torch_rng"])
         for generator, saved in zip(self._env_rngs(), state["env_rngs"]):
             generator.bit_generator.state = saved
+        self.load_extra_state(state)
         self.needs_reset = True  # checkpoints are taken between episodes
         return True
 

@@ -1,0 +1,181 @@
+"""Temporal Difference Models on latents (Pong et al. 2018; the image-TDM report, sections 3-4).
+
+The critic predicts f(z, a, z_g, tau), the latent reached after tau steps when trying
+to reach z_g, and Q = -|f - z_g|: per dimension ("vectorized", report equation 5) or as
+one p-norm. No discount: the horizon tau carries time instead.
+
+    target = -|z' - z_g|                                              if tau = 0
+           = min_i Q_i'(z', pi'(z', z_g, tau - 1), z_g, tau - 1)      otherwise
+
+Inputs are [z, z_g, tau / tau_max]. The agent is TD3 (twin critics, target smoothing,
+delayed actor) with a vector-valued critic; the actor maximises the summed Q.
+Optional, from the report's own diagnosis (section 6.3.1): `latent_reg` adds the
+prior's negative log-likelihood of f to the critic loss, keeping predicted latents on
+the VAE's latent distribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from visgoal.agents.networks import Critic
+from visgoal.agents.td3 import TD3Agent, TD3Config, soft_update_params
+
+
+@dataclass
+class TDMConfig:
+    """The `tdm` section of params.yaml, less the relabelling mixture."""
+
+    tau_max: int = 10
+    distance: str = "vectorized"     # vectorized (per-dimension |f - g|) or norm (one p-norm)
+    norm_p: float = 2.0
+    latent_reg: float = 0.0          # weight of the prior NLL of f in the critic loss
+    action_selection: str = "policy"  # policy (TD3 actor) or argmax (report equation 4)
+    candidates: int = 256            # sampled actions for argmax
+
+
+def tdm_distance(f: torch.Tensor, goal: torch.Tensor, cfg: TDMConfig) -> torch.Tensor:
+    """Q from a predicted latent: (n, d) per dimension, or (n,) for a p-norm."""
+    if cfg.distance == "vectorized":
+        return -(f - goal).abs()
+    return -torch.linalg.vector_norm(f - goal, ord=cfg.norm_p, dim=-1)
+
+
+def tau_input(tau: torch.Tensor, tau_max: int) -> torch.Tensor:
+    return (tau.float() / max(tau_max, 1)).unsqueeze(-1)
+
+
+def horizon_hook(tau_max: int):
+    """A replay batch hook: tau uniform in {0..tau_max} (TDM relabelling, Pong et al. 2018)."""
+
+    def add_tau(batch: dict, rng: np.random.Generator) -> dict:
+        batch["tau"] = rng.integers(0, tau_max + 1, size=len(batch["action"])).astype(np.float32)
+        return batch
+
+    return add_tau
+
+
+def countdown(t: int, tau_max: int) -> int:
+    """The horizon at episode step t: tau_max, tau_max - 1, ..., 0, then tau_max again."""
+    return tau_max - t % (tau_max + 1)
+
+
+@torch.no_grad()
+def argmax_action(actor: nn.Module, critic: nn.Module, x: torch.Tensor, goal: torch.Tensor, cfg: TDMConfig,
+                  generator: torch.Generator | None = None, normalized: bool = False) -> torch.Tensor:
+    """argmax over {pi(x)} U {candidates ~ U[-1, 1]} of Q1(x, a) (report equation 4), for one input x (1, D)."""
+    xn = x if normalized else actor.normalizer(x)
+    policy_action = actor.from_normalized(xn)
+    action_dim = policy_action.shape[-1]
+    sampled = torch.rand(cfg.candidates, action_dim, generator=generator) * 2 - 1
+    actions = torch.cat([policy_action, sampled])
+    q1, _ = critic(xn.expand(len(actions), -1), actions)
+    q = tdm_distance(q1, goal.expand(len(actions), -1), cfg)
+    q = q.sum(-1) if q.ndim == 2 else q
+    return actions[q.argmax()][None]
+
+
+class TDMAgent(TD3Agent):
+    def __init__(self, latent_dim: int, action_dim: int, action_low, action_high, cfg: TD3Config,
+                 tdm: TDMConfig, rng: np.random.Generator, prior_mean=None, prior_std=None):
+        if tdm.distance not in ("vectorized", "norm"):
+            raise ValueError(f"tdm.distance: unknown '{tdm.distance}' (choose vectorized or norm)")
+        if tdm.action_selection not in ("policy", "argmax"):
+            raise ValueError(f"tdm.action_selection: unknown '{tdm.action_selection}' (choose policy or argmax)")
+        self.tdm, self.latent_dim = tdm, latent_dim
+        super().__init__(2 * latent_dim + 1, action_dim, action_low, action_high, cfg, rng)
+        self.prior_mean = torch.zeros(latent_dim) if prior_mean is None else torch.as_tensor(prior_mean).float()
+        self.prior_std = torch.ones(latent_dim) if prior_std is None else torch.as_tensor(prior_std).float()
+        self.generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+
+    def make_critic(self, input_dim: int, action_dim: int) -> nn.Module:
+        return Critic(input_dim, action_dim, self.cfg.hidden, out_dim=self.latent_dim)
+
+    def set_prior(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.prior_mean, self.prior_std = mean.detach().float().cpu(), std.detach().float().cpu()
+
+    # --- acting -------------------------------------------------------------------------
+    def act(self, obs: np.ndarray, goal: np.ndarray, step: int, eval_mode: bool, tau: int = 0) -> np.ndarray:
+        x = torch.as_tensor(np.concatenate([obs, goal, [tau / max(self.tdm.tau_max, 1)]]), dtype=torch.float32)[None]
+        if self.tdm.action_selection == "argmax":
+            g = torch.as_tensor(goal, dtype=torch.float32)[None]
+            action = argmax_action(self.actor, self.critic, x, g, self.tdm, self.generator)[0].numpy()
+        else:
+            with torch.no_grad():
+                action = self.actor(x)[0].numpy()
+        if not eval_mode:
+            action = np.clip(action + self.noise.sample(step), -1.0, 1.0)
+        return action
+
+    # --- learning -----------------------------------------------------------------------
+    def q(self, f: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        return tdm_distance(f, goal, self.tdm)
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict:
+        z, next_z, goal, tau = batch["obs"], batch["next_obs"], batch["goal"], batch["tau"]
+        x = torch.cat([z, goal, tau_input(tau, self.tdm.tau_max)], dim=-1)
+        next_x = torch.cat([next_z, goal, tau_input((tau - 1).clamp_min(0), self.tdm.tau_max)], dim=-1)
+        self.observe(x)
+        x, next_x = self.normalize(x), self.normalize(next_x)
+        metrics = self.update_critic(x, batch["action"], goal, next_x, next_z, tau)
+        self.num_updates += 1
+        if self.num_updates % self.cfg.policy_delay == 0:
+            metrics.update(self.update_tdm_actor(x, goal))
+            soft_update_params(self.actor, self.actor_target, self.cfg.tau)
+            soft_update_params(self.critic, self.critic_target, self.cfg.tau)
+        return metrics
+
+    def targets(self, goal, next_x, next_z, tau) -> torch.Tensor:
+        """The TDM target: the reached distance at tau = 0, the bootstrapped one at tau - 1 otherwise."""
+        with torch.no_grad():
+            noise = (torch.randn(len(next_x), self.actor.net[-1].out_features) * self.cfg.target_noise).clamp(
+                -self.cfg.target_noise_clip, self.cfg.target_noise_clip)
+            next_action = (self.actor_target.from_normalized(next_x) + noise).clamp(-1.0, 1.0)
+            f1, f2 = self.critic_target(next_x, next_action)
+            bootstrap = torch.min(self.q(f1, goal), self.q(f2, goal))
+            reached = self.q(next_z, goal)
+            done = (tau == 0).view(-1, *([1] * (reached.ndim - 1)))
+            return torch.where(done, reached, bootstrap)
+
+    def update_critic(self, x, action, goal, next_x, next_z, tau) -> dict:
+        target = self.targets(goal, next_x, next_z, tau)
+        f1, f2 = self.critic(x, action)
+        q1, q2 = self.q(f1, goal), self.q(f2, goal)
+        loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        metrics = {}
+        if self.tdm.latent_reg > 0:
+            # Negative log-likelihood of the predicted latents under the VAE's fitted prior (section 6.3.1).
+            nll = 0.5 * (((torch.cat([f1, f2]) - self.prior_mean) / self.prior_std) ** 2).sum(-1).mean()
+            loss = loss + self.tdm.latent_reg * nll
+            metrics["losses/latent_prior_nll"] = nll.item()
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        metrics.update(self._clip(self.critic, "critic"))
+        self.critic_opt.step()
+        total = (lambda q: q.sum(-1) if q.ndim == 2 else q)
+        return {"losses/critic": loss.item(), "values/q1": total(q1).mean().item(),
+                "values/q2": total(q2).mean().item(), "values/target_q": total(target).mean().item(), **metrics}
+
+    def update_tdm_actor(self, x, goal) -> dict:
+        f1, _ = self.critic(x, self.actor.from_normalized(x))
+        q = self.q(f1, goal)
+        loss = -(q.sum(-1) if q.ndim == 2 else q).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = self._clip(self.actor, "actor")
+        self.actor_opt.step()
+        return {"losses/actor": loss.item(), **grad_norm}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "generator": self.generator.get_state(),
+                "prior_mean": self.prior_mean, "prior_std": self.prior_std}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.generator.set_state(state["generator"])
+        self.prior_mean, self.prior_std = state["prior_mean"], state["prior_std"]

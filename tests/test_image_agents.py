@@ -1,0 +1,193 @@
+"""The image agents, RIG and TDM: every environment through the CLI, TDM's targets, the
+relabelling mixture, the imagined-goal prior, and VAE fine-tuning with re-encoding.
+(Resume for both methods is tested beside td3's, in test_td3.py.)"""
+
+import csv
+from types import SimpleNamespace
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+from conftest import ENVS, run_cli
+from visgoal.agents.image import ImageWorkspace, VAEFineTuner
+from visgoal.agents.replay import STRATEGIES, EpisodeReplay, negative_distance
+from visgoal.agents.td3 import TD3Config
+from visgoal.agents.tdm import TDMAgent, TDMConfig, countdown
+from visgoal.cli import main
+from visgoal.config import load_params
+from visgoal.evaluation import LatentPolicy
+from visgoal.tracking import experiment_name
+from visgoal.vae import VAE
+
+SMOKE = load_params(profile="smoke")
+
+
+@pytest.fixture(scope="module")
+def env_vae(workdir):
+    """results/<env>/vae_dataset.h5 and vae.pt of the smoke profile, made once per env through the CLI."""
+    def make(env):
+        out = workdir / "results" / env
+        if not (out / "vae.pt").is_file():
+            for args in (["dataset", "--env", env, "--out", str(out / "vae_dataset.h5")],
+                         ["train-vae", "--env", env, "--dataset", str(out / "vae_dataset.h5"),
+                          "--out", str(out / "vae.pt")]):
+                result = run_cli(*args, "--profile", "smoke", "--quiet")
+                assert result.returncode == 0, result.stderr[-2000:]
+        return out
+    return make
+
+
+@pytest.mark.parametrize("method", ["rig", "tdm"])
+@pytest.mark.parametrize("env", ENVS)
+def test_train_and_evaluate_through_the_cli(env, method, workdir, env_vae):
+    out = env_vae(env)  # the CLI's defaults find results/<env>/vae.pt and vae_dataset.h5 from the cwd
+    assert main(["train", "--env", env, "--method", method, "--seed", "0", "--profile", "smoke", "--quiet"]) == 0
+    run = out / method / "seed0"
+    with open(run / "curve.csv") as f:
+        curve = list(csv.DictReader(f))
+    assert int(curve[-1]["env_steps"]) == SMOKE["train"]["total_steps"]
+    assert all(float(row["eval_latent_distance"]) >= 0 for row in curve)
+    policy = LatentPolicy.load(run / "policy.pt")  # with the run's own (fine-tuned) vae.pt
+    assert policy.meta["method"] == method and policy.vae.latent_dim == SMOKE["vae"]["latent_dim"]
+
+    assert main(["evaluate", "--env", env, "--method", method, "--profile", "smoke", "--quiet"]) == 0
+    with open(out / f"{method}_eval.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(SMOKE["seeds"]) * SMOKE["evaluate"]["episodes"]
+    assert all(r["method"] == method and float(r["latent_distance"]) >= 0 for r in rows)
+    assert (out / f"{method}_eval.png").is_file()
+
+    # True and latent distance side by side in the run, with the relabelling mixture as params.
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(experiment_name(env))
+    found = client.search_runs([experiment.experiment_id], f"tags.method = '{method}'")
+    assert len(found) == 1
+    data = found[0].data
+    assert {"eval/latent_distance", "eval/final_distance", "eval/success_rate",
+            "final_eval/latent_distance"} <= set(data.metrics)
+    assert data.params[f"{method}.relabel.prior"] == str(SMOKE[method]["relabel"]["prior"])
+
+
+def test_train_without_a_vae_fails_in_one_line(workdir, capsys):
+    assert main(["train", "--env", "fetch_reach", "--method", "rig", "--profile", "smoke", "--quiet",
+                 "--vae", str(workdir / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Traceback" not in err
+    assert "VAE checkpoint not found" in errors[0] and "train-vae" in errors[0]
+
+
+# --- TDM -----------------------------------------------------------------------------------------
+def tdm_agent(distance="vectorized", latent_dim=3, **kwargs) -> TDMAgent:
+    cfg = TDMConfig(tau_max=5, distance=distance, **kwargs)
+    return TDMAgent(latent_dim, 2, -np.ones(2), np.ones(2), TD3Config(hidden=[16]), cfg, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("distance", ["vectorized", "norm"])
+def test_tdm_target_at_tau_zero_is_the_latent_distance(distance):
+    agent = tdm_agent(distance)
+    torch.manual_seed(0)
+    n, d = 64, 3
+    goal, next_z = torch.randn(n, d), torch.randn(n, d)
+    next_x = agent.normalize(torch.cat([next_z, goal, torch.zeros(n, 1)], dim=-1))
+    tau = torch.zeros(n)
+    target = agent.targets(goal, next_x, next_z, tau)
+    expected = -(next_z - goal).abs() if distance == "vectorized" else -torch.linalg.vector_norm(next_z - goal, dim=-1)
+    torch.testing.assert_close(target, expected)
+    # tau > 0 bootstraps from the target critics instead: not the one-step distance.
+    target = agent.targets(goal, next_x, next_z, torch.full((n,), 3.0))
+    assert not torch.allclose(target, expected)
+
+
+def test_tdm_bootstrap_is_the_min_of_the_target_critics():
+    agent = tdm_agent("vectorized")
+    agent.cfg.target_noise = 0.0
+    n = 32
+    goal, next_z = torch.randn(n, 3), torch.randn(n, 3)
+    next_x = agent.normalize(torch.cat([next_z, goal, torch.full((n, 1), 0.4)], dim=-1))
+    target = agent.targets(goal, next_x, next_z, torch.full((n,), 2.0))
+    with torch.no_grad():
+        f1, f2 = agent.critic_target(next_x, agent.actor_target.from_normalized(next_x))
+    torch.testing.assert_close(target, torch.min(-(f1 - goal).abs(), -(f2 - goal).abs()))
+
+
+def test_tdm_latent_regulariser_enters_the_loss():
+    torch.manual_seed(0)
+    batch = {"obs": torch.randn(16, 3), "next_obs": torch.randn(16, 3), "goal": torch.randn(16, 3),
+             "action": torch.rand(16, 2) * 2 - 1, "tau": torch.randint(0, 6, (16,)).float()}
+    plain = tdm_agent().update(dict(batch))
+    regularised = tdm_agent(latent_reg=1.0).update(dict(batch))
+    assert "losses/latent_prior_nll" not in plain
+    assert regularised["losses/critic"] > plain["losses/critic"]  # same init (seeded rng), plus a positive term
+
+
+def test_tdm_rollout_horizon_counts_down_and_resets():
+    assert [countdown(t, 3) for t in range(9)] == [3, 2, 1, 0, 3, 2, 1, 0, 3]
+
+
+def test_argmax_selection_never_does_worse_than_the_policy_action():
+    agent = tdm_agent(action_selection="argmax", candidates=64)
+    obs, goal = np.zeros(3, np.float32), np.ones(3, np.float32)
+    x = torch.as_tensor(np.concatenate([obs, goal, [0.2]]), dtype=torch.float32)[None]
+    chosen = torch.as_tensor(agent.act(obs, goal, 0, eval_mode=True, tau=1))[None].float()
+    with torch.no_grad():
+        xn = agent.normalize(x)
+        q = lambda a: (-(agent.critic(xn, a)[0] - torch.as_tensor(goal)).abs()).sum()
+        assert q(chosen) >= q(agent.actor.from_normalized(xn))
+
+
+# --- relabelling and the prior -------------------------------------------------------------------
+def test_relabelling_mixture_has_the_configured_proportions():
+    marker = 123.0
+    relabel = SMOKE["rig"]["relabel"]
+    replay = EpisodeReplay(1000, 10, (3,), 3, 2, relabel=relabel, reward_fn=negative_distance,
+                           goal_sampler=lambda n, rng: np.full((n, 3), marker, np.float32))
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        replay.add_episode(rng.normal(size=(11, 3)), rng.normal(size=(11, 3)), rng.normal(size=3),
+                           rng.uniform(-1, 1, (10, 2)), np.zeros(10), np.zeros(10))
+    n = 20000
+    batch = replay.sample(n, rng)
+    for name in STRATEGIES[1:]:
+        share = float(np.mean(batch["strategy"] == STRATEGIES.index(name)))
+        expected = relabel.get(name, 0.0)
+        assert abs(share - expected) < 4 * np.sqrt(expected * (1 - expected) / n) + 1e-12, name
+    prior = batch["strategy"] == STRATEGIES.index("prior")
+    assert np.all(batch["goal"][prior] == marker) and not np.any(batch["goal"][~prior] == marker)
+    np.testing.assert_allclose(batch["reward"], -np.linalg.norm(batch["next_achieved"] - batch["goal"], axis=-1),
+                               rtol=1e-6)
+
+
+def test_imagined_goals_have_the_fitted_prior_mean_and_std():
+    vae = VAE(latent_dim=4)
+    vae.prior_mean.copy_(torch.tensor([0.5, -1.0, 2.0, 0.0]))
+    vae.prior_std.copy_(torch.tensor([0.1, 1.0, 3.0, 0.5]))
+    samples = ImageWorkspace.sample_prior(SimpleNamespace(vae=vae), 50000, np.random.default_rng(0))
+    np.testing.assert_allclose(samples.mean(0), vae.prior_mean.numpy(), atol=0.05)
+    np.testing.assert_allclose(samples.std(0), vae.prior_std.numpy(), rtol=0.02)
+
+
+def test_finetuning_reencodes_the_stored_latents():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    vae = VAE(image_size=16, latent_dim=4, encoder_channels=[8], decoder_channels=[8, 8]).eval()
+    replay = EpisodeReplay(100, 5, (4,), 4, 2, relabel={"future": 0.5}, reward_fn=negative_distance,
+                           image_shape=(16, 16, 3))
+    for _ in range(6):
+        images = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+        z = vae.encode(images)
+        replay.add_episode(z, z, z[-1], rng.uniform(-1, 1, (5, 2)), np.zeros(5), np.zeros(5), images=images)
+    before = replay.obs[: replay.size].copy()
+    cfg = {"steps": 3, "batch_size": 8, "replay_fraction": 0.5, "lr": 1e-2}
+    tuner = VAEFineTuner(vae, rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8), cfg,
+                         {"beta": 1.0, "recon_loss": "mse"})
+    tuner.fit(replay, rng)
+    replay.reencode(vae.encode)
+    for e in range(replay.size):
+        n = replay.length[e] + 1
+        expected = vae.encode(replay.images[e, :n])
+        np.testing.assert_allclose(replay.obs[e, :n], expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(replay.achieved[e, :n], replay.obs[e, :n])
+    assert not np.allclose(before, replay.obs[: replay.size])
