@@ -1,0 +1,159 @@
+"""The report stage on a small synthetic results tree, through the real command line and the function."""
+
+import csv
+import statistics
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from visgoal.config import load_params
+from visgoal.evaluation import COLUMNS
+from visgoal.figures import image_grid, save_png
+from visgoal.report import report
+
+ENVS = ["fetch_reach", "point_maze"]  # params.yaml's order
+METHODS = ["td3", "tdm", "rig"]
+SEEDS = [0, 1]
+EPISODES = 6
+MISSING = ("fetch_reach", "rig")  # never evaluated: a '–' cell, no row
+OUTPUTS = ["summary.csv", "summary.md", "curves.png", "final.png", "vae_recon.png", "frames.png"]
+
+
+def _picture(rng, rows: int, cols: int, size: int = 8) -> np.ndarray:
+    return image_grid([[rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(cols)]
+                       for _ in range(rows)])
+
+
+def _write_csv(path, fieldnames, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """2 envs x 3 methods x 2 seeds: eval CSVs, curves (one with an extra column, one cut short), pictures."""
+    root = tmp_path_factory.mktemp("results")
+    rng = np.random.default_rng(0)
+    for env in ENVS:
+        save_png(_picture(rng, 2, 8), root / env / "vae_recon.png", scale=2)
+        for method in METHODS:
+            if (env, method) == MISSING:
+                continue
+            rows = [{"env": env, "method": method, "seed": seed, "episode": i,
+                     "final_distance": rng.uniform(0, 0.5), "success": bool(rng.random() < 0.6),
+                     "min_distance": 0.0, "latent_distance": "" if method == "td3" else rng.uniform(0, 3),
+                     "return": -rng.uniform(0, 50), "steps": 50} for seed in SEEDS for i in range(EPISODES)]
+            rows += [{**rows[0], "seed": 7}]  # a seed outside params.yaml's: left out
+            _write_csv(root / env / f"{method}_eval.csv", COLUMNS, rows)
+            if method != "rig":
+                save_png(_picture(rng, 2, 3), root / env / f"{method}_eval.png", scale=2)
+            for seed in SEEDS:
+                steps = range(100, 600 if seed == 0 else 400, 100)
+                extra = ["eval_latent_distance"] if method != "td3" else []
+                _write_csv(root / env / method / f"seed{seed}" / "curve.csv",
+                           ["env_steps", "eval_success_rate", "eval_final_distance", "eval_return", "wall_clock_s",
+                            *extra],
+                           [{"env_steps": s, "eval_success_rate": min(1.0, s / 500 * rng.uniform(0.5, 1)),
+                             "eval_final_distance": 0.1, "eval_return": -1.0, "wall_clock_s": 0.1,
+                             **{k: 1.0 for k in extra}} for s in steps])
+    return root
+
+
+def expected_summary(results) -> dict:
+    """(env, method) -> numbers computed from the eval CSVs without pandas."""
+    out = {}
+    for env in ENVS:
+        for method in METHODS:
+            path = results / env / f"{method}_eval.csv"
+            if not path.is_file():
+                continue
+            with open(path) as f:
+                rows = [r for r in csv.DictReader(f) if int(r["seed"]) in SEEDS]
+            success = [statistics.mean(r["success"] == "True" for r in rows if int(r["seed"]) == s) for s in SEEDS]
+            distance = [statistics.mean(float(r["final_distance"]) for r in rows if int(r["seed"]) == s)
+                        for s in SEEDS]
+            out[env, method] = {"n_seeds": len(SEEDS), "episodes": len(rows),
+                                "success_rate_mean": statistics.mean(success),
+                                "success_rate_std": statistics.stdev(success),
+                                "final_distance_mean": statistics.mean(distance),
+                                "final_distance_std": statistics.stdev(distance)}
+    return out
+
+
+@pytest.fixture(scope="module")
+def cli_report(results, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    result = run_cli("report", "--results", str(results), "--out", str(out), "--profile", "default",
+                     "--set", f"seeds={SEEDS}")
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_cli_writes_every_output_atomically(cli_report):
+    out, result = cli_report
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS)  # no temporary files left behind
+    for name in OUTPUTS:
+        assert f"wrote {out / name}" in result.stderr
+    for name in OUTPUTS:
+        if name.endswith(".png"):
+            image = matplotlib.image.imread(out / name)
+            assert image.ndim == 3 and min(image.shape[:2]) > 100 and image.std() > 0.01, name
+
+
+def test_summary_csv_matches_the_eval_csvs(cli_report, results):
+    out, _ = cli_report
+    with open(out / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    expected = expected_summary(results)
+    assert [(r["env"], r["method"]) for r in rows] == list(expected)  # params order, the missing one skipped
+    assert MISSING not in expected and len(rows) == len(ENVS) * len(METHODS) - 1
+    for row in rows:
+        want = expected[row["env"], row["method"]]
+        assert int(row["n_seeds"]) == want["n_seeds"] and int(row["episodes"]) == want["episodes"] == 2 * EPISODES
+        for key in ("success_rate_mean", "success_rate_std", "final_distance_mean", "final_distance_std"):
+            assert float(row[key]) == pytest.approx(want[key], abs=1e-6), (row["env"], row["method"], key)
+
+
+def test_summary_md_is_a_methods_by_envs_table(cli_report, results):
+    out, _ = cli_report
+    text = (out / "summary.md").read_text()
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("| method"))
+    assert header == "| method | " + " | ".join(ENVS) + " |"
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines if line.startswith("| ") and line != header}
+    assert list(rows) == METHODS
+    for (env, method), want in expected_summary(results).items():
+        cell = (f"{want['success_rate_mean']:.2f} ± {want['success_rate_std']:.2f}"
+                f" ({want['final_distance_mean']:.3f} m)")
+        assert cell in rows[method], (env, method, cell)
+    assert rows["rig"].startswith("| rig | – |")
+
+
+def test_the_function_again_gives_the_same_bytes(cli_report, results, tmp_path):
+    out, _ = cli_report
+    assert report(results, tmp_path, load_params(profile="default", overrides=[f"seeds={SEEDS}"])) == tmp_path
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(OUTPUTS)
+    for name in ("summary.csv", "summary.md"):
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_one_seed_has_no_spread(results, tmp_path):
+    report(results, tmp_path, load_params(profile="default", overrides=["seeds=[1]"]))
+    text = (tmp_path / "summary.md").read_text()
+    assert "±" not in text.split("|---|")[1] and "Fewer seeds" not in text
+    with open(tmp_path / "summary.csv") as f:
+        assert all(r["n_seeds"] == "1" and r["success_rate_std"] == "" for r in csv.DictReader(f))
+
+
+def test_missing_results_fail_with_one_line(tmp_path):
+    result = run_cli("report", "--results", str(tmp_path / "nothing"), "--out", str(tmp_path / "report"))
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("visgoal report:")]
+    assert len(errors) == 1 and errors[0].startswith("visgoal report: error:"), result.stderr
+    assert "python -m visgoal evaluate" in errors[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "report").exists()
