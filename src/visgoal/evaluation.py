@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from visgoal.agents.tdm import argmax_action, countdown
 from visgoal.files import atomic_output
 
 log = logging.getLogger("visgoal")
@@ -110,8 +111,6 @@ class LatentPolicy:
 
     @torch.no_grad()
     def __call__(self, step) -> np.ndarray:
-        from visgoal.agents.tdm import argmax_action, countdown
-
         goal = torch.from_numpy(self.goal(step))
         parts = [self.encode(step.image), goal]
         if self.tdm is not None:

@@ -179,7 +179,7 @@ class Workspace:
                 self.log_metrics(metrics)
                 metrics = []
         self.replay.add_episode(np.array(obs), np.array(achieved), goal, np.array(actions), np.array(rewards),
-                                np.array(terminated, dtype=np.float32), images=images and np.array(images))
+                                np.array(terminated, dtype=np.float32), images=None if images is None else np.array(images))
         self.episodes += 1
         self.bar.update(len(actions))
         self.episode_stats = self.episode_metrics(np.array(achieved), goal, rewards, step)
