@@ -205,3 +205,27 @@ def test_exploration_noise_anneals_and_ou_is_correlated():
     assert np.corrcoef(series[:-1], series[1:])[0, 1] > 0.7
     with pytest.raises(ValueError, match="unknown noise"):
         ExplorationNoise("pink", 1, 0.1, 0.1, 0, 0.15, np.random.default_rng(0))
+
+
+def test_finished_run_started_again_rewrites_its_outputs(tmp_path, workdir):
+    """A pipeline that re-runs a finished job (outputs removed, checkpoint kept) gets its outputs back."""
+    args = ["train", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet", "--out",
+            str(tmp_path), "--set", "train.total_steps=200"]
+    assert main(args) == 0
+    curve = (tmp_path / "curve.csv").read_text()
+    for name in ("curve.csv", "policy.pt"):
+        (tmp_path / name).unlink()
+    assert main(args) == 0
+    assert (tmp_path / "curve.csv").read_text() == curve and (tmp_path / "policy.pt").is_file()
+
+
+def test_checkpoint_of_other_parameters_is_not_resumed(tmp_path, workdir, caplog):
+    base = ["train", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet", "--out", str(tmp_path),
+            "--set", "train.total_steps=200"]
+    assert main(base) == 0
+    assert main([*base, "--set", "td3.actor_lr=0.0005"]) == 0
+    assert "written with other parameters: starting afresh" in caplog.text
+    assert "from its checkpoint" not in caplog.text
+    # Only the step budget may change: a finished run is extended from its checkpoint.
+    assert main([*base[:-1], "train.total_steps=300", "--set", "td3.actor_lr=0.0005"]) == 0
+    assert "from its checkpoint at env step 200" in caplog.text

@@ -131,6 +131,7 @@ class Workspace:
                         self.cfg["checkpoint_every"]
             if not self.curve or self.curve[-1]["env_steps"] != self.env_steps:
                 self.evaluate()
+            self.write_curve()  # also when a finished run is started again (its outputs were removed)
             self.save_policy()
             # Per CPU-second too: on a shared machine wall-clock speed says more about the neighbours.
             steps = self.env_steps - start_steps
@@ -277,17 +278,31 @@ class Workspace:
             "wall_clock": time.monotonic() - self.start_wall,
             "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "env_rngs": [g.bit_generator.state for g in self._env_rngs()],
+            "fingerprint": self.fingerprint(),
             **self.extra_state(),
         }
         with atomic_output(self.out_dir / "checkpoint.pt") as tmp:
             torch.save(state, tmp)
         log.debug("checkpoint at env step %d", self.env_steps)
 
+    def fingerprint(self) -> str:
+        """What a checkpoint must match to be resumed: env, method, seed and every parameter but
+        train.total_steps, so that a finished run can be extended and a changed one is not resumed."""
+        import hashlib
+        import json
+
+        flat = {k: v for k, v in self.params.flat().items() if k != "train.total_steps" and not k.startswith("profiles.")}
+        key = json.dumps([self.env_name, self.method, self.seed, flat], sort_keys=True, default=str)
+        return hashlib.sha256(key.encode()).hexdigest()
+
     def load_checkpoint(self) -> bool:
         path = self.out_dir / "checkpoint.pt"
         if not path.is_file():
             return False
         state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: numpy arrays inside
+        if state.get("fingerprint") != self.fingerprint():
+            log.warning("%s was written with other parameters: starting afresh (it will be overwritten)", path)
+            return False
         self.agent.load_state_dict(state["agent"])
         self.replay.load_state_dict(state["replay"])
         for name in ("env_steps", "episodes", "curve", "next_eval", "next_checkpoint", "run_id", "wall_clock"):
