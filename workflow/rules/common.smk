@@ -1,18 +1,40 @@
+import os
 import sys
 
 from visgoal.config import load_params
 
-# The interpreter running Snakemake is the project's virtualenv: stages use it too.
-PYTHON = sys.executable
+# Every stage is `python -m visgoal <sub-command> ...`, literally the `cmd` of its dvc.yaml stage.
+# `python` is whatever comes first on PATH: the conda env of the rule under `--sdm conda`, otherwise
+# the interpreter running Snakemake (the project's virtualenv, activated or not), put first here.
+os.environ.update(PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
 
-# The same resolution the stages use: params.yaml, the profile ($VISGOAL_PROFILE or its
-# `profile` key), validated against the schema before any job starts.
+# The same resolution the stages use: params.yaml (in $VISGOAL_ROOT, else the working directory),
+# then the profile ($VISGOAL_PROFILE, else its `profile` key), validated before any job starts.
 PARAMS = load_params()
 ENVS = PARAMS["envs"]
 METHODS = PARAMS["methods"]
 SEEDS = PARAMS["seeds"]
+IMAGE_METHODS = [m for m in METHODS if m != "td3"]
+
+# The conda environment of every rule (workflow/envs/visgoal.yaml, pinned like pyproject.toml).
+CONDA_ENV = "../envs/visgoal.yaml"
 
 
-def agent_inputs(wildcards):
-    """Image agents need the environment's VAE; the state-based td3 baseline does not."""
-    return [] if wildcards.method == "td3" else [f"results/{wildcards.env}/vae.pt"]
+def settings(*sections):
+    """The resolved params.yaml sections a stage reads (the `params` of its dvc.yaml stage).
+
+    Given as a rule's `params`, a change to one of them reruns that rule's jobs (Snakemake's
+    `params` rerun trigger), and nothing else."""
+    values = PARAMS.as_dict()
+    return {"profile": PARAMS.profile, **{name: values[name] for name in sections}}
+
+
+def runs(wildcards, *names):
+    """`results/<env>/<method>/seed<k>/<name>` of every seed: what evaluate reads."""
+    return [f"results/{wildcards.env}/{wildcards.method}/seed{seed}/{name}" for seed in SEEDS for name in names]
+
+
+def evaluate_inputs(wildcards):
+    """Each seed's policy; image agents also need each run's own (fine-tuned) VAE."""
+    return runs(wildcards, "policy.pt") if wildcards.method == "td3" else runs(wildcards, "policy.pt", "vae.pt")
+

@@ -9,11 +9,13 @@ rule dataset:
         "results/logs/{env}/dataset.log",
     benchmark:
         "results/benchmarks/{env}/dataset.tsv"
+    params:
+        settings=settings("render", "dataset"),
     threads: 1
     resources:
-        mem_mb=1024,
+        mem_mb=2048,
         runtime=60,
-    params:
-        python=PYTHON,
+    conda:
+        CONDA_ENV
     shell:
-        "{params.python} -m visgoal dataset --env {wildcards.env} --out {output.h5} --quiet > {log} 2>&1"
+        "python -m visgoal dataset --env {wildcards.env} --out {output.h5} --quiet > {log} 2>&1"

@@ -10,13 +10,15 @@ rule train_vae:
         "results/logs/{env}/train_vae.log",
     benchmark:
         "results/benchmarks/{env}/train_vae.tsv"
+    params:
+        settings=settings("vae"),
     threads: 2
     resources:
-        mem_mb=4096,
-        runtime=120,
-        gpu=0,
-    params:
-        python=PYTHON,
+        mem_mb=8192,
+        runtime=240,
+        gpu=0,  # a GPU would help; train-vae runs on the CPU for now (see workflow/profiles/slurm)
+    conda:
+        CONDA_ENV
     shell:
-        "{params.python} -m visgoal train-vae --env {wildcards.env} --dataset {input.dataset}"
-        " --out {output.vae} --quiet > {log} 2>&1"
+        "python -m visgoal train-vae --env {wildcards.env} --dataset {input.dataset} --out {output.vae}"
+        " --quiet > {log} 2>&1"

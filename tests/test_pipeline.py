@@ -1,0 +1,409 @@
+"""The pipeline: Snakemake and DVC declare the same DAG, and it runs end to end at the smoke profile.
+
+Fast tests (a few seconds each) work on a copy of the pipeline files in a temporary directory, in
+dry runs: no result is written and nothing in the repository changes. The end-to-end tests run
+the whole smoke DAG (every environment, every method) and take minutes; they are marked `e2e`
+(`pytest -m "not e2e"` leaves them out while iterating; `make test` and CI run everything).
+"""
+
+from __future__ import annotations
+
+import csv
+import filecmp
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+BIN = Path(sys.executable).parent  # the virtualenv running the tests: snakemake, dvc and python
+PIPELINE_FILES = ("Snakefile", "workflow", "params.yaml", "envs", "dvc.yaml", ".dvcignore")
+DAG_KEYS = ("envs", "methods", "seeds")  # what shapes the DAG
+LOG_REDIRECT = re.compile(r"^(?P<cmd>.*) > (?P<log>\S+) 2>&1$")
+
+E2E = pytest.mark.e2e
+
+
+# --- helpers ------------------------------------------------------------------------------
+def copy_pipeline(dest: Path, profile: str | None = None, with_source: bool = False,
+                  smoke_overrides: dict | None = None) -> Path:
+    """The pipeline files in `dest`, a DVC repository without Git (`core.no_scm`).
+
+    `profile` pins params.yaml's `profile` key and writes the profile's envs/methods/seeds at the
+    top level: DVC's matrices read those, and it never sees $VISGOAL_PROFILE. `with_source` also
+    copies src/ (the code the DVC stages declare as deps; the stages themselves import the
+    installed package). `smoke_overrides` is deep-merged into `profiles.smoke`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PIPELINE_FILES + (("src",) if with_source else ()):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(source, dest / name)
+    (dest / ".dvc").mkdir()
+    shutil.copy2(ROOT / ".dvc" / "config", dest / ".dvc" / "config")
+    from configobj import ConfigObj  # DVC's own config format
+
+    config = ConfigObj(str(dest / ".dvc" / "config"))
+    config.setdefault("core", {})["no_scm"] = "true"  # what `dvc config core.no_scm true` writes
+    config.write()
+    if profile or smoke_overrides:
+        params = yaml.safe_load((dest / "params.yaml").read_text())
+        for section, values in (smoke_overrides or {}).items():
+            params["profiles"]["smoke"].setdefault(section, {}).update(values)
+        if profile:
+            params["profile"] = profile
+            for key in DAG_KEYS:
+                params[key] = (params["profiles"].get(profile) or {}).get(key, params[key])
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return dest
+
+
+def tool_env(workdir: Path, **extra) -> dict:
+    """The environment of a pipeline run in `workdir`: its own params.yaml and MLflow store, the
+    virtualenv first on PATH (DVC runs `python` from PATH), the profile from params.yaml."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VISGOAL_PROFILE", "MLFLOW_TRACKING_URI")}
+    env.update(VISGOAL_ROOT=str(workdir), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", **extra)
+    return env
+
+
+def snakemake(workdir: Path, *args, env: dict | None = None, check: bool = True, timeout: float = 120):
+    result = subprocess.run([str(BIN / "snakemake"), *args], cwd=workdir, env=env or tool_env(workdir),
+                            capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert result.returncode == 0, f"snakemake {' '.join(args)}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+def dvc(workdir: Path, *args, env: dict | None = None, check: bool = True, timeout: float = 3600):
+    result = subprocess.run([str(BIN / "dvc"), *args], cwd=workdir, env=env or tool_env(workdir),
+                            capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+def snakemake_jobs(workdir: Path, *targets, env: dict | None = None) -> list[dict]:
+    """The jobs of a dry run (every job, as if nothing existed), parsed from `-n -p` output:
+    [{rule, outputs, inputs, log, benchmark, resources, wildcards, cmd}]."""
+    out = snakemake(workdir, "-n", "-p", "--forceall", "--cores", "1", *targets, env=env).stdout
+    jobs, job = [], None
+    for line in out.splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):$", line):
+            job = {"rule": m[1], "inputs": [], "outputs": [], "log": None, "benchmark": None, "resources": {},
+                   "wildcards": {}, "cmd": None}
+            jobs.append(job)
+        elif job is not None and (m := re.match(r"^    (\w+): (.*)$", line)):
+            key, value = m[1], m[2]
+            if key in ("input", "output"):
+                job[f"{key}s"] = value.split(", ")
+            elif key in ("log", "benchmark"):
+                job[key] = value
+            elif key in ("resources", "wildcards"):
+                job[key] = dict(item.split("=", 1) for item in value.split(", "))
+        elif job is not None and line.startswith("Shell command: "):
+            job["cmd"] = line.removeprefix("Shell command: ")
+    return [job for job in jobs if job["outputs"]]  # not the target rule `all`
+
+
+def dvc_stages(workdir: Path) -> list[dict]:
+    """DVC's own expansion of dvc.yaml's matrices: [{name, cmd, deps, outs, params}]."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    with Repo(str(workdir)) as repo:
+        stages = []
+        for stage in repo.index.stages:
+            params = [key for d in stage.deps if isinstance(d, ParamsDependency) for key in d.params]
+            stages.append({"name": stage.name, "cmd": stage.cmd,
+                           "deps": [d.def_path for d in stage.deps if not isinstance(d, ParamsDependency)],
+                           "outs": [o.def_path for o in stage.outs], "params": params,
+                           "metrics": [o.def_path for o in stage.outs if o.metric],
+                           "plots": [o.def_path for o in stage.outs if o.plot]})
+    return stages
+
+
+def dag(nodes: list[tuple[str, frozenset, list[str]]]) -> tuple[dict, set]:
+    """(outputs -> command, edges) of jobs given as (command, outputs, input paths); an input that
+    is a directory depends on every job with an output inside it."""
+    producers = {out: outs for _, outs, _ in nodes for out in outs}
+    edges = set()
+    for _, outs, inputs in nodes:
+        for path in inputs:
+            for out, producer in producers.items():
+                if out == path or out.startswith(path.rstrip("/") + "/"):
+                    edges.add((producer, outs))
+    return {outs: cmd for cmd, outs, _ in nodes}, edges
+
+
+def snakemake_dag(jobs: list[dict]) -> tuple[dict, set]:
+    nodes = []
+    for job in jobs:
+        m = LOG_REDIRECT.match(job["cmd"] or "")
+        assert m and m["log"] == job["log"], f"{job['rule']}: expected '<command> > {job['log']} 2>&1': {job['cmd']}"
+        nodes.append((" ".join(m["cmd"].split()), frozenset(job["outputs"]), job["inputs"]))
+    return dag(nodes)
+
+
+def dvc_dag(stages: list[dict]) -> tuple[dict, set]:
+    return dag([(" ".join(s["cmd"].split()), frozenset(s["outs"]), s["deps"]) for s in stages])
+
+
+def file_params(workdir: Path):
+    """The parameters as the pipeline in `workdir` resolves them: its params.yaml's own profile."""
+    from visgoal.config import load_params
+
+    path = workdir / "params.yaml"
+    return load_params(path, yaml.safe_load(path.read_text())["profile"])
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# --- the DAG ------------------------------------------------------------------------------
+@pytest.mark.parametrize("profile", [None, "smoke"], ids=["params.yaml as is", "smoke pinned"])
+def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, profile):
+    """Same jobs (by their output files), the same command per job, the same edges."""
+    work = copy_pipeline(tmp_path / "pipeline", profile=profile)
+    jobs = snakemake_jobs(work)
+    stages = dvc_stages(work)
+    sm_commands, sm_edges = snakemake_dag(jobs)
+    dvc_commands, dvc_edges = dvc_dag(stages)
+
+    assert len(jobs) == len(sm_commands), "two Snakemake jobs with the same outputs"
+    assert set(sm_commands) == set(dvc_commands), (
+        f"outputs only in Snakemake: {sorted(map(sorted, set(sm_commands) - set(dvc_commands)))}; "
+        f"only in DVC: {sorted(map(sorted, set(dvc_commands) - set(sm_commands)))}")
+    for outs, command in sm_commands.items():
+        assert command == dvc_commands[outs], (
+            f"{sorted(outs)}:\n  snakemake: {command}\n  dvc:       {dvc_commands[outs]}")
+    assert sm_edges == dvc_edges
+
+    # The DAG is envs x methods x seeds of the (profile-resolved) params.yaml.
+    params = file_params(work)
+    rules = Counter(job["rule"] for job in jobs)
+    n_envs, n_seeds = len(params["envs"]), len(params["seeds"])
+    image = [m for m in params["methods"] if m != "td3"]
+    expected = Counter(dataset=n_envs, train_vae=n_envs, train_td3=n_envs * n_seeds * ("td3" in params["methods"]),
+                       train_image=n_envs * n_seeds * len(image), evaluate=n_envs * len(params["methods"]), report=1)
+    assert rules == +expected  # (+ drops zero counts)
+
+
+def test_every_rule_declares_log_benchmark_and_resources(tmp_path):
+    work = copy_pipeline(tmp_path / "pipeline")
+    for job in snakemake_jobs(work):
+        assert job["log"] and job["benchmark"], job["rule"]
+        assert {"mem_mb", "runtime"} <= set(job["resources"]), (job["rule"], job["resources"])
+        if job["rule"] in ("train_vae", "train_image"):
+            assert "gpu" in job["resources"], job["rule"]
+
+
+def test_dvc_stages_declare_params_metrics_and_plots(tmp_path):
+    """Every params key a stage lists is in params.yaml (else `dvc repro` stops); metrics and
+    learning curves are where `dvc metrics show` and `dvc plots show` look."""
+    work = copy_pipeline(tmp_path / "pipeline")
+    top_level = set(yaml.safe_load((work / "params.yaml").read_text()))
+    stages = dvc_stages(work)
+    for stage in stages:
+        assert {"profile", "profiles"} <= set(stage["params"]) <= top_level, (stage["name"], stage["params"])
+    by_name = {s["name"]: s for s in stages}
+    assert by_name["train_vae@fetch_reach"]["metrics"] == ["results/fetch_reach/vae_metrics.json"]
+    assert by_name["train_image@fetch_reach-tdm-0"]["plots"] == ["results/fetch_reach/tdm/seed0/curve.csv"]
+    assert {"tdm", "image_agents"} <= set(by_name["train_image@fetch_reach-tdm-0"]["params"])
+    assert "rig" not in by_name["train_image@fetch_reach-tdm-0"]["params"]
+    dvc_yaml = yaml.safe_load((work / "dvc.yaml").read_text())
+    for name in ("train_td3", "train_image"):
+        (plot,) = dvc_yaml["stages"][name]["plots"]
+        assert list(plot.values()) == [{"x": "env_steps", "y": "eval_success_rate"}]
+
+
+def test_dry_run_of_one_evaluation_schedules_exactly_its_ancestors(tmp_path):
+    """`snakemake -n results/fetch_reach/tdm_eval.csv` at the smoke profile, from a clean tree."""
+    work = copy_pipeline(tmp_path / "pipeline")
+    env = tool_env(work, VISGOAL_PROFILE="smoke")
+    from visgoal.config import load_params
+
+    seeds = [str(s) for s in load_params(work / "params.yaml", "smoke")["seeds"]]
+    jobs = snakemake_jobs(work, "results/fetch_reach/tdm_eval.csv", env=env)
+    assert Counter(j["rule"] for j in jobs) == {"dataset": 1, "train_vae": 1, "train_image": len(seeds), "evaluate": 1}
+    assert {j["wildcards"]["env"] for j in jobs} == {"fetch_reach"}
+    train = [j for j in jobs if j["rule"] == "train_image"]
+    assert {j["wildcards"]["method"] for j in train} == {"tdm"}
+    assert sorted(j["wildcards"]["seed"] for j in train) == sorted(seeds)
+    # The same without --forceall: what a plain `snakemake -n <target>` says in a clean tree.
+    stats = snakemake(work, "-n", "results/fetch_reach/tdm_eval.csv", env=env).stdout
+    assert re.search(r"^total\s+%d$" % (3 + len(seeds)), stats, re.M), stats
+
+
+def test_snakemake_lint_is_clean(tmp_path):
+    work = copy_pipeline(tmp_path / "pipeline")
+    result = snakemake(work, "--lint", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_conda_env_pins_what_pyproject_pins():
+    """workflow/envs/visgoal.yaml (the rules' `conda:`) is the project's pinned dependencies."""
+    conda = yaml.safe_load((ROOT / "workflow" / "envs" / "visgoal.yaml").read_text())
+    pip = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert sorted(pip) == sorted(project["dependencies"])
+    python = project["requires-python"]  # ">=3.11,<3.12"
+    assert "python=3.11" in conda["dependencies"] and python == ">=3.11,<3.12"
+    assert (ROOT / "workflow" / "envs" / "visgoal.post-deploy.sh").is_file()
+
+
+def test_slurm_profile():
+    config = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    assert config["executor"] == "slurm"
+    assert {"slurm_partition", "mem_mb", "runtime"} <= set(config["default-resources"])
+    assert config["rerun-incomplete"] is True and config["retries"] >= 1
+    assert config["latency-wait"] > 0 and config["jobs"] > 0
+
+
+# --- end to end (minutes) -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """The whole smoke DAG twice from scratch: by `snakemake --cores 2` and, at the same time, by
+    `dvc repro` (one job at a time) in a second directory."""
+    base = tmp_path_factory.mktemp("e2e")
+    sm_dir = copy_pipeline(base / "snakemake", profile="smoke", with_source=True)
+    dvc_dir = copy_pipeline(base / "dvc", profile="smoke", with_source=True)
+    # Snakemake gives each job OMP_NUM_THREADS=<its threads>; DVC does not: give every DVC stage
+    # train_vae's 2 (the others pin one torch thread), so that float reductions are the same.
+    dvc_env = tool_env(dvc_dir, OMP_NUM_THREADS="2")
+    started = time.monotonic()
+    with open(base / "dvc-repro.log", "w") as log:  # a file, not a pipe nobody reads while Snakemake runs
+        dvc_run = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=dvc_dir, env=dvc_env, stdout=log,
+                                   stderr=subprocess.STDOUT, text=True)
+        try:
+            snakemake(sm_dir, "--cores", "2", timeout=3600)
+            sm_seconds = time.monotonic() - started
+            dvc_run.wait(timeout=3600)
+        finally:
+            if dvc_run.poll() is None:
+                dvc_run.terminate()
+                dvc_run.wait()
+    assert dvc_run.returncode == 0, f"dvc repro:\n{(base / 'dvc-repro.log').read_text()[-6000:]}"
+    print(f"snakemake --cores 2: {sm_seconds:.0f} s; both runs: {time.monotonic() - started:.0f} s")
+    return {"snakemake": sm_dir, "dvc": dvc_dir, "dvc_env": dvc_env}
+
+
+@E2E
+def test_smoke_dag_builds_everything(smoke_runs):
+    work = smoke_runs["snakemake"]
+    jobs = snakemake_jobs(work)
+    outputs = {out for job in jobs for out in job["outputs"]}
+    assert not [out for out in sorted(outputs) if not (work / out).is_file()]
+    for name in ("curves.png", "final.png", "vae_recon.png", "frames.png", "summary.csv", "summary.md"):
+        assert (work / "results" / "report" / name).stat().st_size > 0
+    summary = read_csv(work / "results" / "report" / "summary.csv")
+    params = file_params(work)
+    assert {(r["env"], r["method"]) for r in summary} == {(e, m) for e in params["envs"] for m in params["methods"]}
+    # The image agents, on every environment: true and latent distance side by side.
+    for env in params["envs"]:
+        for method in ("rig", "tdm"):
+            rows = read_csv(work / "results" / env / f"{method}_eval.csv")
+            assert rows and all(float(r["latent_distance"]) >= 0 for r in rows), (env, method)
+            curve = read_csv(work / "results" / env / method / "seed0" / "curve.csv")
+            assert all(float(r["eval_latent_distance"]) >= 0 for r in curve), (env, method)
+
+
+@E2E
+def test_runs_from_scratch_give_identical_datasets_and_evaluations(smoke_runs):
+    """Snakemake in one directory, DVC in another: the same bytes."""
+    a, b = smoke_runs["snakemake"], smoke_runs["dvc"]
+    params = file_params(a)
+    different = []
+    for env in params["envs"]:
+        files = [f"results/{env}/vae_dataset.h5"] + [f"results/{env}/{m}_eval.csv" for m in params["methods"]]
+        different += [f for f in files if not filecmp.cmp(a / f, b / f, shallow=False)]
+    different += [f for f in ["results/report/summary.csv"] if not filecmp.cmp(a / f, b / f, shallow=False)]
+    assert not different, f"differ between the two runs: {different}"
+
+
+@E2E
+def test_dvc_repro_after_a_full_run_changes_nothing(smoke_runs):
+    work, env = smoke_runs["dvc"], smoke_runs["dvc_env"]
+    lock = (work / "dvc.lock").read_text()
+    hashes = {out["path"]: out["md5"] for stage in yaml.safe_load(lock)["stages"].values()
+              for out in stage.get("outs", [])}
+    result = dvc(work, "repro", env=env)
+    assert "Running stage" not in result.stdout, result.stdout
+    assert json.loads(dvc(work, "status", "--json", env=env).stdout) == {}
+    assert (work / "dvc.lock").read_text() == lock
+    from visgoal.tracking import file_hash
+
+    assert {path: file_hash(work / path) for path in hashes} == hashes
+
+
+@E2E
+def test_sigterm_during_training_then_rerun_finishes(tmp_path):
+    """SIGTERM to Snakemake's process group while a td3 run trains; the rerun resumes it."""
+    from visgoal.evaluation import StatePolicy
+
+    env_name = "point_maze"
+    # A longer smoke run, so that it is still training after its first checkpoint.
+    work = copy_pipeline(tmp_path / "pipeline", profile="smoke",
+                         smoke_overrides={"train": {"total_steps": 1200, "checkpoint_every": 150}})
+    run_dir = work / "results" / env_name / "td3" / "seed0"
+    target = f"results/{env_name}/td3_eval.csv"
+    proc = subprocess.Popen([str(BIN / "snakemake"), target, "--cores", "1"], cwd=work, env=tool_env(work),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (run_dir / "checkpoint.pt").is_file():
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.05)
+        assert not (run_dir / "policy.pt").exists(), "training finished before the signal"
+        os.killpg(proc.pid, signal.SIGTERM)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0, output
+    assert not (work / target).exists() and not (run_dir / "policy.pt").exists()
+
+    rerun = snakemake(work, target, "--cores", "1", timeout=600)
+    log = (work / "results" / "logs" / env_name / "td3" / "train_seed0.log").read_text()
+    assert "resumed" in log, log[-2000:]
+    curve = read_csv(run_dir / "curve.csv")
+    assert [int(r["env_steps"]) for r in curve][-1] == 1200
+    assert all(0.0 <= float(r["eval_success_rate"]) <= 1.0 for r in curve)
+    policy = StatePolicy.load(run_dir / "policy.pt")
+    assert policy.meta["env_steps"] == 1200
+    rows = read_csv(work / target)
+    assert len(rows) == 2 and {r["seed"] for r in rows} == {"0"}, rerun.stdout  # smoke: 2 episodes, seed 0
+    assert not list(run_dir.glob(".*.tmp-*")), "a temporary file was left behind"
+
+
+@E2E
+def test_changed_params_retrain_from_scratch(tmp_path):
+    """A changed td3 parameter reruns training (Snakemake's params trigger), from scratch."""
+    work = copy_pipeline(tmp_path / "pipeline", profile="smoke")
+    target = "results/point_maze/td3_eval.csv"
+    snakemake(work, target, "--cores", "1", timeout=600)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["profiles"]["smoke"]["td3"]["actor_lr"] = 0.0005
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dry = snakemake(work, "-n", target).stdout
+    assert re.search(r"^train_td3\s+1$", dry, re.M) and re.search(r"^evaluate\s+1$", dry, re.M), dry
+    snakemake(work, target, "--cores", "1", timeout=600)
+    log = (work / "results" / "logs" / "point_maze" / "td3" / "train_seed0.log").read_text()
+    assert "resumed" not in log
+    assert (work / "results" / "point_maze" / "td3" / "seed0" / "curve.csv").is_file()
