@@ -78,20 +78,21 @@ def tool_env(workdir: Path, **extra) -> dict:
     return env
 
 
-def snakemake(workdir: Path, *args, env: dict | None = None, check: bool = True, timeout: float = 120):
-    result = subprocess.run([str(BIN / "snakemake"), *args], cwd=workdir, env=env or tool_env(workdir),
+def tool(name: str, workdir: Path, *args, env: dict | None = None, check: bool = True, timeout: float = 120):
+    """Run the virtualenv's `name` (snakemake, dvc) in `workdir`; with check, a failure shows its output."""
+    result = subprocess.run([str(BIN / name), *args], cwd=workdir, env=env or tool_env(workdir),
                             capture_output=True, text=True, timeout=timeout)
     if check:
-        assert result.returncode == 0, f"snakemake {' '.join(args)}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        assert result.returncode == 0, f"{name} {' '.join(args)}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result
 
 
-def dvc(workdir: Path, *args, env: dict | None = None, check: bool = True, timeout: float = 3600):
-    result = subprocess.run([str(BIN / "dvc"), *args], cwd=workdir, env=env or tool_env(workdir),
-                            capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return result
+def snakemake(workdir: Path, *args, **kwargs):
+    return tool("snakemake", workdir, *args, **kwargs)
+
+
+def dvc(workdir: Path, *args, timeout: float = 3600, **kwargs):
+    return tool("dvc", workdir, *args, timeout=timeout, **kwargs)
 
 
 def snakemake_jobs(workdir: Path, *targets, env: dict | None = None) -> list[dict]:
