@@ -28,6 +28,7 @@ from visgoal.agents.td3 import TD3Agent, TD3Config
 from visgoal.agents.workspace import Workspace
 from visgoal.evaluation import LatentPolicy
 from visgoal.files import atomic_output
+from visgoal.vae.model import kl_divergence, reconstruction_loss
 
 log = logging.getLogger("visgoal")
 
@@ -36,11 +37,8 @@ class VAEFineTuner:
     """Online VAE training on a mixture of dataset frames and replay frames (RIG section 4.1)."""
 
     def __init__(self, vae, dataset_frames: np.ndarray, cfg: dict, vae_cfg: dict):
-        from visgoal.vae.model import kl_divergence, reconstruction_loss
-
         self.vae, self.frames, self.cfg = vae, dataset_frames, cfg
         self.beta, self.recon_kind = vae_cfg["beta"], vae_cfg["recon_loss"]
-        self.losses = (reconstruction_loss, kl_divergence)
         self.opt = torch.optim.Adam(vae.parameters(), lr=cfg["lr"])
 
     def batch(self, replay: EpisodeReplay, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -50,7 +48,6 @@ class VAEFineTuner:
         return np.concatenate([dataset, replay.sample_images(from_replay, rng)])
 
     def fit(self, replay: EpisodeReplay, rng: np.random.Generator) -> dict:
-        reconstruction_loss, kl_divergence = self.losses
         self.vae.train()
         total = {"recon": 0.0, "kl": 0.0}
         for _ in range(self.cfg["steps"]):
@@ -65,9 +62,7 @@ class VAEFineTuner:
             total["kl"] += kl.item() / self.cfg["steps"]
         self.vae.eval()
         # The fitted prior follows the data the VAE now sees (RIG section 4.3).
-        z = torch.from_numpy(self.vae.encode(self.batch(replay, min(len(self.frames), 4096), rng)))
-        self.vae.prior_mean.copy_(z.mean(0))
-        self.vae.prior_std.copy_(z.std(0).clamp_min(1e-6))
+        self.vae.set_prior(torch.from_numpy(self.vae.encode(self.batch(replay, min(len(self.frames), 4096), rng))))
         return {f"vae_finetune/{k}": v for k, v in total.items()}
 
 

@@ -16,6 +16,8 @@ draws from the diagonal Gaussian fitted to the training-set latents (RIG 4.3).
 
 from __future__ import annotations
 
+import contextlib
+
 from typing import Any
 
 import numpy as np
@@ -123,19 +125,35 @@ class VAE(nn.Module):
                              f"got {x.shape[-2]}x{x.shape[-1]}")
         return x
 
+    @contextlib.contextmanager
+    def _eval_mode(self):
+        """Eval mode for the block, restoring training mode after. Already in eval mode (an agent
+        encoding every env step) it touches nothing: switching walks every submodule."""
+        if not self.training:
+            yield
+            return
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train()
+
+    def set_prior(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fit the diagonal Gaussian prior (RIG section 4.3) to latents z (n, latent_dim)."""
+        mean, std = z.mean(0), z.std(0, unbiased=len(z) > 1).clamp_min(1e-6)
+        self.prior_mean.copy_(mean)
+        self.prior_std.copy_(std)
+        return mean, std
+
     @torch.no_grad()
     def encode(self, images: Any, batch_size: int = 256) -> Any:
         """Posterior means of images, in batches, in eval mode. numpy in -> numpy out; tensor in -> tensor out."""
         numpy_in = not isinstance(images, torch.Tensor)
         x = self.to_input(images)
         device = self.prior_mean.device
-        was_training = self.training
-        self.eval()
-        try:
+        with self._eval_mode():
             out = torch.cat([self.posterior(x[i : i + batch_size].to(device))[0]
                              for i in range(0, len(x), batch_size)]) if len(x) else x.new_zeros(0, self.latent_dim)
-        finally:
-            self.train(was_training)
         return out.cpu().numpy() if numpy_in else out
 
     @torch.no_grad()
@@ -145,13 +163,9 @@ class VAE(nn.Module):
         z = torch.as_tensor(np.asarray(latents) if numpy_in else latents).float()
         if z.ndim == 1:
             z = z.unsqueeze(0)
-        was_training = self.training
-        self.eval()
-        try:
+        with self._eval_mode():
             probs = torch.cat([torch.sigmoid(self.decode_logits(z[i : i + batch_size].to(self.prior_mean.device)))
                                for i in range(0, len(z), batch_size)])
-        finally:
-            self.train(was_training)
         images = (probs * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
         return images.numpy() if numpy_in else images
 

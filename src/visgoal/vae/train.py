@@ -42,11 +42,7 @@ def encode_frames(vae: VAE, data: ImageDataset, indices: np.ndarray, batch_size:
 
 def fit_prior(vae: VAE, data: ImageDataset, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std of the training-set latent means (RIG section 4.3); stored in the model's buffers."""
-    z = torch.from_numpy(encode_frames(vae, data, indices))
-    mean, std = z.mean(0), z.std(0, unbiased=len(z) > 1).clamp_min(1e-6)
-    vae.prior_mean.copy_(mean)
-    vae.prior_std.copy_(std)
-    return mean, std
+    return vae.set_prior(torch.from_numpy(encode_frames(vae, data, indices)))
 
 
 def distance_spearman(vae: VAE, data: ImageDataset, indices: np.ndarray, max_frames: int = 512,
