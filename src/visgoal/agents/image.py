@@ -27,7 +27,6 @@ from visgoal.agents.tdm import TDMAgent, TDMConfig, countdown, horizon_hook
 from visgoal.agents.td3 import TD3Agent, TD3Config
 from visgoal.agents.workspace import Workspace
 from visgoal.evaluation import LatentPolicy
-from visgoal.files import atomic_output
 from visgoal.vae.model import kl_divergence, reconstruction_loss
 
 log = logging.getLogger("visgoal")
@@ -183,19 +182,18 @@ class ImageWorkspace(Workspace):
         if self.tdm is not None:
             self.agent.set_prior(self.vae.prior_mean, self.vae.prior_std)
 
-    def save_policy(self) -> None:
-        from visgoal.vae.train import save_checkpoint
-
-        td3 = self.agent.cfg
-        meta = {"env": self.env_name, "method": self.method, "seed": self.seed, "env_steps": self.env_steps,
-                "input_dim": self.agent.actor.net[0].in_features, "action_dim": self.env.action_space.shape[0],
-                "hidden": list(td3.hidden), "normalize_inputs": td3.normalize_inputs, "goal_conditioned": True,
-                "latent_dim": self.vae.latent_dim}
-        saved = {"weights": self.agent.actor.state_dict(), "meta": meta}
+    def policy_file(self) -> dict:
+        saved = super().policy_file()
+        saved["meta"]["latent_dim"] = self.vae.latent_dim
         if self.tdm is not None:
-            meta["tdm"] = {f.name: getattr(self.tdm, f.name) for f in fields(TDMConfig)}
+            saved["meta"]["tdm"] = {f.name: getattr(self.tdm, f.name) for f in fields(TDMConfig)}
             if self.tdm.action_selection == "argmax":
                 saved["critic"] = self.agent.critic.state_dict()
+        return saved
+
+    def save_policy(self) -> None:
+        """policy.pt and the VAE it acts through (fine-tuned or not): evaluate reads both."""
+        from visgoal.vae.train import save_checkpoint
+
         save_checkpoint(self.vae, self.out_dir / "vae.pt", {"env_steps": self.env_steps})
-        with atomic_output(self.out_dir / "policy.pt") as tmp:
-            torch.save(saved, tmp)
+        super().save_policy()

@@ -46,6 +46,11 @@ def tdm_distance(f: torch.Tensor, goal: torch.Tensor, cfg: TDMConfig) -> torch.T
     return -torch.linalg.vector_norm(f - goal, ord=cfg.norm_p, dim=-1)
 
 
+def total(q: torch.Tensor) -> torch.Tensor:
+    """One value per sample: the sum over dimensions of a vectorized Q, a p-norm Q as is."""
+    return q.sum(-1) if q.ndim == 2 else q
+
+
 def tau_input(tau: torch.Tensor, tau_max: int) -> torch.Tensor:
     return (tau.float() / max(tau_max, 1)).unsqueeze(-1)
 
@@ -75,8 +80,7 @@ def argmax_action(actor: nn.Module, critic: nn.Module, x: torch.Tensor, goal: to
     sampled = torch.rand(cfg.candidates, action_dim, generator=generator) * 2 - 1
     actions = torch.cat([policy_action, sampled])
     q1, _ = critic(xn.expand(len(actions), -1), actions)
-    q = tdm_distance(q1, goal.expand(len(actions), -1), cfg)
-    q = q.sum(-1) if q.ndim == 2 else q
+    q = total(tdm_distance(q1, goal.expand(len(actions), -1), cfg))
     return actions[q.argmax()][None]
 
 
@@ -157,14 +161,13 @@ class TDMAgent(TD3Agent):
         loss.backward()
         metrics.update(self._clip(self.critic, "critic"))
         self.critic_opt.step()
-        total = (lambda q: q.sum(-1) if q.ndim == 2 else q)
         return {"losses/critic": loss.item(), "values/q1": total(q1).mean().item(),
                 "values/q2": total(q2).mean().item(), "values/target_q": total(target).mean().item(), **metrics}
 
     def update_tdm_actor(self, x, goal) -> dict:
         f1, _ = self.critic(x, self.actor.from_normalized(x))
         q = self.q(f1, goal)
-        loss = -(q.sum(-1) if q.ndim == 2 else q).mean()
+        loss = -total(q).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = self._clip(self.actor, "actor")

@@ -258,14 +258,18 @@ class Workspace:
             writer.writeheader()
             writer.writerows(self.curve)
 
-    def save_policy(self) -> None:
+    def policy_file(self) -> dict:
+        """What policy.pt holds: the actor's weights and what it takes to rebuild and run it."""
         td3 = self.agent.cfg
         meta = {"env": self.env_name, "method": self.method, "seed": self.seed, "env_steps": self.env_steps,
                 "input_dim": self.agent.actor.net[0].in_features, "action_dim": self.env.action_space.shape[0],
                 "hidden": list(td3.hidden), "normalize_inputs": td3.normalize_inputs,
                 "goal_conditioned": self.goal_conditioned}
+        return {"weights": self.agent.actor.state_dict(), "meta": meta}
+
+    def save_policy(self) -> None:
         with atomic_output(self.out_dir / "policy.pt") as tmp:
-            torch.save({"weights": self.agent.actor.state_dict(), "meta": meta}, tmp)
+            torch.save(self.policy_file(), tmp)
 
     def _env_rngs(self) -> list[np.random.Generator]:
         return [self.env.rng, self.env.unwrapped.np_random]
