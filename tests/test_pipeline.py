@@ -222,6 +222,7 @@ def test_dvc_stages_declare_params_metrics_and_plots(tmp_path):
         assert {"profile", "profiles"} <= set(stage["params"]) <= top_level, (stage["name"], stage["params"])
     by_name = {s["name"]: s for s in stages}
     assert by_name["train_vae@fetch_reach"]["metrics"] == ["results/fetch_reach/vae_metrics.json"]
+    assert by_name["evaluate@fetch_reach-tdm"]["metrics"] == ["results/fetch_reach/tdm_eval.json"]
     assert by_name["train_image@fetch_reach-tdm-0"]["plots"] == ["results/fetch_reach/tdm/seed0/curve.csv"]
     assert {"tdm", "image_agents"} <= set(by_name["train_image@fetch_reach-tdm-0"]["params"])
     assert "rig" not in by_name["train_image@fetch_reach-tdm-0"]["params"]
@@ -330,7 +331,8 @@ def test_runs_from_scratch_give_identical_datasets_and_evaluations(smoke_runs):
     params = file_params(a)
     different = []
     for env in params["envs"]:
-        files = [f"results/{env}/vae_dataset.h5"] + [f"results/{env}/{m}_eval.csv" for m in params["methods"]]
+        files = [f"results/{env}/vae_dataset.h5"] + [f"results/{env}/{m}_eval.{ext}" for m in params["methods"]
+                                                    for ext in ("csv", "json")]
         different += [f for f in files if not filecmp.cmp(a / f, b / f, shallow=False)]
     different += [f for f in ["results/report/summary.csv"] if not filecmp.cmp(a / f, b / f, shallow=False)]
     assert not different, f"differ between the two runs: {different}"

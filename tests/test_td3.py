@@ -5,6 +5,7 @@ smoke profile, on every environment.
 """
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -48,6 +49,11 @@ def test_train_and_evaluate_through_the_cli(env, workdir):
                              "latent_distance", "return", "steps"]
     assert all(r["latent_distance"] == "" and float(r["min_distance"]) <= float(r["final_distance"]) for r in rows)
     assert (out.parent / "td3_eval.png").is_file()
+    summary = json.loads(out.with_suffix(".json").read_text())  # what `dvc metrics show` reads
+    successes = [r["success"] == "True" for r in rows]
+    assert summary["seeds"]["0"]["success_rate"] == pytest.approx(np.mean(successes))
+    assert summary["mean"]["final_distance"] == pytest.approx(np.mean([float(r["final_distance"]) for r in rows]))
+    assert summary["std"]["success_rate"] == 0.0 and summary["episodes"] == smoke["evaluate"]["episodes"]
 
 
 def test_evaluation_is_deterministic(workdir):
@@ -60,7 +66,7 @@ def test_evaluation_is_deterministic(workdir):
         out = workdir / f"det{i}" / "td3_eval.csv"
         assert main(["evaluate", "--env", "fetch_reach", "--method", "td3", "--profile", "smoke", "--quiet",
                      "--runs", str(run), "--out", str(out)]) == 0
-        texts.append(out.read_text())
+        texts.append(out.read_text() + out.with_suffix(".json").read_text())
     assert texts[0] == texts[1]
 
 

@@ -3,13 +3,15 @@
 Each environment has a fixed, seeded set of (initial state, goal) pairs: episode i
 starts from `env.reset(seed=episode_seed(eval_seed, i))`, so every method and every
 seed meets the same goals. Policies act deterministically (no exploration noise).
-One CSV row per (seed, episode); a picture per method (first frame, final frame,
-goal image) for a few episodes; the summary goes to the training run in MLflow.
+One CSV row per (seed, episode); a JSON summary beside it (per seed, and mean and std
+over seeds: what `dvc metrics show` reads); a picture per method (first frame, final
+frame, goal image) for a few episodes; the summary goes to the training run in MLflow.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import time
 from pathlib import Path
@@ -226,15 +228,28 @@ def evaluate(env: str, method: str, out_csv, params, seeds=None, eval_seed=None,
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
+    per_seed = {seed: summary([r for r in rows if r["seed"] == seed]) for seed in seeds}
+    write_summary(out_csv.with_suffix(".json"), env, method, cfg["episodes"], per_seed)
     picture = None
     if pictures:
         picture = save_png(image_grid(pictures), out_csv.with_name(f"{method}_eval.png"), scale=2)
-    per_seed = {seed: summary([r for r in rows if r["seed"] == seed]) for seed in seeds}
     for seed, s in per_seed.items():
         log.info("%s/%s seed %d: success %.3f, final distance %.4f over %d episodes",
                  env, method, seed, s["success_rate"], s["final_distance"], cfg["episodes"])
     _log_to_mlflow(env, method, params, per_seed, policies, picture, out_csv)
     return out_csv
+
+
+def write_summary(path: Path, env: str, method: str, episodes: int, per_seed: dict[int, dict]) -> Path:
+    """The eval summary as JSON: each seed's means over episodes, then mean and std over seeds."""
+    keys = next(iter(per_seed.values())).keys()
+    over_seeds = {k: np.array([s[k] for s in per_seed.values()]) for k in keys}
+    data = {"env": env, "method": method, "episodes": episodes, "seeds": {str(k): v for k, v in per_seed.items()},
+            "mean": {k: float(v.mean()) for k, v in over_seeds.items()},
+            "std": {k: float(v.std()) for k, v in over_seeds.items()}}
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
 
 
 def _log_to_mlflow(env, method, params, per_seed, policies, picture, out_csv) -> None:

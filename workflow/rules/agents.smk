@@ -67,6 +67,7 @@ rule evaluate:
         spec="envs/{env}.yaml",
     output:
         csv="results/{env}/{method}_eval.csv",
+        summary="results/{env}/{method}_eval.json",
         picture="results/{env}/{method}_eval.png",
     log:
         "results/logs/{env}/{method}/evaluate.log",
