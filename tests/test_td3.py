@@ -225,6 +225,22 @@ def test_finished_run_started_again_rewrites_its_outputs(tmp_path, workdir):
     assert (tmp_path / "curve.csv").read_text() == curve and (tmp_path / "policy.pt").is_file()
 
 
+def test_resume_into_a_new_tracking_store(tmp_path, workdir, monkeypatch, caplog):
+    """A checkpoint whose MLflow run is gone (store deleted or moved) resumes into a fresh run."""
+    import mlflow
+
+    base = ["train", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet", "--out",
+            str(tmp_path / "run"), "--set", "train.total_steps=200"]
+    assert main(base) == 0
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
+    assert main([*base[:-1], "train.total_steps=300"]) == 0
+    assert "is not in the store; logging to a new run" in caplog.text
+    assert "from its checkpoint at env step 200" in caplog.text
+    (run,) = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'other.db'}").search_runs(
+        [mlflow.get_experiment_by_name("visgoal/point_maze").experiment_id])
+    assert run.data.metrics["eval/success_rate"] >= 0 and run.data.params["train.total_steps"] == "300"
+
+
 def test_checkpoint_of_other_parameters_is_not_resumed(tmp_path, workdir, caplog):
     base = ["train", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet", "--out", str(tmp_path),
             "--set", "train.total_steps=200"]

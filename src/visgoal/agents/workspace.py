@@ -103,10 +103,13 @@ class Workspace:
 
         resumed = self.load_checkpoint()
         init_store()
-        mlflow.set_experiment(experiment_name(self.env_name))
-        if self.run_id:
+        experiment = mlflow.set_experiment(experiment_name(self.env_name))
+        if self.run_id and mlflow.MlflowClient().search_runs(
+                [experiment.experiment_id], filter_string=f"attributes.run_id = '{self.run_id}'"):
             mlflow.start_run(run_id=self.run_id)
         else:
+            if self.run_id:  # the store was moved or deleted since the checkpoint: a fresh MLflow run
+                log.warning("MLflow run %s of the checkpoint is not in the store; logging to a new run", self.run_id)
             mlflow.start_run(run_name=run_name(self.method, self.seed),
                              tags=base_tags(self.env_name, self.method, self.params.profile, self.seed))
             self.run_id = mlflow.active_run().info.run_id
