@@ -14,7 +14,6 @@ PARAMS = load_params()
 ENVS = PARAMS["envs"]
 METHODS = PARAMS["methods"]
 SEEDS = PARAMS["seeds"]
-IMAGE_METHODS = [m for m in METHODS if m != "td3"]
 
 # The conda environment of every rule (workflow/envs/visgoal.yaml, pinned like pyproject.toml).
 CONDA_ENV = "../envs/visgoal.yaml"
