@@ -94,6 +94,29 @@ def test_goal_markers_are_hidden(env):
         assert not np.array_equal(moved, visible), "the marker is where the camera can see it"
 
 
+def test_restyled_sites_change_the_images_and_nothing_else():
+    """point_maze draws its ball bigger and yellow: other pixels than the plain style, the same physics."""
+    import dataclasses
+
+    from visgoal.envs.core import ImageGoalEnv
+
+    spec = load_spec("point_maze")
+    assert spec.restyle["sites"]["particle_site"]
+    plain = ImageGoalEnv(dataclasses.replace(spec, restyle={}), image_size=32)
+    styled = ImageGoalEnv(spec, image_size=32)
+    site = mujoco.mj_name2id(styled.model, mujoco.mjtObj.mjOBJ_SITE, "particle_site")
+    assert np.allclose(styled.model.site_rgba[site], spec.restyle["sites"]["particle_site"]["rgba"])
+    a, b = plain.reset(seed=12), styled.reset(seed=12)
+    assert not np.array_equal(a.image, b.image) and not np.array_equal(a.goal_image, b.goal_image)
+    for action in np.random.default_rng(0).uniform(-1, 1, (20, 2)):
+        a, b = plain.step(action), styled.step(action)
+    assert np.array_equal(plain.get_state(), styled.get_state())
+    plain.close(), styled.close()
+    bad = dataclasses.replace(spec, restyle={"sites": {"no_such_site": {"size": [1, 1, 1]}}})
+    with pytest.raises(ConfigError, match="restyle.sites names 'no_such_site'"):
+        ImageGoalEnv(bad, image_size=32)
+
+
 def test_reset_is_deterministic_per_seed(env):
     a = env.reset(seed=11)
     b = env.reset(seed=11)

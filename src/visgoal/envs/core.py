@@ -48,6 +48,7 @@ class EnvSpec:
     make_kwargs: dict = field(default_factory=dict)
     task_kwargs: dict = field(default_factory=dict)
     hide: dict = field(default_factory=dict)
+    restyle: dict = field(default_factory=dict)
     description: str = ""
 
 
@@ -110,6 +111,7 @@ class ImageGoalEnv:
         self.unwrapped = self._env.unwrapped
         self.model, self.data = find_simulation(self.unwrapped)
         self._hide_markers()
+        self._restyle_sites()
         self.task = TASKS[spec.task](self.unwrapped, self.model, self.data, **spec.task_kwargs)
         self.renderer = FastRenderer(self.model, self.image_size, self.image_size, spec.camera) if render_images else None
         self.action_space = self._env.action_space
@@ -128,6 +130,17 @@ class ImageGoalEnv:
                 if index < 0:
                     raise ConfigError(f"envs/{self.spec.name}.yaml: hide.{kind} names '{name}', which the model lacks")
                 rgba[index, 3] = 0.0
+
+    def _restyle_sites(self) -> None:
+        """Draw sites in another colour or size. Sites have no physics: only the images change."""
+        for name, style in self.spec.restyle.get("sites", {}).items():
+            index = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, name)
+            if index < 0:
+                raise ConfigError(f"envs/{self.spec.name}.yaml: restyle.sites names '{name}', which the model lacks")
+            if "rgba" in style:
+                self.model.site_rgba[index] = style["rgba"]
+            if "size" in style:
+                self.model.site_size[index] = style["size"]
 
     # --- the simulator state ------------------------------------------------------------
     def get_state(self) -> np.ndarray:
