@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 def visgoal(*args: str, log: Path) -> float:
@@ -53,6 +54,9 @@ def run(env: str, method: str, seed: int, milestones: list[int], results: Path, 
         train_seconds += visgoal("train", "--env", env, "--method", method, "--seed", str(seed), "--out", str(out),
                                  "--set", f"train.total_steps={steps}", *[a for s in sets for a in ("--set", s)],
                                  *(image if method != "td3" else []), log=out / "bench.log")
+        reached = torch.load(out / "policy.pt", weights_only=True)["meta"]["env_steps"]
+        if reached != steps:  # a run resumed from a later checkpoint: its policy is not this milestone's
+            sys.exit(f"{out} is at {reached} env steps, past the milestone {steps}; use a new --results folder")
         csv_path = runs / f"eval_seed{seed}_{steps}.csv"
         visgoal("evaluate", "--env", env, "--method", method, "--seeds", str(seed), "--runs", str(runs),
                 "--out", str(csv_path), log=out / "bench.log")
