@@ -12,7 +12,7 @@ from visgoal.data import DatasetError, ImageDataset
 from visgoal.vae import VAE, VAEError, kl_weight, load_vae
 from visgoal.vae.lightning import VAEDataModule, split_indices
 from visgoal.vae.model import kl_divergence, reconstruction_loss
-from visgoal.vae.train import save_checkpoint
+from visgoal.vae.train import pair_metrics, save_checkpoint
 
 torch.set_num_threads(1)
 
@@ -39,9 +39,26 @@ def test_cli_trains_and_writes_outputs(trained):
     for key in ("train_recon", "train_kl", "val_recon", "val_kl", "val_loss"):
         assert np.isfinite(metrics[key]), key
     assert -1.0 <= metrics["distance_spearman"] <= 1.0 and metrics["distance_pairs"] > 0
+    assert metrics["success_auc"] is None or 0.0 <= metrics["success_auc"] <= 1.0
     assert metrics["epochs_run"] == 1 and metrics["train_frames"] == 48 and metrics["val_frames"] == 16
     assert out.with_name("vae_recon.png").stat().st_size > 0
     assert not list(out.parent.glob(".*tmp-*")), "no temporary files left behind"
+
+
+def test_pair_metrics_rank_latent_against_true_distances():
+    rng = np.random.default_rng(0)
+    a_obs, a_goal = rng.uniform(-1, 1, (40, 2)), rng.uniform(-1, 1, (30, 2))
+    # A latent that is the true position (embedded in 3 dims): a perfect ranking.
+    exact = pair_metrics(np.c_[a_obs, np.zeros(40)], np.c_[a_goal, np.zeros(30)], a_obs, a_goal, threshold=0.5)
+    assert exact["distance_spearman"] == pytest.approx(1.0) and exact["success_auc"] == pytest.approx(1.0)
+    assert exact["distance_pairs"] == 1200 and 0 < exact["success_pairs"] < 1200
+    # A latent that ignores the position ranks nothing.
+    noise = pair_metrics(rng.normal(size=(40, 3)), rng.normal(size=(30, 3)), a_obs, a_goal, threshold=0.5)
+    assert abs(noise["distance_spearman"]) < 0.1 and abs(noise["success_auc"] - 0.5) < 0.1
+    scaled = pair_metrics(-10 * a_obs, -10 * a_goal, a_obs, a_goal, threshold=0.5)
+    assert scaled["distance_spearman"] == pytest.approx(1.0)  # ranks only: scale and reflection do not matter
+    far = pair_metrics(a_obs, a_goal, a_obs, a_goal, threshold=10.0)
+    assert far["success_auc"] is None and far["success_pairs"] == 1200  # every pair a success: undefined
 
 
 def test_mlflow_run_has_params_metrics_tags_and_artifacts(trained):

@@ -5,7 +5,8 @@ Writes, next to `out_path` (e.g. results/<env>/vae.pt), all atomically:
 - `vae.pt`: weights-only checkpoint (architecture config, state dict, fitted prior);
   `torch.load(path, weights_only=True)` reads it, `visgoal.vae.load_vae` rebuilds the model.
 - `vae_metrics.json`: train/validation reconstruction and KL at the kept epoch, and
-  `distance_spearman`, the rank correlation between latent and true goal distances.
+  `distance_spearman`, the rank correlation between latent and true goal distances, and
+  `success_auc`, how well latent distance tells pairs within the success threshold from the rest.
 - `vae_recon.png`: validation images (top) above their reconstructions (bottom).
 
 Everything is also logged to MLflow (experiment `visgoal/<env>`, run `vae`).
@@ -45,16 +46,34 @@ def fit_prior(vae: VAE, data: ImageDataset, indices: np.ndarray) -> tuple[torch.
     return vae.set_prior(torch.from_numpy(encode_frames(vae, data, indices)))
 
 
-def distance_spearman(vae: VAE, data: ImageDataset, indices: np.ndarray, max_frames: int = 512,
-                      seed: int = 0) -> tuple[float, int]:
-    """Spearman correlation of ||z_obs - z_goal|| with ||achieved_goal_obs - goal|| over held-out frames.
+def pair_metrics(z_obs: np.ndarray, z_goal: np.ndarray, a_obs: np.ndarray, a_goal: np.ndarray,
+                 threshold: float) -> dict:
+    """How well latent distance ranks true goal distance, over every (observation, goal) pair.
 
-    Every held-out observation frame is paired with every held-out goal frame (at most
-    `max_frames` of each, picked with a seeded generator). Returns (rho, number of pairs);
-    rho is NaN when there are too few frames or no variation.
+    `distance_spearman`: the rank correlation of ||z_obs - z_goal|| with ||a_obs - a_goal||.
+    `success_auc`: the probability that a pair within the success `threshold` has a smaller
+    latent distance than a pair outside it (Mann-Whitney AUC): what a reward needs near the
+    goal, where a global correlation can hide it. Either is None when undefined.
     """
-    from scipy.stats import spearmanr
+    from scipy.stats import mannwhitneyu, spearmanr
 
+    true = np.linalg.norm(a_obs[:, None, :] - a_goal[None, :, :], axis=-1).ravel()
+    latent = np.linalg.norm(z_obs[:, None, :] - z_goal[None, :, :], axis=-1).ravel()
+    near = true < threshold
+    metrics = {"distance_pairs": len(true), "success_pairs": int(near.sum()),
+               "distance_spearman": None, "success_auc": None}
+    if len(true) >= 3 and np.ptp(true) > 0 and np.ptp(latent) > 0:
+        metrics["distance_spearman"] = _finite(spearmanr(latent, true).statistic)
+    if 0 < near.sum() < len(true):
+        u = mannwhitneyu(latent[~near], latent[near]).statistic  # pairs (far, near) with the far one farther
+        metrics["success_auc"] = _finite(u / (near.sum() * (~near).sum()))
+    return metrics
+
+
+def distance_metrics(vae: VAE, data: ImageDataset, indices: np.ndarray, threshold: float, max_frames: int = 512,
+                     seed: int = 0) -> dict:
+    """`pair_metrics` over held-out frames: every observation frame paired with every goal frame
+    (at most `max_frames` of each, picked with a seeded generator)."""
     indices = np.sort(np.asarray(indices))
     is_goal = data.read("is_goal", slice(None))[indices]
     rng = np.random.default_rng(seed)
@@ -65,15 +84,12 @@ def distance_spearman(vae: VAE, data: ImageDataset, indices: np.ndarray, max_fra
             group = np.sort(rng.choice(group, max_frames, replace=False))
         picked.append(group)
     obs, goals = picked
-    if len(obs) < 2 or len(goals) < 1 or len(obs) * len(goals) < 3:
-        return float("nan"), 0
+    if not len(obs) or not len(goals):
+        return pair_metrics(np.zeros((0, vae.latent_dim)), np.zeros((0, vae.latent_dim)), np.zeros((0, 1)),
+                            np.zeros((0, 1)), threshold)
     achieved = data.read("achieved_goal", slice(None))
-    true = np.linalg.norm(achieved[obs][:, None, :] - achieved[goals][None, :, :], axis=-1).ravel()
-    z_obs, z_goal = encode_frames(vae, data, obs), encode_frames(vae, data, goals)
-    latent = np.linalg.norm(z_obs[:, None, :] - z_goal[None, :, :], axis=-1).ravel()
-    if np.ptp(true) == 0 or np.ptp(latent) == 0:
-        return float("nan"), len(true)
-    return float(spearmanr(latent, true).statistic), len(true)
+    return pair_metrics(encode_frames(vae, data, obs), encode_frames(vae, data, goals), achieved[obs],
+                        achieved[goals], threshold)
 
 
 def recon_grid(vae: VAE, data: ImageDataset, indices: np.ndarray, columns: int = 8) -> np.ndarray:
@@ -157,7 +173,10 @@ def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path
 
     data = data_module.data
     fit_prior(vae, data, data_module.train_idx)
-    rho, pairs = distance_spearman(vae, data, data_module.val_idx, seed=cfg["seed"])
+    from visgoal.envs import load_spec
+
+    threshold = load_spec(env).success_threshold
+    distances = distance_metrics(vae, data, data_module.val_idx, threshold, seed=cfg["seed"])
     best = next(h for h in module.history if h["epoch"] == module.best_epoch)
     metrics = {
         "env": env,
@@ -166,8 +185,7 @@ def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path
         "epochs_run": len(module.history),
         "train_loss": best.get("train_loss"), "train_recon": best.get("train_recon"), "train_kl": best.get("train_kl"),
         "val_loss": best.get("val_loss"), "val_recon": best.get("val_recon"), "val_kl": best.get("val_kl"),
-        "distance_spearman": _finite(rho),
-        "distance_pairs": pairs,
+        **distances,
         "latent_dim": vae.latent_dim,
         "train_frames": len(data_module.train_idx),
         "val_frames": len(data_module.val_idx),
@@ -182,12 +200,11 @@ def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path
 
     final = {f"best_{k}": v for k, v in metrics.items()
              if k in ("train_recon", "train_kl", "val_loss", "val_recon", "val_kl") and v is not None}
-    if metrics["distance_spearman"] is not None:
-        final["distance_spearman"] = metrics["distance_spearman"]
+    final.update({k: metrics[k] for k in ("distance_spearman", "success_auc") if metrics[k] is not None})
     logger.log_metrics(final)
     for artifact in (recon_path, metrics_path):
         logger.experiment.log_artifact(logger.run_id, str(artifact))
     data.close()
-    log.info("VAE: best epoch %d, val loss %.2f, distance_spearman %s; wrote %s", module.best_epoch,
-             metrics["val_loss"], metrics["distance_spearman"], out_path)
+    log.info("VAE: best epoch %d, val loss %.2f, distance_spearman %s, success_auc %s; wrote %s",
+             module.best_epoch, metrics["val_loss"], metrics["distance_spearman"], metrics["success_auc"], out_path)
     return metrics
