@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from conftest import run_cli
-from visgoal.agents.image import ImageWorkspace, VAEFineTuner
+from visgoal.agents.image import ImageWorkspace, VAEFineTuner, velocity_observations
 from visgoal.agents.replay import STRATEGIES, EpisodeReplay, negative_distance
 from visgoal.agents.td3 import TD3Config
 from visgoal.agents.tdm import TDMAgent, TDMConfig, countdown
 from visgoal.cli import main
 from visgoal.config import load_params
-from visgoal.evaluation import LatentPolicy
+from visgoal.evaluation import LatentPolicy, latent_observation
 from visgoal.tracking import experiment_name
 from visgoal.vae import VAE
 
@@ -70,6 +70,31 @@ def test_train_and_evaluate_through_the_cli(method, workdir, env_vae, env="point
     assert data.params[f"{method}.relabel.prior"] == str(SMOKE[method]["relabel"]["prior"])
 
 
+@pytest.mark.parametrize("method", ["rig", "tdm"])
+def test_latent_velocity_trains_fine_tunes_and_evaluates(method, workdir, env_vae, env="point_maze"):
+    """`image_agents.latent_velocity`: the actor reads [z, z - z_prev] (and the goal, and tau for tdm)."""
+    out = env_vae(env)
+    run = out / f"{method}_velocity"
+    assert main(["train", "--env", env, "--method", method, "--seed", "0", "--profile", "smoke", "--quiet",
+                 "--set", "image_agents.latent_velocity=true", "--out", str(run / "seed0")]) == 0
+    policy = LatentPolicy.load(run / "seed0" / "policy.pt")
+    d = SMOKE["vae"]["latent_dim"]
+    assert policy.velocity and policy.meta["input_dim"] == 3 * d + (method == "tdm")
+    assert main(["evaluate", "--env", env, "--method", method, "--profile", "smoke", "--quiet", "--runs", str(run),
+                 "--out", str(run / "eval.csv")]) == 0
+    with open(run / "eval.csv") as f:
+        assert len(list(csv.DictReader(f))) == SMOKE["evaluate"]["episodes"]
+
+
+def test_velocity_observations_match_the_step_by_step_ones():
+    z = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    stepwise = [latent_observation(z[t], z[t - 1] if t else None) for t in range(len(z))]
+    np.testing.assert_array_equal(velocity_observations(z), np.array(stepwise))
+    assert not velocity_observations(z)[0, 3:].any()  # no velocity at an episode's first step
+    torch_obs = latent_observation(torch.from_numpy(z[2]), torch.from_numpy(z[1]))
+    np.testing.assert_array_equal(torch_obs.numpy(), stepwise[2])
+
+
 def test_train_without_a_vae_fails_in_one_line(workdir, capsys):
     assert main(["train", "--env", "fetch_reach", "--method", "rig", "--profile", "smoke", "--quiet",
                  "--vae", str(workdir / "missing.pt")]) == 2
@@ -115,12 +140,16 @@ def test_tdm_bootstrap_is_the_min_of_the_target_critics():
 
 def test_tdm_latent_regulariser_enters_the_loss():
     torch.manual_seed(0)
-    batch = {"obs": torch.randn(16, 3), "next_obs": torch.randn(16, 3), "goal": torch.randn(16, 3),
+    next_obs = torch.randn(16, 3)
+    batch = {"obs": torch.randn(16, 3), "next_obs": next_obs, "next_achieved": next_obs, "goal": torch.randn(16, 3),
              "action": torch.rand(16, 2) * 2 - 1, "tau": torch.randint(0, 6, (16,)).float()}
-    plain = tdm_agent().update(dict(batch))
-    regularised = tdm_agent(latent_reg=1.0).update(dict(batch))
+    losses = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(1)  # the same initial weights and target noise for both
+        losses[weight] = tdm_agent(latent_reg=weight).update(dict(batch))
+    plain, regularised = losses[0.0], losses[1.0]
     assert "losses/latent_prior_nll" not in plain
-    assert regularised["losses/critic"] > plain["losses/critic"]  # same init (seeded rng), plus a positive term
+    assert regularised["losses/critic"] == pytest.approx(plain["losses/critic"] + regularised["losses/latent_prior_nll"])
 
 
 def test_tdm_rollout_horizon_counts_down_and_resets():
@@ -191,3 +220,15 @@ def test_finetuning_reencodes_the_stored_latents():
         np.testing.assert_allclose(replay.obs[e, :n], expected, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(replay.achieved[e, :n], replay.obs[e, :n])
     assert not np.allclose(before, replay.obs[: replay.size])
+    # With latent velocity, obs are rebuilt from the new latents the same way.
+    velocity = EpisodeReplay(100, 5, (8,), 4, 2, relabel={}, reward_fn=negative_distance, image_shape=(16, 16, 3))
+    for e in range(replay.size):
+        z = replay.achieved[e]
+        velocity.add_episode(velocity_observations(z), z, z[-1], replay.action[e], np.zeros(5), np.zeros(5),
+                             images=replay.images[e])
+    tuner.fit(velocity, rng)
+    velocity.reencode(vae.encode, observation=velocity_observations)
+    for e in range(velocity.size):
+        z = vae.encode(velocity.images[e])
+        np.testing.assert_allclose(velocity.achieved[e], z, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(velocity.obs[e], velocity_observations(z), rtol=1e-5, atol=1e-5)

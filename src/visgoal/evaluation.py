@@ -80,6 +80,12 @@ class StatePolicy:
         return policy
 
 
+def latent_observation(z, last_z):
+    """[z, z - last_z]: the latent and its change since the last step (zero at an episode's start)."""
+    lib = torch if isinstance(z, torch.Tensor) else np
+    return lib.concatenate([z, z - (z if last_z is None else last_z)])
+
+
 class LatentPolicy:
     """A deterministic image policy (rig, tdm): encode the observation and the goal image with
     the VAE and act on latents. TDM also gets the horizon, counted down from tau_max and reset
@@ -87,13 +93,14 @@ class LatentPolicy:
 
     needs_images = True
 
-    def __init__(self, vae, actor: torch.nn.Module, tdm=None, critic: torch.nn.Module | None = None):
-        self.vae, self.actor, self.tdm, self.critic = vae, actor, tdm, critic
+    def __init__(self, vae, actor: torch.nn.Module, tdm=None, critic: torch.nn.Module | None = None,
+                 velocity: bool = False):
+        self.vae, self.actor, self.tdm, self.critic, self.velocity = vae, actor, tdm, critic, velocity
         self.generator = torch.Generator()
         self.reset(0)
 
     def reset(self, seed: int) -> None:
-        self.t, self.goal_z = 0, None
+        self.t, self.goal_z, self.last_z = 0, None, None
         self.generator.manual_seed(seed)  # argmax candidates: the same for the same episode
 
     def encode(self, image: np.ndarray) -> torch.Tensor:
@@ -114,7 +121,9 @@ class LatentPolicy:
     @torch.no_grad()
     def __call__(self, step) -> np.ndarray:
         goal = torch.from_numpy(self.goal(step))
-        parts = [self.encode(step.image), goal]
+        z = self.encode(step.image)
+        parts = [latent_observation(z, self.last_z) if self.velocity else z, goal]
+        self.last_z = z
         if self.tdm is not None:
             parts.append(torch.tensor([countdown(self.t, self.tdm.tau_max) / max(self.tdm.tau_max, 1)]))
         x = torch.cat(parts)[None]
@@ -149,7 +158,7 @@ class LatentPolicy:
                 critic = Critic(meta["input_dim"], meta["action_dim"], meta["hidden"], out_dim=vae.latent_dim)
                 critic.load_state_dict(saved["critic"])
                 critic.eval()
-        policy = cls(vae, actor, tdm, critic)
+        policy = cls(vae, actor, tdm, critic, velocity=meta.get("latent_velocity", False))
         policy.meta = meta
         return policy
 

@@ -1,7 +1,9 @@
 """The image agents, RIG and TDM: TD3 on VAE latents, trained from pixels alone.
 
 What differs from the state-based Workspace, and nothing else:
-  observation   z = VAE encoder mean of the camera image; the achieved goal is z itself
+  observation   z = VAE encoder mean of the camera image; the achieved goal is z itself.
+                With `image_agents.latent_velocity` the agent sees [z_t, z_t - z_(t-1)]: one
+                image shows no velocity, and a ball or a pendulum has momentum
   goal          exploration: an imagined goal from the VAE's fitted prior (RIG section 4.4),
                 or the env's own goal image (`image_agents.exploration_goals: env`);
                 evaluation: the protocol's real goal image, encoded by the current VAE
@@ -26,10 +28,15 @@ from visgoal.agents.replay import EpisodeReplay, negative_distance
 from visgoal.agents.tdm import TDMAgent, TDMConfig, countdown, horizon_hook
 from visgoal.agents.td3 import TD3Agent, TD3Config
 from visgoal.agents.workspace import Workspace
-from visgoal.evaluation import LatentPolicy
+from visgoal.evaluation import LatentPolicy, latent_observation
 from visgoal.vae.model import kl_divergence, reconstruction_loss
 
 log = logging.getLogger("visgoal")
+
+
+def velocity_observations(z: np.ndarray) -> np.ndarray:
+    """`latent_observation` over one episode's latents (n, d) at once: (n, 2d)."""
+    return np.concatenate([z, np.diff(z, axis=0, prepend=z[:1])], axis=-1)
 
 
 class VAEFineTuner:
@@ -100,19 +107,22 @@ class ImageWorkspace(Workspace):
         self.goal_conditioned = True
         first = self.env.reset(seed=self.seed)
         d, action_dim = self.vae.latent_dim, self.env.action_space.shape[0]
+        self.velocity = bool(self.image_cfg["latent_velocity"])
+        obs_dim = 2 * d if self.velocity else d
+        self.last_z = None
         td3 = TD3Config(**{f.name: {**params["td3"], **self.image_cfg["td3"]}[f.name] for f in fields(TD3Config)})
         low, high = self.env.action_space.low, self.env.action_space.high
         if self.method == "tdm":
             self.tdm = TDMConfig(**{f.name: self.method_cfg[f.name] for f in fields(TDMConfig)})
             self.agent = TDMAgent(d, action_dim, low, high, td3, self.tdm, self.rng,
-                                  self.vae.prior_mean, self.vae.prior_std)
+                                  self.vae.prior_mean, self.vae.prior_std, obs_dim=obs_dim)
             hook = horizon_hook(self.tdm.tau_max)
         else:
             self.tdm, hook = None, None
-            self.agent = TD3Agent(2 * d, action_dim, low, high, td3, self.rng)
+            self.agent = TD3Agent(obs_dim + d, action_dim, low, high, td3, self.rng)
         finetune = self.image_cfg["finetune"]
         self.replay = EpisodeReplay(
-            params["replay"]["capacity"], self.env.spec.episode_length, (d,), d, action_dim,
+            params["replay"]["capacity"], self.env.spec.episode_length, (obs_dim,), d, action_dim,
             relabel=self.method_cfg["relabel"], reward_fn=negative_distance, goal_sampler=self.sample_prior,
             batch_hook=hook, image_shape=first.image.shape if finetune["every"] > 0 else None)
         self.tuner = None
@@ -120,7 +130,7 @@ class ImageWorkspace(Workspace):
             frames = read_dataset_sample(self.dataset_path, finetune["dataset_frames"], self.seed)
             self.tuner = VAEFineTuner(self.vae, frames, finetune, params["vae"])
         critic = self.agent.critic if self.tdm and self.tdm.action_selection == "argmax" else None
-        self.policy = LatentPolicy(self.vae, self.agent.actor, self.tdm, critic)
+        self.policy = LatentPolicy(self.vae, self.agent.actor, self.tdm, critic, velocity=self.velocity)
         return first
 
     # --- the differences ----------------------------------------------------------------------
@@ -137,9 +147,14 @@ class ImageWorkspace(Workspace):
             return self.sample_prior(1, self.rng)[0]
         return self.encode(step.goal_image[None])[0]
 
+    def begin_episode(self) -> None:
+        self.last_z = None
+
     def observe(self, step) -> tuple[np.ndarray, np.ndarray]:
         z = self.encode(step.image[None])[0]
-        return z, z
+        obs = latent_observation(z, self.last_z) if self.velocity else z
+        self.last_z = z
+        return obs, z
 
     def act(self, obs: np.ndarray, goal: np.ndarray, t: int) -> np.ndarray:
         if self.tdm is not None:
@@ -162,7 +177,7 @@ class ImageWorkspace(Workspace):
         import mlflow
 
         metrics = self.tuner.fit(self.replay, self.rng)
-        self.replay.reencode(self.encode)
+        self.replay.reencode(self.encode, observation=velocity_observations if self.velocity else None)
         if self.tdm is not None:
             self.agent.set_prior(self.vae.prior_mean, self.vae.prior_std)
         mlflow.log_metrics(metrics, step=self.env_steps)
@@ -185,6 +200,7 @@ class ImageWorkspace(Workspace):
     def policy_file(self) -> dict:
         saved = super().policy_file()
         saved["meta"]["latent_dim"] = self.vae.latent_dim
+        saved["meta"]["latent_velocity"] = self.velocity
         if self.tdm is not None:
             saved["meta"]["tdm"] = {f.name: getattr(self.tdm, f.name) for f in fields(TDMConfig)}
             if self.tdm.action_selection == "argmax":

@@ -136,8 +136,10 @@ class EpisodeReplay:
         t = (rng.random(n) * frames[ep]).astype(np.int64)
         return self.images[ep, t]
 
-    def reencode(self, encoder: Callable[[np.ndarray], np.ndarray], batch_episodes: int = 16) -> None:
-        """Replace every stored latent (obs and achieved) with `encoder(frames)` of its stored frame."""
+    def reencode(self, encoder: Callable[[np.ndarray], np.ndarray], batch_episodes: int = 16,
+                 observation: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        """Replace every stored latent with `encoder(frames)` of its stored frame: `achieved` with the
+        latents, `obs` with `observation(latents of one episode)` (default: the latents themselves)."""
         if self.images is None:
             raise ValueError("this replay keeps no images (image_shape=None): nothing to re-encode")
         for start in range(0, self.size, batch_episodes):
@@ -147,7 +149,8 @@ class EpisodeReplay:
             offset = 0
             for e in eps:
                 n = self.length[e] + 1
-                self.obs[e, :n] = self.achieved[e, :n] = z[offset : offset + n]
+                self.achieved[e, :n] = z[offset : offset + n]
+                self.obs[e, :n] = z[offset : offset + n] if observation is None else observation(z[offset : offset + n])
                 offset += n
 
     # --- snapshots: only the filled part ----------------------------------------------

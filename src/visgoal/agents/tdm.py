@@ -86,13 +86,13 @@ def argmax_action(actor: nn.Module, critic: nn.Module, x: torch.Tensor, goal: to
 
 class TDMAgent(TD3Agent):
     def __init__(self, latent_dim: int, action_dim: int, action_low, action_high, cfg: TD3Config,
-                 tdm: TDMConfig, rng: np.random.Generator, prior_mean=None, prior_std=None):
+                 tdm: TDMConfig, rng: np.random.Generator, prior_mean=None, prior_std=None, obs_dim: int | None = None):
         if tdm.distance not in ("vectorized", "norm"):
             raise ValueError(f"tdm.distance: unknown '{tdm.distance}' (choose vectorized or norm)")
         if tdm.action_selection not in ("policy", "argmax"):
             raise ValueError(f"tdm.action_selection: unknown '{tdm.action_selection}' (choose policy or argmax)")
         self.tdm, self.latent_dim = tdm, latent_dim
-        super().__init__(2 * latent_dim + 1, action_dim, action_low, action_high, cfg, rng)
+        super().__init__((obs_dim or latent_dim) + latent_dim + 1, action_dim, action_low, action_high, cfg, rng)
         self.prior_mean = torch.zeros(latent_dim) if prior_mean is None else torch.as_tensor(prior_mean).float()
         self.prior_std = torch.ones(latent_dim) if prior_std is None else torch.as_tensor(prior_std).float()
         self.generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
@@ -121,9 +121,10 @@ class TDMAgent(TD3Agent):
         return tdm_distance(f, goal, self.tdm)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict:
-        z, next_z, goal, tau = batch["obs"], batch["next_obs"], batch["goal"], batch["tau"]
-        x = torch.cat([z, goal, tau_input(tau, self.tdm.tau_max)], dim=-1)
-        next_x = torch.cat([next_z, goal, tau_input((tau - 1).clamp_min(0), self.tdm.tau_max)], dim=-1)
+        obs, next_obs, goal, tau = batch["obs"], batch["next_obs"], batch["goal"], batch["tau"]
+        next_z = batch["next_achieved"]  # the latent reached (the observation may add its velocity)
+        x = torch.cat([obs, goal, tau_input(tau, self.tdm.tau_max)], dim=-1)
+        next_x = torch.cat([next_obs, goal, tau_input((tau - 1).clamp_min(0), self.tdm.tau_max)], dim=-1)
         self.observe(x)
         x, next_x = self.normalize(x), self.normalize(next_x)
         metrics = self.update_critic(x, batch["action"], goal, next_x, next_z, tau)

@@ -157,6 +157,7 @@ class Workspace:
         step = self.env.reset() if self.needs_reset else self.first
         self.needs_reset = True
         self.agent.noise.reset()
+        self.begin_episode()
         goal = self.episode_goal(step)
         first_obs, first_achieved = self.observe(step)
         obs, achieved, actions, rewards, terminated = [first_obs], [first_achieved], [], [], []
@@ -190,6 +191,9 @@ class Workspace:
         self.after_episode()
 
     # --- what the image agents change -------------------------------------------------------
+    def begin_episode(self) -> None:
+        """Called after each reset, before the episode's first observation."""
+
     def episode_goal(self, step) -> np.ndarray:
         """The goal pursued this episode: the env's own (state-based baseline)."""
         return self.policy.goal(step)
@@ -221,7 +225,8 @@ class Workspace:
     def sample(self) -> dict[str, torch.Tensor]:
         batch = self.replay.sample(self.agent.cfg.batch_size, self.rng)
         return {k: torch.as_tensor(batch[k], dtype=torch.float32)
-                for k in ("obs", "next_obs", "goal", "action", "reward", "terminated", "tau") if k in batch}
+                for k in ("obs", "next_obs", "next_achieved", "goal", "action", "reward", "terminated", "tau")
+                if k in batch}
 
     def log_metrics(self, metrics: list[dict]) -> None:
         import mlflow
