@@ -33,6 +33,7 @@ DAG_KEYS = ("envs", "methods", "seeds")  # what shapes the DAG
 LOG_REDIRECT = re.compile(r"^(?P<cmd>.*) > (?P<log>\S+) 2>&1$")
 
 E2E = pytest.mark.e2e
+DVC_ENVS = ("fetch_reach", "point_maze")  # what the e2e fixture builds with `dvc repro` as well
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -284,6 +285,11 @@ def smoke_runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("e2e")
     sm_dir = copy_pipeline(base / "snakemake", profile="smoke", with_source=True)
     dvc_dir = copy_pipeline(base / "dvc", profile="smoke", with_source=True)
+    # DVC builds a subset of the environments (a third of the fixture's cost): its DAG is tested whole
+    # by test_snakemake_and_dvc_declare_the_same_dag, and the bytes are compared on what both build.
+    params = yaml.safe_load((dvc_dir / "params.yaml").read_text())
+    params["envs"] = list(DVC_ENVS)
+    (dvc_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # Snakemake gives each job OMP_NUM_THREADS=<its threads>; DVC does not: give every DVC stage
     # train_vae's 2 (the others pin one torch thread), so that float reductions are the same.
     dvc_env = tool_env(dvc_dir, OMP_NUM_THREADS="2")
@@ -328,13 +334,16 @@ def test_smoke_dag_builds_everything(smoke_runs):
 def test_runs_from_scratch_give_identical_datasets_and_evaluations(smoke_runs):
     """Snakemake in one directory, DVC in another: the same bytes."""
     a, b = smoke_runs["snakemake"], smoke_runs["dvc"]
-    params = file_params(a)
+    params = file_params(b)
+    assert params["envs"] == list(DVC_ENVS)
     different = []
     for env in params["envs"]:
         files = [f"results/{env}/vae_dataset.h5"] + [f"results/{env}/{m}_eval.{ext}" for m in params["methods"]
                                                     for ext in ("csv", "json")]
         different += [f for f in files if not filecmp.cmp(a / f, b / f, shallow=False)]
-    different += [f for f in ["results/report/summary.csv"] if not filecmp.cmp(a / f, b / f, shallow=False)]
+    # The report over all environments and the report over DVC's subset agree row for row on the subset.
+    summary = [r for r in read_csv(a / "results" / "report" / "summary.csv") if r["env"] in DVC_ENVS]
+    assert summary == read_csv(b / "results" / "report" / "summary.csv")
     assert not different, f"differ between the two runs: {different}"
 
 
