@@ -30,8 +30,10 @@ def visgoal(*args: str, log: Path) -> float:
     """Run a visgoal sub-command, appending its output to `log`; returns its wall-clock seconds."""
     started = time.monotonic()
     with open(log, "a") as f:
-        subprocess.run([sys.executable, "-m", "visgoal", *args, "--quiet"], stdout=f, stderr=subprocess.STDOUT,
-                       check=True)
+        done = subprocess.run([sys.executable, "-m", "visgoal", *args, "--quiet"], stdout=f, stderr=subprocess.STDOUT)
+    if done.returncode:
+        errors = [line for line in log.read_text().splitlines() if "error" in line.lower()]
+        sys.exit(f"visgoal {args[0]} failed ({log}): {errors[-1] if errors else 'see the log'}")
     return time.monotonic() - started
 
 
