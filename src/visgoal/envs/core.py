@@ -121,22 +121,24 @@ class ImageGoalEnv:
         self._t = 0
         self._saved = np.empty(mujoco.mj_stateSize(self.model, FULL_STATE))
 
+    def _index(self, kind: str, name: str, option: str) -> int:
+        """The model's index of site or geom `name`, which the spec's `option` names."""
+        obj = mujoco.mjtObj.mjOBJ_SITE if kind == "sites" else mujoco.mjtObj.mjOBJ_GEOM
+        index = mujoco.mj_name2id(self.model, obj, name)
+        if index < 0:
+            raise ConfigError(f"envs/{self.spec.name}.yaml: {option}.{kind} names '{name}', which the model lacks")
+        return index
+
     def _hide_markers(self) -> None:
         for kind, names in self.spec.hide.items():
-            obj = mujoco.mjtObj.mjOBJ_SITE if kind == "sites" else mujoco.mjtObj.mjOBJ_GEOM
             rgba = self.model.site_rgba if kind == "sites" else self.model.geom_rgba
             for name in names:
-                index = mujoco.mj_name2id(self.model, obj, name)
-                if index < 0:
-                    raise ConfigError(f"envs/{self.spec.name}.yaml: hide.{kind} names '{name}', which the model lacks")
-                rgba[index, 3] = 0.0
+                rgba[self._index(kind, name, "hide"), 3] = 0.0
 
     def _restyle_sites(self) -> None:
         """Draw sites in another colour or size. Sites have no physics: only the images change."""
         for name, style in self.spec.restyle.get("sites", {}).items():
-            index = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, name)
-            if index < 0:
-                raise ConfigError(f"envs/{self.spec.name}.yaml: restyle.sites names '{name}', which the model lacks")
+            index = self._index("sites", name, "restyle")
             if "rgba" in style:
                 self.model.site_rgba[index] = style["rgba"]
             if "size" in style:
