@@ -81,9 +81,10 @@ class StatePolicy:
 
 
 def latent_observation(z, last_z):
-    """[z, z - last_z]: the latent and its change since the last step (zero at an episode's start)."""
+    """[z, z - last_z] along the last axis: the latent and its change since the last step (zero at an
+    episode's start, last_z None). Numpy arrays or tensors, one step or many."""
     lib = torch if isinstance(z, torch.Tensor) else np
-    return lib.concatenate([z, z - (z if last_z is None else last_z)])
+    return lib.concatenate([z, z - (z if last_z is None else last_z)], -1)
 
 
 class LatentPolicy:

@@ -36,7 +36,7 @@ log = logging.getLogger("visgoal")
 
 def velocity_observations(z: np.ndarray) -> np.ndarray:
     """`latent_observation` over one episode's latents (n, d) at once: (n, 2d)."""
-    return np.concatenate([z, np.diff(z, axis=0, prepend=z[:1])], axis=-1)
+    return latent_observation(z, np.concatenate([z[:1], z[:-1]]))
 
 
 class VAEFineTuner:

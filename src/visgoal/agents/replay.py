@@ -149,8 +149,9 @@ class EpisodeReplay:
             offset = 0
             for e in eps:
                 n = self.length[e] + 1
-                self.achieved[e, :n] = z[offset : offset + n]
-                self.obs[e, :n] = z[offset : offset + n] if observation is None else observation(z[offset : offset + n])
+                latents = z[offset : offset + n]
+                self.achieved[e, :n] = latents
+                self.obs[e, :n] = latents if observation is None else observation(latents)
                 offset += n
 
     # --- snapshots: only the filled part ----------------------------------------------
