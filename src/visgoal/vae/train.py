@@ -84,9 +84,6 @@ def distance_metrics(vae: VAE, data: ImageDataset, indices: np.ndarray, threshol
             group = np.sort(rng.choice(group, max_frames, replace=False))
         picked.append(group)
     obs, goals = picked
-    if not len(obs) or not len(goals):
-        return pair_metrics(np.zeros((0, vae.latent_dim)), np.zeros((0, vae.latent_dim)), np.zeros((0, 1)),
-                            np.zeros((0, 1)), threshold)
     achieved = data.read("achieved_goal", slice(None))
     return pair_metrics(encode_frames(vae, data, obs), encode_frames(vae, data, goals), achieved[obs],
                         achieved[goals], threshold)
