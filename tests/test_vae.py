@@ -59,7 +59,7 @@ def test_pair_metrics_rank_latent_against_true_distances():
     assert scaled["distance_spearman"] == pytest.approx(1.0)  # ranks only: scale and reflection do not matter
     far = pair_metrics(a_obs, a_goal, a_obs, a_goal, threshold=10.0)
     assert far["success_auc"] is None and far["success_pairs"] == 1200  # every pair a success: undefined
-    empty = pair_metrics(np.zeros((0, 3)), a_goal, np.zeros((0, 2)), a_goal, threshold=0.5)  # no observation frames
+    empty = pair_metrics(np.zeros((0, 2)), a_goal, np.zeros((0, 2)), a_goal, threshold=0.5)  # no observation frames
     assert empty == {"distance_pairs": 0, "success_pairs": 0, "distance_spearman": None, "success_auc": None}
 
 
