@@ -14,7 +14,7 @@ from conftest import run_cli
 from visgoal.agents.image import ImageWorkspace, VAEFineTuner, velocity_observations
 from visgoal.agents.replay import STRATEGIES, EpisodeReplay, negative_distance
 from visgoal.agents.td3 import TD3Config
-from visgoal.agents.tdm import TDMAgent, TDMConfig, countdown
+from visgoal.agents.tdm import TDMAgent, TDMConfig, countdown, eval_horizon
 from visgoal.cli import main
 from visgoal.config import load_params
 from visgoal.evaluation import LatentPolicy, latent_observation
@@ -154,6 +154,37 @@ def test_tdm_latent_regulariser_enters_the_loss():
 
 def test_tdm_rollout_horizon_counts_down_and_resets():
     assert [countdown(t, 3) for t in range(9)] == [3, 2, 1, 0, 3, 2, 1, 0, 3]
+
+
+@pytest.mark.parametrize("eval_tau, expected", [(0, [0] * 6), (2, [2] * 6), ("countdown", [3, 2, 1, 0, 3, 2])])
+def test_evaluation_acts_with_the_configured_horizon(eval_tau, expected):
+    """The tau input LatentPolicy gives the actor at each step of an episode."""
+    seen = []
+
+    class Actor(torch.nn.Module):
+        def forward(self, x):
+            seen.append(round(float(x[0, -1]) * 3))  # tau / tau_max, tau_max = 3
+            return torch.zeros(1, 2)
+
+        def to_env(self, action):
+            return action
+
+    policy = LatentPolicy(VAE(latent_dim=2, image_size=64), Actor(), TDMConfig(tau_max=3, eval_tau=eval_tau))
+    step = SimpleNamespace(image=np.zeros((64, 64, 3), np.uint8), goal_image=np.zeros((64, 64, 3), np.uint8))
+    policy.reset(0)
+    for _ in range(6):
+        policy(step)
+    assert seen == expected == [eval_horizon(t, policy.tdm) for t in range(6)]
+
+
+def test_eval_tau_beyond_tau_max_fails_in_one_line(workdir, env_vae, capsys, env="point_maze"):
+    env_vae(env)
+    run = workdir / "results" / env / "tdm_bad_tau" / "seed0"
+    assert main(["train", "--env", env, "--method", "tdm", "--profile", "smoke", "--quiet", "--out", str(run),
+                 "--set", "tdm.eval_tau=4"]) == 2  # smoke: tau_max 3
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "tdm.eval_tau=4 exceeds tdm.tau_max=3" in errors[0]
+    assert not run.exists()
 
 
 def test_argmax_selection_never_does_worse_than_the_policy_action():

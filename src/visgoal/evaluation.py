@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from visgoal.agents.tdm import argmax_action, countdown
+from visgoal.agents.tdm import argmax_action, eval_horizon
 from visgoal.files import atomic_output
 
 log = logging.getLogger("visgoal")
@@ -126,7 +126,7 @@ class LatentPolicy:
         parts = [latent_observation(z, self.last_z) if self.velocity else z, goal]
         self.last_z = z
         if self.tdm is not None:
-            parts.append(torch.tensor([countdown(self.t, self.tdm.tau_max) / max(self.tdm.tau_max, 1)]))
+            parts.append(torch.tensor([eval_horizon(self.t, self.tdm) / max(self.tdm.tau_max, 1)]))
         x = torch.cat(parts)[None]
         self.t += 1
         if self.tdm is not None and self.tdm.action_selection == "argmax":

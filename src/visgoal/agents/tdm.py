@@ -37,6 +37,7 @@ class TDMConfig:
     latent_reg: float = 0.0          # weight of the prior NLL of f in the critic loss
     action_selection: str = "policy"  # policy (TD3 actor) or argmax (report equation 4)
     candidates: int = 256            # sampled actions for argmax
+    eval_tau: int | str = 0          # the horizon when acting on a real goal: an integer, or countdown
 
 
 def tdm_distance(f: torch.Tensor, goal: torch.Tensor, cfg: TDMConfig) -> torch.Tensor:
@@ -68,6 +69,15 @@ def horizon_hook(tau_max: int):
 def countdown(t: int, tau_max: int) -> int:
     """The horizon at episode step t: tau_max, tau_max - 1, ..., 0, then tau_max again."""
     return tau_max - t % (tau_max + 1)
+
+
+def eval_horizon(t: int, cfg: TDMConfig) -> int:
+    """The horizon at step t of an evaluation episode: `eval_tau`, or the rollouts' countdown.
+
+    A fixed small horizon asks, at every step, for the goal now; the countdown ends a 50-step
+    episode in the middle of a horizon (fetch_reach: tau = 5 at the last step), so the last
+    frame is not the one the policy aimed at (README, TDM's test-time horizon)."""
+    return countdown(t, cfg.tau_max) if cfg.eval_tau == "countdown" else int(cfg.eval_tau)
 
 
 @torch.no_grad()
