@@ -28,7 +28,6 @@ from visgoal.agents.replay import EpisodeReplay, negative_distance
 from visgoal.agents.tdm import TDMAgent, TDMConfig, countdown, horizon_hook
 from visgoal.agents.td3 import TD3Agent, TD3Config
 from visgoal.agents.workspace import Workspace
-from visgoal.config import ConfigError
 from visgoal.evaluation import LatentPolicy, latent_observation
 from visgoal.vae.model import kl_divergence, reconstruction_loss
 
@@ -115,9 +114,6 @@ class ImageWorkspace(Workspace):
         low, high = self.env.action_space.low, self.env.action_space.high
         if self.method == "tdm":
             self.tdm = TDMConfig(**{f.name: self.method_cfg[f.name] for f in fields(TDMConfig)})
-            if self.tdm.eval_tau != "countdown" and self.tdm.eval_tau > self.tdm.tau_max:
-                raise ConfigError(f"tdm.eval_tau={self.tdm.eval_tau} exceeds tdm.tau_max={self.tdm.tau_max}; "
-                                  "lower it or raise tau_max")
             self.agent = TDMAgent(d, action_dim, low, high, td3, self.tdm, self.rng,
                                   self.vae.prior_mean, self.vae.prior_std, obs_dim=obs_dim)
             hook = horizon_hook(self.tdm.tau_max)

@@ -101,6 +101,8 @@ class TDMAgent(TD3Agent):
             raise ValueError(f"tdm.distance: unknown '{tdm.distance}' (choose vectorized or norm)")
         if tdm.action_selection not in ("policy", "argmax"):
             raise ValueError(f"tdm.action_selection: unknown '{tdm.action_selection}' (choose policy or argmax)")
+        if tdm.eval_tau != "countdown" and tdm.eval_tau > tdm.tau_max:
+            raise ValueError(f"tdm.eval_tau={tdm.eval_tau} exceeds tdm.tau_max={tdm.tau_max}; lower it or raise tau_max")
         self.tdm, self.latent_dim = tdm, latent_dim
         super().__init__((obs_dim or latent_dim) + latent_dim + 1, action_dim, action_low, action_high, cfg, rng)
         self.prior_mean = torch.zeros(latent_dim) if prior_mean is None else torch.as_tensor(prior_mean).float()
