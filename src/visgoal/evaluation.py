@@ -89,8 +89,8 @@ def latent_observation(z, last_z):
 
 class LatentPolicy:
     """A deterministic image policy (rig, tdm): encode the observation and the goal image with
-    the VAE and act on latents. TDM also gets the horizon, counted down from tau_max and reset
-    when it runs out, and may pick actions by argmax of Q over sampled candidates."""
+    the VAE and act on latents. TDM also gets the horizon (`tdm.eval_tau`: fixed, or the rollouts'
+    countdown), and may pick actions by argmax of Q over sampled candidates."""
 
     needs_images = True
 
