@@ -167,3 +167,37 @@ def test_process_exits_cleanly_without_closing(root):
     assert result.returncode == 0, result.stderr
     assert "(16, 16, 3) (16, 16, 3)" in result.stdout
     assert "Exception ignored" not in result.stderr and "Error" not in result.stderr, result.stderr
+
+
+def test_camera_views_sit_side_by_side():
+    """Two cameras: each view fills its half of the image, independently of the other."""
+    import dataclasses
+
+    from visgoal.envs.core import ImageGoalEnv
+    from visgoal.envs.render import FastRenderer
+
+    spec = load_spec("fetch_reach")
+    front = spec.camera[0] if isinstance(spec.camera, list) else spec.camera
+    side = {**front, "azimuth": front["azimuth"] + 90.0}
+    with ImageGoalEnv(dataclasses.replace(spec, camera=[front, side]), image_size=32) as env:
+        env.reset(seed=5)
+        both = FastRenderer(env.model, 32, 32, [front, side]).render(env.data)
+        twice = FastRenderer(env.model, 32, 32, [front, front]).render(env.data)
+        assert np.array_equal(env.render(), both)
+    assert np.array_equal(both[:, :16], twice[:, :16]), "the left view is the front camera's alone"
+    assert np.array_equal(twice[:, :16], twice[:, 16:]), "the same camera fills both halves alike"
+    assert not np.array_equal(both[:, :16], both[:, 16:]), "the side camera sees something else"
+    with pytest.raises(ValueError, match="width 33 does not split into 2 equal camera views"):
+        FastRenderer(env.model, 33, 33, [front, side])
+
+
+def test_camera_list_is_validated(tmp_path, root):
+    (tmp_path / "envs").mkdir()
+    text = (root / "envs" / "inverted_pendulum.yaml").read_text()
+    camera = next(line for line in text.splitlines() if line.startswith("camera:"))
+    (tmp_path / "envs" / "empty.yaml").write_text(text.replace(camera, "camera: []"))
+    with pytest.raises(ConfigError, match=r"key 'camera': expected one camera .*, got \[\]"):
+        load_spec("empty", root=tmp_path)
+    (tmp_path / "envs" / "bad.yaml").write_text(text.replace(camera, "camera: [{distance: 1.0}]"))
+    with pytest.raises(ConfigError, match=r"key 'camera': expected one camera \(\{name\} .*, got \[\{'distance'"):
+        load_spec("bad", root=tmp_path)

@@ -51,6 +51,9 @@ def validate(document: Any, schema_name: str, source: str) -> None:
             f"{source}: unknown key '{'.'.join([*map(str, error.absolute_path), extra[0]]).lstrip('.')}'"
             f" (allowed here: {', '.join(sorted(error.schema.get('properties', {})))})"
         )
+    if error.validator in ("oneOf", "anyOf") and "description" in error.schema:
+        # "is not valid under any of the given schemas" names no fix; the key's description does.
+        raise ConfigError(f"{source}: key '{where}': expected {error.schema['description']}, got {error.instance!r}")
     raise ConfigError(f"{source}: key '{where}': {error.message}")
 
 

@@ -43,7 +43,7 @@ class EnvSpec:
     task: str
     episode_length: int
     success_threshold: float
-    camera: dict
+    camera: dict | list
     image_size: int | None = None
     make_kwargs: dict = field(default_factory=dict)
     task_kwargs: dict = field(default_factory=dict)

@@ -71,11 +71,22 @@ def lean_scene_flags(scene: "mujoco.MjvScene") -> None:
 
 
 class FastRenderer:
-    """Renders one model's data to an RGB uint8 array from a fixed camera."""
+    """Renders one model's data to an RGB uint8 array from fixed cameras.
 
-    def __init__(self, model: "mujoco.MjModel", width: int, height: int, camera: dict):
+    `camera` is one camera spec, or a list of them: the views then sit side by
+    side, each `height` tall and `width / len(camera)` wide (a second view shows
+    what the first sees only as depth).
+    """
+
+    def __init__(self, model: "mujoco.MjModel", width: int, height: int, camera: "dict | list[dict]"):
         if max(width, height) > _MAX_SIDE:
             raise ValueError(f"image size {width}x{height} exceeds the {_MAX_SIDE} pixel limit")
+        cameras = camera if isinstance(camera, list) else [camera]
+        if width % len(cameras):
+            raise ValueError(
+                f"image width {width} does not split into {len(cameras)} equal camera views; "
+                f"use an image size that is a multiple of {len(cameras)}"
+            )
         self.width, self.height = width, height
         gl_context()
         # No multisampling, and an offscreen buffer big enough for the image.
@@ -86,7 +97,9 @@ class FastRenderer:
         self._scene = mujoco.MjvScene(model, maxgeom=10_000)
         lean_scene_flags(self._scene)
         self._option = mujoco.MjvOption()
-        self._camera = make_camera(model, camera)
+        self._cameras = [make_camera(model, spec) for spec in cameras]
+        view = width // len(cameras)
+        self._views = [mujoco.MjrRect(i * view, 0, view, height) for i in range(len(cameras))]
         self._mjr = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._mjr)
         self._viewport = mujoco.MjrRect(0, 0, width, height)
@@ -97,11 +110,12 @@ class FastRenderer:
         if self._mjr is None:
             raise RuntimeError("renderer is closed")
         gl_context()
-        mujoco.mjv_updateScene(
-            self._model, data, self._option, None, self._camera, mujoco.mjtCatBit.mjCAT_ALL, self._scene
-        )
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._mjr)
-        mujoco.mjr_render(self._viewport, self._scene, self._mjr)
+        for camera, view in zip(self._cameras, self._views):
+            mujoco.mjv_updateScene(
+                self._model, data, self._option, None, camera, mujoco.mjtCatBit.mjCAT_ALL, self._scene
+            )
+            mujoco.mjr_render(view, self._scene, self._mjr)
         mujoco.mjr_readPixels(self._pixels, None, self._viewport, self._mjr)
         return np.flipud(self._pixels).copy()  # OpenGL's origin is bottom-left
 
