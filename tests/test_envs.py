@@ -1,5 +1,7 @@
 """Every environment: shapes, goal images, exact state restore, hidden goal markers, clear errors."""
 
+from pathlib import Path
+
 import mujoco
 import numpy as np
 import pytest
@@ -201,3 +203,13 @@ def test_camera_list_is_validated(tmp_path, root):
     (tmp_path / "envs" / "bad.yaml").write_text(text.replace(camera, "camera: [{distance: 1.0}]"))
     with pytest.raises(ConfigError, match=r"key 'camera': expected one camera \(\{name\} .*, got \[\{'distance'"):
         load_spec("bad", root=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["point_maze", "ant_maze"])
+def test_mazes_leave_no_generated_model_behind(name):
+    with make_env(name, image_size=32) as env:
+        generated = Path(env.unwrapped.tmp_xml_file_path)
+        assert generated.suffix == ".xml"
+        assert not generated.exists(), "the model is loaded; its temporary file is removed"
+        env.reset(seed=1)
+        env.step(env.action_space.sample())

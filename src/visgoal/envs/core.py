@@ -110,6 +110,10 @@ class ImageGoalEnv:
         self._env = gym.make(spec.gym_id, max_episode_steps=spec.episode_length, **spec.make_kwargs)
         self.unwrapped = self._env.unwrapped
         self.model, self.data = find_simulation(self.unwrapped)
+        # The mazes write their generated model to a temporary file and never delete it.
+        generated = getattr(self.unwrapped, "tmp_xml_file_path", None)
+        if generated:
+            Path(generated).unlink(missing_ok=True)
         self._hide_markers()
         self._restyle_sites()
         self.task = TASKS[spec.task](self.unwrapped, self.model, self.data, **spec.task_kwargs)
