@@ -179,7 +179,7 @@ def test_camera_views_sit_side_by_side():
     from visgoal.envs.render import FastRenderer
 
     spec = load_spec("fetch_reach")
-    front = spec.camera[0] if isinstance(spec.camera, list) else spec.camera
+    front = spec.camera[0]
     side = {**front, "azimuth": front["azimuth"] + 90.0}
     with ImageGoalEnv(dataclasses.replace(spec, camera=[front, side]), image_size=32) as env:
         env.reset(seed=5)
