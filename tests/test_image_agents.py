@@ -11,13 +11,14 @@ import pytest
 import torch
 
 from conftest import run_cli
-from visgoal.agents.image import ImageWorkspace, VAEFineTuner, velocity_observations
+from visgoal.agents import load_policy
+from visgoal.agents.policy import Policy, countdown
 from visgoal.agents.replay import STRATEGIES, EpisodeReplay, negative_distance
 from visgoal.agents.td3 import TD3Config
-from visgoal.agents.tdm import TDMAgent, TDMConfig, countdown, eval_horizon
+from visgoal.agents.tdm import TDMAgent, TDMConfig
+from visgoal.agents.views import LatentView, VAEFineTuner, latent_observation
 from visgoal.cli import main
 from visgoal.config import load_params
-from visgoal.evaluation import LatentPolicy, latent_observation
 from visgoal.tracking import experiment_name
 from visgoal.vae import VAE
 
@@ -49,8 +50,8 @@ def test_train_and_evaluate_through_the_cli(method, workdir, env_vae, env="point
         curve = list(csv.DictReader(f))
     assert int(curve[-1]["env_steps"]) == SMOKE["train"]["total_steps"]
     assert all(float(row["eval_latent_distance"]) >= 0 for row in curve)
-    policy = LatentPolicy.load(run / "policy.pt")  # with the run's own (fine-tuned) vae.pt
-    assert policy.meta["method"] == method and policy.vae.latent_dim == SMOKE["vae"]["latent_dim"]
+    view, _, meta = load_policy(run)  # with the run's own (fine-tuned) vae.pt
+    assert meta["method"] == method and view.vae.latent_dim == SMOKE["vae"]["latent_dim"]
 
     assert main(["evaluate", "--env", env, "--method", method, "--profile", "smoke", "--quiet"]) == 0
     with open(out / f"{method}_eval.csv") as f:
@@ -77,22 +78,36 @@ def test_latent_velocity_trains_fine_tunes_and_evaluates(method, workdir, env_va
     run = out / f"{method}_velocity"
     assert main(["train", "--env", env, "--method", method, "--seed", "0", "--profile", "smoke", "--quiet",
                  "--set", "image_agents.latent_velocity=true", "--out", str(run / "seed0")]) == 0
-    policy = LatentPolicy.load(run / "seed0" / "policy.pt")
+    view, _, meta = load_policy(run / "seed0")
     d = SMOKE["vae"]["latent_dim"]
-    assert policy.velocity and policy.meta["input_dim"] == 3 * d + (method == "tdm")
+    assert view.velocity and meta["input_dim"] == 3 * d + (method == "tdm")
     assert main(["evaluate", "--env", env, "--method", method, "--profile", "smoke", "--quiet", "--runs", str(run),
                  "--out", str(run / "eval.csv")]) == 0
     with open(run / "eval.csv") as f:
         assert len(list(csv.DictReader(f))) == SMOKE["evaluate"]["episodes"]
 
 
-def test_velocity_observations_match_the_step_by_step_ones():
+def velocity_view(latent_dim: int = 3, **kwargs) -> LatentView:
+    return LatentView(VAE(image_size=16, latent_dim=latent_dim, encoder_channels=[8], decoder_channels=[8, 8]).eval(),
+                      velocity=True, **kwargs)
+
+
+def test_reencoded_velocity_observations_are_the_observed_ones():
+    """The replay's re-encoding rebuilds an episode's observations as `observe` builds them step by step."""
+    view = velocity_view()
     z = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
-    stepwise = [latent_observation(z[t], z[t - 1] if t else None) for t in range(len(z))]
-    np.testing.assert_array_equal(velocity_observations(z), np.array(stepwise))
-    assert not velocity_observations(z)[0, 3:].any()  # no velocity at an episode's first step
+    stepwise = [view.observation(z[t], z[t - 1] if t else None) for t in range(len(z))]
+    np.testing.assert_array_equal(view.episode_observations(z), np.array(stepwise))
+    assert not view.episode_observations(z)[0, 3:].any()  # no velocity at an episode's first step
     torch_obs = latent_observation(torch.from_numpy(z[2]), torch.from_numpy(z[1]))
     np.testing.assert_array_equal(torch_obs.numpy(), stepwise[2])
+    # `observe` is that same observation of the encoded image, with the previous latent kept.
+    images = np.random.default_rng(1).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    view.reset()
+    observed = [view.observe(SimpleNamespace(image=image)) for image in images]
+    latents = [view.encode(image[None])[0] for image in images]
+    np.testing.assert_array_equal(observed[1][0], view.observation(latents[1], latents[0]))
+    np.testing.assert_array_equal(observed[1][1], latents[1])
 
 
 def test_train_without_a_vae_fails_in_one_line(workdir, capsys):
@@ -156,25 +171,30 @@ def test_tdm_rollout_horizon_counts_down_and_resets():
     assert [countdown(t, 3) for t in range(9)] == [3, 2, 1, 0, 3, 2, 1, 0, 3]
 
 
-@pytest.mark.parametrize("eval_tau, expected", [(0, [0] * 6), (2, [2] * 6), ("countdown", [3, 2, 1, 0, 3, 2])])
-def test_evaluation_acts_with_the_configured_horizon(eval_tau, expected):
-    """The tau input LatentPolicy gives the actor at each step of an episode."""
+@pytest.mark.parametrize("training, eval_tau, expected", [
+    (False, 0, [0] * 6), (False, 2, [2] * 6), (False, "countdown", [3, 2, 1, 0, 3, 2]),
+    (True, 0, [3, 2, 1, 0, 3, 2])])
+def test_tdm_policy_acts_with_the_configured_horizon(training, eval_tau, expected):
+    """The tau input the policy gives the actor at each step of an episode: the countdown in
+    training rollouts, `eval_tau` in evaluation; a skipped (random) step moves the countdown on."""
     seen = []
 
     class Actor(torch.nn.Module):
+        action_scale, action_bias = torch.ones(2), torch.zeros(2)
+
         def forward(self, x):
             seen.append(round(float(x[0, -1]) * 3))  # tau / tau_max, tau_max = 3
             return torch.zeros(1, 2)
 
-        def to_env(self, action):
-            return action
-
-    policy = LatentPolicy(VAE(latent_dim=2, image_size=64), Actor(), TDMConfig(tau_max=3, eval_tau=eval_tau))
-    step = SimpleNamespace(image=np.zeros((64, 64, 3), np.uint8), goal_image=np.zeros((64, 64, 3), np.uint8))
+    policy = TDMAgent.make_policy(Actor(), None, TDMConfig(tau_max=3, eval_tau=eval_tau), training)
     policy.reset(0)
     for _ in range(6):
-        policy(step)
-    assert seen == expected == [eval_horizon(t, policy.tdm) for t in range(6)]
+        policy(np.zeros(2, np.float32), np.zeros(2, np.float32))
+    assert seen == expected
+    policy.reset()
+    policy.skip()
+    policy(np.zeros(2, np.float32), np.zeros(2, np.float32))
+    assert seen[-1] == expected[1]
 
 
 def test_eval_tau_beyond_tau_max_fails_in_one_line(workdir, env_vae, capsys, env="point_maze"):
@@ -190,8 +210,9 @@ def test_eval_tau_beyond_tau_max_fails_in_one_line(workdir, env_vae, capsys, env
 def test_argmax_selection_never_does_worse_than_the_policy_action():
     agent = tdm_agent(action_selection="argmax", candidates=64)
     obs, goal = np.zeros(3, np.float32), np.ones(3, np.float32)
-    x = torch.as_tensor(np.concatenate([obs, goal, [0.2]]), dtype=torch.float32)[None]
-    chosen = torch.as_tensor(agent.act(obs, goal, 0, eval_mode=True, tau=1))[None].float()
+    x = torch.as_tensor(np.concatenate([obs, goal, [1 / 5]]), dtype=torch.float32)[None]  # tau 1 of tau_max 5
+    agent.tdm.eval_tau = 1
+    chosen = torch.as_tensor(agent.policy(training=False)(obs, goal))[None].float()
     with torch.no_grad():
         xn = agent.normalize(x)
         q = lambda a: (-(agent.critic(xn, a)[0] - torch.as_tensor(goal)).abs()).sum()
@@ -224,7 +245,7 @@ def test_imagined_goals_have_the_fitted_prior_mean_and_std():
     vae = VAE(latent_dim=4)
     vae.prior_mean.copy_(torch.tensor([0.5, -1.0, 2.0, 0.0]))
     vae.prior_std.copy_(torch.tensor([0.1, 1.0, 3.0, 0.5]))
-    samples = ImageWorkspace.sample_prior(SimpleNamespace(vae=vae), 50000, np.random.default_rng(0))
+    samples = LatentView(vae).sample_prior(50000, np.random.default_rng(0))
     np.testing.assert_allclose(samples.mean(0), vae.prior_mean.numpy(), atol=0.05)
     np.testing.assert_allclose(samples.std(0), vae.prior_std.numpy(), rtol=0.02)
 
@@ -243,8 +264,7 @@ def test_finetuning_reencodes_the_stored_latents():
     cfg = {"steps": 3, "batch_size": 8, "replay_fraction": 0.5, "lr": 1e-2}
     tuner = VAEFineTuner(vae, rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8), cfg,
                          {"beta": 1.0, "recon_loss": "mse"})
-    tuner.fit(replay, rng)
-    replay.reencode(vae.encode)
+    LatentView(vae, tuner=tuner).finetune(replay, rng)
     for e in range(replay.size):
         n = replay.length[e] + 1
         expected = vae.encode(replay.images[e, :n])
@@ -252,14 +272,14 @@ def test_finetuning_reencodes_the_stored_latents():
         np.testing.assert_array_equal(replay.achieved[e, :n], replay.obs[e, :n])
     assert not np.allclose(before, replay.obs[: replay.size])
     # With latent velocity, obs are rebuilt from the new latents the same way.
+    view = LatentView(vae, velocity=True, tuner=tuner)
     velocity = EpisodeReplay(100, 5, (8,), 4, 2, relabel={}, reward_fn=negative_distance, image_shape=(16, 16, 3))
     for e in range(replay.size):
         z = replay.achieved[e]
-        velocity.add_episode(velocity_observations(z), z, z[-1], replay.action[e], np.zeros(5), np.zeros(5),
+        velocity.add_episode(view.episode_observations(z), z, z[-1], replay.action[e], np.zeros(5), np.zeros(5),
                              images=replay.images[e])
-    tuner.fit(velocity, rng)
-    velocity.reencode(vae.encode, observation=velocity_observations)
+    view.finetune(velocity, rng)
     for e in range(velocity.size):
         z = vae.encode(velocity.images[e])
         np.testing.assert_allclose(velocity.achieved[e], z, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(velocity.obs[e], velocity_observations(z), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(velocity.obs[e], view.episode_observations(z), rtol=1e-5, atol=1e-5)

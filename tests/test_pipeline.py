@@ -204,6 +204,19 @@ def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, profile):
     assert rules == +expected  # (+ drops zero counts)
 
 
+def test_dvc_yaml_is_the_generated_one():
+    """dvc.yaml is `python -m visgoal dvc-yaml`'s output for params.yaml: no hand edit drifts from the
+    results layout (visgoal.paths) or from params.yaml's envs and methods."""
+    from visgoal.dvcfile import dvc_yaml
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert (ROOT / "dvc.yaml").read_text() == dvc_yaml(raw["envs"], raw["methods"]), \
+        "dvc.yaml is stale: run `python -m visgoal dvc-yaml --out dvc.yaml`"
+    report = yaml.safe_load(dvc_yaml(["fetch_reach"], ["td3"]))["stages"]["report"]
+    assert report["deps"][1:] == ["results/fetch_reach/td3_eval.csv", "results/fetch_reach/td3_eval.png",
+                                  "results/fetch_reach/vae_recon.png"]
+
+
 def test_every_rule_declares_log_benchmark_and_resources(tmp_path):
     work = copy_pipeline(tmp_path / "pipeline")
     for job in snakemake_jobs(work):
@@ -369,7 +382,7 @@ def test_dvc_repro_after_a_full_run_changes_nothing(smoke_runs):
 @E2E
 def test_sigterm_during_training_then_rerun_finishes(tmp_path):
     """SIGTERM to Snakemake's process group while a td3 run trains; the rerun resumes it."""
-    from visgoal.evaluation import StatePolicy
+    from visgoal.agents import load_policy
 
     env_name = "point_maze"
     # A longer smoke run, so that it is still training after its first checkpoint.
@@ -401,8 +414,7 @@ def test_sigterm_during_training_then_rerun_finishes(tmp_path):
     curve = read_csv(run_dir / "curve.csv")
     assert [int(r["env_steps"]) for r in curve][-1] == 1200
     assert all(0.0 <= float(r["eval_success_rate"]) <= 1.0 for r in curve)
-    policy = StatePolicy.load(run_dir / "policy.pt")
-    assert policy.meta["env_steps"] == 1200
+    assert load_policy(run_dir)[2]["env_steps"] == 1200
     rows = read_csv(work / target)
     assert len(rows) == 2 and {r["seed"] for r in rows} == {"0"}, rerun.stdout  # smoke: 2 episodes, seed 0
     assert not list(run_dir.glob(".*.tmp-*")), "a temporary file was left behind"

@@ -21,7 +21,7 @@ from visgoal.agents.replay import STRATEGIES, EpisodeReplay, negative_distance
 from visgoal.agents.td3 import TD3Agent, TD3Config
 from visgoal.cli import main
 from visgoal.config import load_params
-from visgoal.evaluation import load_policy
+from visgoal.agents import load_policy
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -37,7 +37,7 @@ def test_train_and_evaluate_through_the_cli(env, workdir):
     assert all(row["eval_latent_distance"] == "" for row in curve)  # no latent space
     assert int(curve[-1]["env_steps"]) == smoke["train"]["total_steps"]
     saved = torch.load(run / "policy.pt", weights_only=True)
-    assert saved["meta"]["goal_conditioned"] == (env not in smoke["td3"]["env_reward_envs"])
+    assert saved["meta"]["view"]["goal_conditioned"] == (env not in smoke["td3"]["env_reward_envs"])
 
     out = workdir / env / "td3_eval.csv"
     assert main(["evaluate", "--env", env, "--method", "td3", "--profile", "smoke", "--quiet",
@@ -121,7 +121,7 @@ def test_prior_relabelling_needs_a_sampler():
 # --- TD3 -------------------------------------------------------------------------------------
 def test_target_networks_move_by_polyak_averaging():
     torch.manual_seed(0)
-    cfg = TD3Config(hidden=[16, 16], tau=0.1, policy_delay=2, batch_size=32)
+    cfg = TD3Config(hidden=[16, 16], polyak=0.1, policy_delay=2, batch_size=32)
     agent = TD3Agent(7, 2, [-1, -1], [1, 1], cfg, np.random.default_rng(0))
     batch = {"obs": torch.randn(32, 4), "goal": torch.randn(32, 3), "next_obs": torch.randn(32, 4),
              "action": torch.rand(32, 2) * 2 - 1, "reward": torch.randn(32), "terminated": torch.zeros(32)}
@@ -178,7 +178,7 @@ def test_resume_after_sigkill(method, tmp_path, workdir, smoke_vae, smoke_datase
     with open(run / "curve.csv") as f:
         steps = [int(r["env_steps"]) for r in csv.DictReader(f)]
     assert steps[0] == 300 and steps[-1] == 900 and steps == sorted(set(steps))
-    assert load_policy(run, method).meta["env_steps"] == 900
+    assert load_policy(run)[2]["env_steps"] == 900
 
 
 @pytest.mark.parametrize("method", ["td3", "rig", "tdm"])

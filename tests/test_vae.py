@@ -12,7 +12,8 @@ from visgoal.data import DatasetError, ImageDataset
 from visgoal.vae import VAE, VAEError, kl_weight, load_vae
 from visgoal.vae.lightning import VAEDataModule, split_indices
 from visgoal.vae.model import kl_divergence, reconstruction_loss
-from visgoal.vae.train import pair_metrics, save_checkpoint
+from visgoal.vae import save_vae
+from visgoal.vae.train import pair_metrics
 
 torch.set_num_threads(1)
 
@@ -167,7 +168,7 @@ def test_sample_prior_matches_fitted_prior(tmp_path):
     vae = VAE(image_size=16, latent_dim=3, encoder_channels=[4], decoder_channels=[4])
     vae.prior_mean.copy_(torch.tensor([1.0, -2.0, 0.5]))
     vae.prior_std.copy_(torch.tensor([0.5, 2.0, 1.0]))
-    save_checkpoint(vae, tmp_path / "vae.pt", {})
+    save_vae(vae, tmp_path / "vae.pt", {})
     loaded = load_vae(tmp_path / "vae.pt")
     z = loaded.sample_prior(100_000, generator=0)
     assert z.shape == (100_000, 3)

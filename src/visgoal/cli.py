@@ -12,9 +12,10 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
+from visgoal import paths
+from visgoal.agents import AGENTS
 from visgoal.config import PROFILE_ENV_VAR, PROFILES, ConfigError, Params, load_params
 
 log = logging.getLogger("visgoal")
@@ -36,48 +37,51 @@ def _resolve(args: argparse.Namespace) -> Params:
     return params
 
 
-# --- dataset ----------------------------------------------------------------------------
+# --- the stages (visgoal.stages) -----------------------------------------------------------
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from visgoal.data import write_dataset
-    from visgoal.envs import make_env
-    from visgoal.figures import image_grid, save_png
+    from visgoal.stages import dataset
 
     params = _resolve(args)
-    out = args.out or Path("results") / args.env / "vae_dataset.h5"
-    cfg = params["dataset"]
-    start = time.perf_counter()
-    with make_env(args.env, image_size=params["render"]["image_size"]) as env:
-        write_dataset(env, out, frames=cfg["frames"], seed=cfg["seed"], chunk_frames=cfg["chunk_frames"],
-                      compression_level=cfg["compression_level"],
-                      attrs={"profile": params.profile, "dataset": cfg, "render": params["render"]},
-                      progress=not args.quiet)
-    seconds = time.perf_counter() - start
-    log.info("%d frames in %.1f s: %.1f frames/s", cfg["frames"], seconds, cfg["frames"] / seconds)
-    samples = out.with_name("dataset_samples.png")
-    save_png(_sample_grid(out), samples, scale=2)
-    log.info("wrote %s and %s", out, samples)
+    dataset(args.env, args.out or paths.dataset(args.env), params, progress=not args.quiet)
     return 0
 
 
-def _sample_grid(path: Path, columns: int = 8):
-    """Observations above goal images, like Figure 3 of the image-based TDM report."""
-    import numpy as np
+def cmd_train_vae(args: argparse.Namespace) -> int:
+    from visgoal.stages import train_vae
 
-    from visgoal.data import ImageDataset
-    from visgoal.figures import image_grid
-
-    data = ImageDataset(path)
-    is_goal = data.read("is_goal", slice(None))
-    picks = {flag: np.flatnonzero(is_goal == flag) for flag in (False, True)}
-    rows = []
-    for flag in (False, True):
-        index = picks[flag][np.linspace(0, len(picks[flag]) - 1, min(columns, len(picks[flag]))).astype(int)]
-        rows.append(list(data.images(np.unique(index))))
-    data.close()
-    return image_grid(rows)
+    params = _resolve(args)
+    train_vae(args.env, args.dataset or paths.dataset(args.env), args.out or paths.vae(args.env), params,
+              progress=not args.quiet)
+    return 0
 
 
-# --- bench-render -----------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from visgoal.stages import train
+
+    params = _resolve(args)
+    train(args.env, args.method, args.seed, args.out or paths.run_dir(args.env, args.method, args.seed), params,
+          vae=args.vae, dataset_path=args.dataset, progress=not args.quiet)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from visgoal.stages import evaluate
+
+    params = _resolve(args)
+    evaluate(args.env, args.method, args.out or paths.evaluation(args.env, args.method), params, seeds=args.seeds,
+             eval_seed=args.eval_seed, runs=args.runs, vae=args.vae, progress=not args.quiet)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from visgoal.stages import report
+
+    params = _resolve(args)
+    report(args.results, args.out or paths.report_dir(args.results), params)
+    return 0
+
+
+# --- benchmarks ---------------------------------------------------------------------------
 def cmd_bench_render(args: argparse.Namespace) -> int:
     from visgoal.bench import bench_render
     from visgoal.envs import available_envs
@@ -89,40 +93,24 @@ def cmd_bench_render(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- stages implemented in their own modules ------------------------------------------------
-def cmd_train_vae(args: argparse.Namespace) -> int:
-    from visgoal.vae.train import train_vae
+def cmd_dvc_yaml(args: argparse.Namespace) -> int:
+    import yaml
 
-    params = _resolve(args)
-    dataset = args.dataset or Path("results") / args.env / "vae_dataset.h5"
-    train_vae(args.env, dataset, args.out or Path("results") / args.env / "vae.pt", params, progress=not args.quiet)
-    return 0
+    from visgoal.config import project_root
+    from visgoal.dvcfile import dvc_yaml
 
+    params_file = args.params or project_root() / "params.yaml"
+    raw = yaml.safe_load(params_file.read_text())
+    _resolve(args)  # a malformed params.yaml fails here, in one line
+    text = dvc_yaml(raw["envs"], raw["methods"])
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        from visgoal.files import atomic_output
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from visgoal.agents.workspace import train
-
-    params = _resolve(args)
-    out = args.out or Path("results") / args.env / args.method / f"seed{args.seed}"
-    train(args.env, args.method, args.seed, out, params, vae=args.vae, dataset=args.dataset, progress=not args.quiet)
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from visgoal.evaluation import evaluate
-
-    params = _resolve(args)
-    out = args.out or Path("results") / args.env / f"{args.method}_eval.csv"
-    evaluate(args.env, args.method, out, params, seeds=args.seeds, eval_seed=args.eval_seed,
-             runs=args.runs, vae=args.vae, progress=not args.quiet)
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from visgoal.report import report
-
-    params = _resolve(args)
-    report(args.results, args.out or args.results / "report", params)
+        with atomic_output(args.out) as tmp:
+            tmp.write_text(text)
+        log.info("wrote %s", args.out)
     return 0
 
 
@@ -142,9 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, "output checkpoint (default: results/<env>/vae.pt)")
     p.set_defaults(func=cmd_train_vae)
 
-    p = sub.add_parser("train", help="train one agent (td3, tdm or rig) for one seed")
+    p = sub.add_parser("train", help=f"train one agent ({', '.join(AGENTS)}) for one seed")
     p.add_argument("--env", required=True, help="environment name")
-    p.add_argument("--method", required=True, choices=("td3", "tdm", "rig"))
+    p.add_argument("--method", required=True, choices=tuple(AGENTS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vae", type=Path, default=None, help="VAE checkpoint for image agents (default: results/<env>/vae.pt)")
     p.add_argument("--dataset", type=Path, default=None,
@@ -154,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="evaluate every seed of a method on the fixed episode set")
     p.add_argument("--env", required=True, help="environment name")
-    p.add_argument("--method", required=True, choices=("td3", "tdm", "rig"))
+    p.add_argument("--method", required=True, choices=tuple(AGENTS))
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: params 'seeds')")
     p.add_argument("--eval-seed", type=int, default=None, help="seed of the fixed (initial state, goal) set")
     p.add_argument("--runs", type=Path, default=None, help="directory of seed<k>/ runs (default: results/<env>/<method>)")
@@ -173,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=None, help="frames per renderer (default: params bench_render.frames)")
     _common(p, "also write the table as CSV here")
     p.set_defaults(func=cmd_bench_render)
+    p = sub.add_parser("dvc-yaml", help="generate dvc.yaml (the DAG of the Snakefile) from params.yaml")
+    _common(p, "write it here (default: stdout), e.g. dvc.yaml")
+    p.set_defaults(func=cmd_dvc_yaml)
     return parser
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from visgoal import paths
 from visgoal.files import atomic_output
 
 log = logging.getLogger("visgoal")
@@ -39,7 +40,7 @@ def read_evaluations(results_dir: Path, envs, methods, seeds) -> pd.DataFrame:
     frames = []
     for env in envs:
         for method in methods:
-            path = results_dir / env / f"{method}_eval.csv"
+            path = paths.evaluation(env, method, "csv", results_dir)
             if path.is_file():
                 frames.append(pd.read_csv(path, usecols=["seed", "episode", "final_distance", "success"])
                               .assign(env=env, method=method))
@@ -56,7 +57,7 @@ def read_curves(results_dir: Path, envs, methods, seeds) -> pd.DataFrame:
     """Every `<env>/<method>/seed<k>/curve.csv` there is (its first two columns only)."""
     frames = [pd.read_csv(path, usecols=list(CURVE_COLUMNS)).assign(env=env, method=method, seed=seed)
               for env in envs for method in methods for seed in seeds
-              if (path := results_dir / env / method / f"seed{seed}" / "curve.csv").is_file()]
+              if (path := paths.run_dir(env, method, seed, results_dir) / paths.CURVE).is_file()]
     if not frames:
         return pd.DataFrame(columns=[*CURVE_COLUMNS, "env", "method", "seed"])
     return pd.concat(frames, ignore_index=True)
@@ -255,12 +256,12 @@ def report(results_dir: Path, out_dir: Path, params) -> Path:
         log.warning("no <env>/<method>/seed<k>/curve.csv under %s: no curves.png", results_dir)
     else:
         plot_curves(curves, envs, methods, out_dir / "curves.png")
-    recon = {(env, ""): p for env in envs if (p := results_dir / env / "vae_recon.png").is_file()}
+    recon = {(env, ""): p for env in envs if (p := paths.vae_recon(env, results_dir)).is_file()}
     if recon:
         plot_pictures(recon, out_dir / "vae_recon.png")
     else:
         log.warning("no <env>/vae_recon.png under %s: no vae_recon.png", results_dir)
-    frames = {(env, m): p for env in envs for m in methods if (p := results_dir / env / f"{m}_eval.png").is_file()}
+    frames = {(env, m): p for env in envs for m in methods if (p := paths.evaluation(env, m, "png", results_dir)).is_file()}
     if frames:
         plot_pictures(frames, out_dir / "frames.png", column_labels=("first", "final", "goal"))
     else:

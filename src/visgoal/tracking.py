@@ -9,11 +9,16 @@ same time crash in MLflow's schema migration.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import subprocess
 from pathlib import Path
+from typing import Iterator
 
 from visgoal.config import project_root
+
+log = logging.getLogger("visgoal")
 
 
 def tracking_uri() -> str:
@@ -79,3 +84,50 @@ def base_tags(env: str, method: str, profile: str, seed: int | None = None, inpu
     for name, path in (inputs or {}).items():
         tags[f"input_md5.{name}"] = file_hash(path)
     return tags
+
+
+def latest_run(env: str, method: str, seed: int | None = None) -> str | None:
+    """The id of the newest run named `run_name(method, seed)` in the env's experiment, or None."""
+    import mlflow
+
+    client = mlflow.MlflowClient(init_store())
+    experiment = client.get_experiment_by_name(experiment_name(env))
+    if experiment is None:
+        return None
+    query = f"tags.method = '{method}' and attributes.run_name = '{run_name(method, seed)}'"
+    if seed is not None:
+        query += f" and tags.seed = '{seed}'"
+    found = client.search_runs([experiment.experiment_id], filter_string=query,
+                               order_by=["attributes.start_time DESC"], max_results=1)
+    return found[0].info.run_id if found else None
+
+
+@contextlib.contextmanager
+def run(env: str, method: str, profile: str, seed: int | None = None, run_id: str | None = None,
+        params: dict | None = None, inputs: dict | None = None) -> Iterator[str]:
+    """The MLflow run of one stage invocation, the one way runs start and end: every stage uses it.
+
+    Resumes into `run_id` when the store has it (a training run continued from its checkpoint,
+    or evaluation logging into the training run); otherwise starts a run named
+    `run_name(method, seed)` with `base_tags` and `params`. Yields the run id; ends the run
+    FINISHED, or KILLED when the block raises (a SIGTERM, a Ctrl-C or an error)."""
+    import mlflow
+
+    init_store()
+    experiment = mlflow.set_experiment(experiment_name(env))
+    if run_id and mlflow.MlflowClient().search_runs(
+            [experiment.experiment_id], filter_string=f"attributes.run_id = '{run_id}'"):
+        mlflow.start_run(run_id=run_id)
+    else:
+        if run_id:  # the store was moved or deleted since the run began: a fresh run
+            log.warning("MLflow run %s is not in the store; logging to a new run", run_id)
+        mlflow.start_run(run_name=run_name(method, seed), tags=base_tags(env, method, profile, seed, inputs))
+        if params:
+            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+    active = mlflow.active_run().info.run_id
+    try:
+        yield active
+    except BaseException:
+        mlflow.end_run(status="KILLED")
+        raise
+    mlflow.end_run()

@@ -8,14 +8,15 @@ rule train_td3:
     input:
         spec="envs/{env}.yaml",
     output:
-        policy="results/{env}/td3/seed{seed}/policy.pt",
-        curve="results/{env}/td3/seed{seed}/curve.csv",
+        policy=str(paths.run_dir("{env}", "td3", "{seed}") / paths.POLICY),
+        curve=str(paths.run_dir("{env}", "td3", "{seed}") / paths.CURVE),
     log:
-        "results/logs/{env}/td3/train_seed{seed}.log",
+        logged("{env}/td3/train_seed{seed}")[0],
     benchmark:
-        "results/benchmarks/{env}/td3/train_seed{seed}.tsv"
+        logged("{env}/td3/train_seed{seed}")[1]
     params:
         settings=settings("train", "td3", "replay", "evaluate"),
+        run=lambda w, output: os.path.dirname(output.policy),
     threads: 1
     resources:
         mem_mb=4096,
@@ -24,29 +25,30 @@ rule train_td3:
         CONDA_ENV
     shell:
         "python -m visgoal train --env {wildcards.env} --method td3 --seed {wildcards.seed}"
-        " --out results/{wildcards.env}/td3/seed{wildcards.seed} --quiet > {log} 2>&1"
+        " --out {params.run} --quiet > {log} 2>&1"
 
 
 rule train_image:
     """An image agent (tdm, rig), one seed: VAE latents of the camera image and the goal image."""
     input:
         spec="envs/{env}.yaml",
-        vae="results/{env}/vae.pt",
-        dataset="results/{env}/vae_dataset.h5",
+        vae=str(paths.vae("{env}")),
+        dataset=str(paths.dataset("{env}")),
     output:
-        policy="results/{env}/{method}/seed{seed}/policy.pt",
-        curve="results/{env}/{method}/seed{seed}/curve.csv",
-        vae="results/{env}/{method}/seed{seed}/vae.pt",
+        policy=f"{RUN}/{paths.POLICY}",
+        curve=f"{RUN}/{paths.CURVE}",
+        vae=f"{RUN}/{paths.RUN_VAE}",
     log:
-        "results/logs/{env}/{method}/train_seed{seed}.log",
+        logged("{env}/{method}/train_seed{seed}")[0],
     benchmark:
-        "results/benchmarks/{env}/{method}/train_seed{seed}.tsv"
+        logged("{env}/{method}/train_seed{seed}")[1]
     wildcard_constraints:
         method="tdm|rig",
     params:
         settings=lambda w: settings(
             "render", "train", "td3", "replay", "evaluate", "vae", "image_agents", w.method
         ),
+        run=lambda w, output: os.path.dirname(output.policy),
     threads: 1
     resources:
         mem_mb=8192,
@@ -56,8 +58,7 @@ rule train_image:
         CONDA_ENV
     shell:
         "python -m visgoal train --env {wildcards.env} --method {wildcards.method} --seed {wildcards.seed}"
-        " --vae {input.vae} --dataset {input.dataset}"
-        " --out results/{wildcards.env}/{wildcards.method}/seed{wildcards.seed} --quiet > {log} 2>&1"
+        " --vae {input.vae} --dataset {input.dataset} --out {params.run} --quiet > {log} 2>&1"
 
 
 rule evaluate:
@@ -66,15 +67,16 @@ rule evaluate:
         evaluate_inputs,
         spec="envs/{env}.yaml",
     output:
-        csv="results/{env}/{method}_eval.csv",
-        summary="results/{env}/{method}_eval.json",
-        picture="results/{env}/{method}_eval.png",
+        csv=str(paths.evaluation("{env}", "{method}", "csv")),
+        summary=str(paths.evaluation("{env}", "{method}", "json")),
+        picture=str(paths.evaluation("{env}", "{method}", "png")),
     log:
-        "results/logs/{env}/{method}/evaluate.log",
+        logged("{env}/{method}/evaluate")[0],
     benchmark:
-        "results/benchmarks/{env}/{method}/evaluate.tsv"
+        logged("{env}/{method}/evaluate")[1]
     params:
         settings=settings("seeds", "render", "evaluate"),
+        runs=lambda w, input: os.path.dirname(os.path.dirname(input[0])),  # <runs>/seed<k>/policy.pt
     threads: 1
     resources:
         mem_mb=4096,
@@ -83,4 +85,4 @@ rule evaluate:
         CONDA_ENV
     shell:
         "python -m visgoal evaluate --env {wildcards.env} --method {wildcards.method}"
-        " --out {output.csv} --quiet > {log} 2>&1"
+        " --runs {params.runs} --out {output.csv} --quiet > {log} 2>&1"

@@ -1,6 +1,7 @@
 import os
 import sys
 
+from visgoal import paths
 from visgoal.config import load_params
 
 # Every stage is `python -m visgoal <sub-command> ...`, literally the `cmd` of its dvc.yaml stage.
@@ -28,12 +29,24 @@ def settings(*sections):
     return {"profile": PARAMS.profile, **{name: values[name] for name in sections}}
 
 
+# Every file name comes from visgoal.paths, the one owner of the results layout; a pattern is a
+# path with wildcards in it, e.g. RUN = results/{env}/{method}/seed{seed}.
+RUN = str(paths.run_dir("{env}", "{method}", "{seed}"))
+
+
+def logged(stage):
+    """A job's `log:` and `benchmark:` files, e.g. logged("{env}/dataset")."""
+    return str(paths.log_file(stage)), str(paths.benchmark_file(stage))
+
+
 def runs(wildcards, *names):
     """`results/<env>/<method>/seed<k>/<name>` of every seed: what evaluate reads."""
-    return [f"results/{wildcards.env}/{wildcards.method}/seed{seed}/{name}" for seed in SEEDS for name in names]
+    return [str(paths.run_dir(wildcards.env, wildcards.method, seed) / name) for seed in SEEDS for name in names]
 
 
 def evaluate_inputs(wildcards):
     """Each seed's policy; image agents also need each run's own (fine-tuned) VAE."""
-    return runs(wildcards, "policy.pt") if wildcards.method == "td3" else runs(wildcards, "policy.pt", "vae.pt")
+    if wildcards.method == "td3":
+        return runs(wildcards, paths.POLICY)
+    return runs(wildcards, paths.POLICY, paths.RUN_VAE)
 

@@ -3,12 +3,12 @@ rule dataset:
     input:
         spec="envs/{env}.yaml",
     output:
-        h5="results/{env}/vae_dataset.h5",
-        samples="results/{env}/dataset_samples.png",
+        h5=str(paths.dataset("{env}")),
+        samples=str(paths.dataset_samples("{env}")),
     log:
-        "results/logs/{env}/dataset.log",
+        logged("{env}/dataset")[0],
     benchmark:
-        "results/benchmarks/{env}/dataset.tsv"
+        logged("{env}/dataset")[1]
     params:
         settings=settings("render", "dataset"),
     threads: 1

@@ -1,21 +1,19 @@
 rule report:
     """Tables and plots over every environment and method."""
     input:
-        evaluations=expand("results/{env}/{method}_eval.{ext}", env=ENVS, method=METHODS, ext=("csv", "png")),
-        recon=expand("results/{env}/vae_recon.png", env=ENVS),
+        evaluations=[str(paths.evaluation(env, method, ext)) for env in ENVS for method in METHODS
+                     for ext in ("csv", "png")],
+        recon=[str(paths.vae_recon(env)) for env in ENVS],
     output:
-        curves="results/report/curves.png",
-        final="results/report/final.png",
-        recon="results/report/vae_recon.png",
-        frames="results/report/frames.png",
-        summary="results/report/summary.csv",
-        table="results/report/summary.md",
+        **{name.replace(".", "_"): str(paths.report_dir() / name) for name in paths.REPORT_FILES},
     log:
-        "results/logs/report.log",
+        logged("report")[0],
     benchmark:
-        "results/benchmarks/report.tsv"
+        logged("report")[1]
     params:
         settings=settings("envs", "methods", "seeds"),
+        results=lambda w, input: os.path.dirname(os.path.dirname(input.recon[0])),  # results/<env>/vae_recon.png
+        out=lambda w, output: os.path.dirname(output.summary_csv),
     threads: 1
     resources:
         mem_mb=2048,
@@ -23,4 +21,4 @@ rule report:
     conda:
         CONDA_ENV
     shell:
-        "python -m visgoal report --out results/report > {log} 2>&1"
+        "python -m visgoal report --results {params.results} --out {params.out} > {log} 2>&1"

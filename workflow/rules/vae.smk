@@ -1,15 +1,15 @@
 rule train_vae:
     """beta-VAE on the environment's image dataset: the eye of both image agents."""
     input:
-        dataset="results/{env}/vae_dataset.h5",
+        dataset=str(paths.dataset("{env}")),
     output:
-        vae="results/{env}/vae.pt",
-        metrics="results/{env}/vae_metrics.json",
-        recon="results/{env}/vae_recon.png",
+        vae=str(paths.vae("{env}")),
+        metrics=str(paths.vae_metrics("{env}")),
+        recon=str(paths.vae_recon("{env}")),
     log:
-        "results/logs/{env}/train_vae.log",
+        logged("{env}/train_vae")[0],
     benchmark:
-        "results/benchmarks/{env}/train_vae.tsv"
+        logged("{env}/train_vae")[1]
     params:
         settings=settings("vae"),
     threads: 2

@@ -1,1 +1,48 @@
-"""Off-policy agents: the TD3 core, the episode replay buffer, and the training Workspace."""
+"""The agents: one file per method, one factory line each.
+
+A method is a class with TD3Agent's protocol (agents/td3.py): `name` and `view` (what it
+sees), `build`, `replay_options`, `exploration_goal`, `policy`, `explore`, `update`,
+`after_episode`, `state_dict`/`load_state_dict`, `policy_file`/`load_policy`. The
+Workspace (agents/workspace.py) runs every method through that protocol alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from visgoal.agents.rig import RIGAgent
+from visgoal.agents.td3 import TD3Agent
+from visgoal.agents.tdm import TDMAgent
+
+AGENTS = {
+    "td3": TD3Agent,
+    "tdm": TDMAgent,
+    "rig": RIGAgent,
+}
+
+POLICY_FORMAT = "visgoal-policy/2"  # the `format` key of policy.pt's meta
+
+
+def agent_class(method: str) -> type[TD3Agent]:
+    if method not in AGENTS:
+        raise ValueError(f"unknown method '{method}' (choose {', '.join(AGENTS)})")
+    return AGENTS[method]
+
+
+def load_policy(run_dir: Path, vae: Path | None = None):
+    """(view, policy, meta) of a trained run's policy.pt: what evaluation acts with. Image agents
+    act through the run's own (fine-tuned) vae.pt unless `vae` names another."""
+    import torch
+
+    from visgoal.agents.views import load_view
+    from visgoal.paths import POLICY
+
+    path = Path(run_dir) / POLICY
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no policy; train it first (python -m visgoal train ...)")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    meta = saved.get("meta", {}) if isinstance(saved, dict) else {}
+    if meta.get("format") != POLICY_FORMAT:
+        raise ValueError(f"{path}: not a {POLICY_FORMAT} policy (an older visgoal's, or not ours); "
+                         f"retrain it with `python -m visgoal train`")
+    return load_view(meta["view"], run_dir, vae), agent_class(meta["method"]).load_policy(saved), meta

@@ -1,15 +1,24 @@
 """TD3 (Fujimoto, van Hoof & Meger 2018): twin critics, target policy smoothing, delayed updates.
 
+The state-based oracle: the simulator's state and the true goal vector (StateView), the
+dense reward -||achieved' - g|| with HER relabelling (Andrychowicz et al. 2017, section 3.4),
+or the env's own reward where the goal is not the task (`td3.env_reward_envs`). The
+image-based TDM report's section 6.2 uses it as its baseline.
+
 The agent is one small class. It sees a batch of tensors
 (`obs`, `goal`, `action`, `reward`, `next_obs`, `terminated`) and knows nothing about
 environments, replay or files. Goal-conditioned agents concatenate `goal` to `obs`;
 a task without goals passes an empty goal. Actions live in [-1, 1] (see `Actor`).
+
+It is also the base of every method (agents/__init__.py's protocol): the Workspace builds
+it with `build`, asks it for its replay's relabelling (`replay_options`), each episode's
+goal (`exploration_goal`), its `policy` and exploration noise (`explore`), and calls
+`update` and `after_episode`; `policy_file` and `load_policy` save and rebuild what acts.
 """
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -17,6 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from visgoal.agents.networks import Actor, Critic
+from visgoal.agents.policy import Policy
+from visgoal.agents.replay import env_reward, negative_distance
 
 
 @dataclass
@@ -27,7 +38,7 @@ class TD3Config:
     actor_lr: float = 1e-3
     critic_lr: float = 1e-3
     gamma: float = 0.95
-    tau: float = 0.05
+    polyak: float = 0.05
     policy_delay: int = 2
     target_noise: float = 0.2
     target_noise_clip: float = 0.5
@@ -41,25 +52,18 @@ class TD3Config:
     batch_size: int = 256
 
 
-def soft_update_params(net: nn.Module, target: nn.Module, tau: float) -> None:
-    """Polyak averaging: target <- tau * net + (1 - tau) * target. Buffers (normalizer
+    @classmethod
+    def from_params(cls, section: dict) -> "TD3Config":
+        return cls(**{f.name: section[f.name] for f in fields(cls)})
+
+
+def soft_update_params(net: nn.Module, target: nn.Module, polyak: float) -> None:
+    """Polyak averaging: target <- polyak * net + (1 - polyak) * target. Buffers (normalizer
     statistics) are copied, not averaged."""
     with torch.no_grad():
-        torch._foreach_lerp_(list(target.parameters()), list(net.parameters()), tau)
+        torch._foreach_lerp_(list(target.parameters()), list(net.parameters()), polyak)
         for b, tb in zip(net.buffers(), target.buffers()):
             tb.copy_(b)
-
-
-@contextlib.contextmanager
-def eval_mode(*nets: nn.Module):
-    states = [n.training for n in nets]
-    for n in nets:
-        n.train(False)
-    try:
-        yield
-    finally:
-        for n, s in zip(nets, states):
-            n.train(s)
 
 
 class ExplorationNoise:
@@ -93,6 +97,9 @@ class ExplorationNoise:
 
 
 class TD3Agent:
+    name = "td3"    # its params.yaml section and `--method`
+    view = "state"  # what it sees: "state" (StateView) or "latent" (LatentView)
+
     def __init__(self, input_dim: int, action_dim: int, action_low, action_high, cfg: TD3Config,
                  rng: np.random.Generator, device: str = "cpu"):
         self.cfg, self.device = cfg, device
@@ -109,29 +116,43 @@ class TD3Agent:
         self.noise = ExplorationNoise(cfg.exploration, action_dim, cfg.exploration_noise, cfg.exploration_noise_final,
                                       cfg.exploration_anneal_steps, cfg.ou_theta, rng)
         self.num_updates = 0
-        # Actor.to_env in numpy, for the acting loop: converted once here, not at every env step.
-        self._action_scale = self.actor.action_scale.cpu().numpy()
-        self._action_bias = self.actor.action_bias.cpu().numpy()
+
+    @classmethod
+    def build(cls, params, view, action_low, action_high, rng: np.random.Generator) -> "TD3Agent":
+        """The agent for a view, from params.yaml's sections."""
+        return cls(view.obs_dim + view.goal_dim, len(action_low), action_low, action_high,
+                   TD3Config.from_params(params["td3"]), rng)
 
     def make_critic(self, input_dim: int, action_dim: int) -> nn.Module:
         return Critic(input_dim, action_dim, self.cfg.hidden)
 
-    # --- acting -------------------------------------------------------------------------
+    # --- what the Workspace asks of a method ---------------------------------------------
+    def replay_options(self, params, view) -> dict:
+        """The replay's relabelling mixture and reward: HER's future goals and -distance, or no
+        goal and the env's own reward."""
+        if not view.goal_conditioned:
+            return {"relabel": {}, "reward_fn": env_reward}
+        return {"relabel": params["replay"]["relabel"], "reward_fn": negative_distance}
+
+    def exploration_goal(self, view, step, rng: np.random.Generator) -> np.ndarray:
+        """The goal pursued in a training episode: the env's own."""
+        return view.goal(step)
+
+    def after_episode(self, view, replay, episodes: int, learning: bool, rng: np.random.Generator) -> dict:
+        """Called after each stored episode; returns metrics to log (nothing for TD3)."""
+        return {}
+
+    def policy(self, training: bool) -> Policy:
+        """What acts: the actor (training adds `explore`'s noise to it)."""
+        return Policy(self.actor)
+
+    def explore(self, action: np.ndarray, step: int) -> np.ndarray:
+        """The policy's action plus exploration noise, kept in [-1, 1]."""
+        return np.clip(action + self.noise.sample(step), -1.0, 1.0)
+
     @staticmethod
     def inputs(obs: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         return torch.cat([obs, goal], dim=-1)
-
-    def act(self, obs: np.ndarray, goal: np.ndarray, step: int, eval_mode: bool) -> np.ndarray:
-        """An action in [-1, 1]; exploration noise unless eval_mode."""
-        with torch.no_grad():
-            x = torch.as_tensor(np.concatenate([obs, goal]), dtype=torch.float32, device=self.device)
-            action = self.actor(x[None])[0].cpu().numpy()
-        if not eval_mode:
-            action = np.clip(action + self.noise.sample(step), -1.0, 1.0)
-        return action
-
-    def env_action(self, action: np.ndarray) -> np.ndarray:
-        return action * self._action_scale + self._action_bias
 
     # --- learning -----------------------------------------------------------------------
     def update_critic(self, x, action, reward, next_x, terminated) -> dict:
@@ -164,17 +185,20 @@ class TD3Agent:
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict:
         x, next_x = self.inputs(batch["obs"], batch["goal"]), self.inputs(batch["next_obs"], batch["goal"])
-        self.observe(x)
+        self.update_normalizer(x)
         x, next_x = self.normalize(x), self.normalize(next_x)
         metrics = self.update_critic(x, batch["action"], batch["reward"], next_x, batch["terminated"])
         self.num_updates += 1
         if self.num_updates % self.cfg.policy_delay == 0:  # delayed policy updates (section 5.2)
             metrics.update(self.update_actor(x))
-            soft_update_params(self.actor, self.actor_target, self.cfg.tau)
-            soft_update_params(self.critic, self.critic_target, self.cfg.tau)
+            self.update_targets()
         return metrics
 
-    def observe(self, x: torch.Tensor) -> None:
+    def update_targets(self) -> None:
+        soft_update_params(self.actor, self.actor_target, self.cfg.polyak)
+        soft_update_params(self.critic, self.critic_target, self.cfg.polyak)
+
+    def update_normalizer(self, x: torch.Tensor) -> None:
         """Update the running input statistics (one normalizer, kept in the actor, serves all nets)."""
         self.actor.normalizer.update(x)
 
@@ -199,3 +223,23 @@ class TD3Agent:
             getattr(self, name).load_state_dict(state[name])
         self.noise.state[:] = state["noise_state"]
         self.num_updates = state["num_updates"]
+
+    # --- policy.pt ------------------------------------------------------------------------
+    def policy_file(self) -> dict:
+        """The actor's weights and what it takes to rebuild it (the Workspace adds the run's meta)."""
+        return {"weights": self.actor.state_dict(),
+                "meta": {"input_dim": self.actor.net[0].in_features, "action_dim": self.actor.net[-1].out_features,
+                         "hidden": list(self.cfg.hidden), "normalize_inputs": self.cfg.normalize_inputs}}
+
+    @staticmethod
+    def load_actor(saved: dict) -> Actor:
+        meta = saved["meta"]
+        zeros = np.zeros(meta["action_dim"])
+        actor = Actor(meta["input_dim"], meta["action_dim"], meta["hidden"], zeros, zeros, meta["normalize_inputs"])
+        actor.load_state_dict(saved["weights"])
+        return actor.eval()
+
+    @classmethod
+    def load_policy(cls, saved: dict) -> Policy:
+        """The deterministic policy of a `policy_file`, for evaluation."""
+        return Policy(cls.load_actor(saved))

@@ -12,11 +12,17 @@ delayed actor) with a vector-valued critic; the actor maximises the summed Q.
 Optional, from the report's own diagnosis (section 6.3.1): `latent_reg` adds the
 prior's negative log-likelihood of f to the critic loss, keeping predicted latents on
 the VAE's latent distribution.
+
+Acting (report section 3.2, Algorithm 1): the policy's horizon input counts down during
+rollouts (tau_max, ..., 0, tau_max, ...) and is `tdm.eval_tau` on real goals; with
+`action_selection: argmax` the action maximises Q over sampled candidates (equation 4).
+Everything else (latents, imagined goals, fine-tuning) is RIG's (agents/rig.py), which the
+report builds on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -24,7 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from visgoal.agents.networks import Critic
-from visgoal.agents.td3 import TD3Agent, TD3Config, soft_update_params
+from visgoal.agents.policy import Policy
+from visgoal.agents.rig import RIGAgent, image_td3_config
+from visgoal.agents.td3 import TD3Config
 
 
 @dataclass
@@ -38,6 +46,10 @@ class TDMConfig:
     action_selection: str = "policy"  # policy (TD3 actor) or argmax (report equation 4)
     candidates: int = 256            # sampled actions for argmax
     eval_tau: int | str = 0          # the horizon when acting on a real goal: an integer, or countdown
+
+    @classmethod
+    def from_params(cls, section: dict) -> "TDMConfig":
+        return cls(**{f.name: section[f.name] for f in fields(cls)})
 
 
 def tdm_distance(f: torch.Tensor, goal: torch.Tensor, cfg: TDMConfig) -> torch.Tensor:
@@ -66,25 +78,11 @@ def horizon_hook(tau_max: int):
     return add_tau
 
 
-def countdown(t: int, tau_max: int) -> int:
-    """The horizon at episode step t: tau_max, tau_max - 1, ..., 0, then tau_max again."""
-    return tau_max - t % (tau_max + 1)
-
-
-def eval_horizon(t: int, cfg: TDMConfig) -> int:
-    """The horizon at step t of an evaluation episode: `eval_tau`, or the rollouts' countdown.
-
-    A fixed small horizon asks, at every step, for the goal now; the countdown ends a 50-step
-    episode in the middle of a horizon (fetch_reach: tau = 5 at the last step), so the last
-    frame is not the one the policy aimed at (README, TDM's test-time horizon)."""
-    return countdown(t, cfg.tau_max) if cfg.eval_tau == "countdown" else int(cfg.eval_tau)
-
-
 @torch.no_grad()
 def argmax_action(actor: nn.Module, critic: nn.Module, x: torch.Tensor, goal: torch.Tensor, cfg: TDMConfig,
-                  generator: torch.Generator | None = None, normalized: bool = False) -> torch.Tensor:
+                  generator: torch.Generator | None = None) -> torch.Tensor:
     """argmax over {pi(x)} U {candidates ~ U[-1, 1]} of Q1(x, a) (report equation 4), for one input x (1, D)."""
-    xn = x if normalized else actor.normalizer(x)
+    xn = actor.normalizer(x)
     policy_action = actor.from_normalized(xn)
     action_dim = policy_action.shape[-1]
     sampled = torch.rand(cfg.candidates, action_dim, generator=generator) * 2 - 1
@@ -94,7 +92,9 @@ def argmax_action(actor: nn.Module, critic: nn.Module, x: torch.Tensor, goal: to
     return actions[q.argmax()][None]
 
 
-class TDMAgent(TD3Agent):
+class TDMAgent(RIGAgent):
+    name = "tdm"
+
     def __init__(self, latent_dim: int, action_dim: int, action_low, action_high, cfg: TD3Config,
                  tdm: TDMConfig, rng: np.random.Generator, prior_mean=None, prior_std=None, obs_dim: int | None = None):
         if tdm.distance not in ("vectorized", "norm"):
@@ -107,7 +107,24 @@ class TDMAgent(TD3Agent):
         super().__init__((obs_dim or latent_dim) + latent_dim + 1, action_dim, action_low, action_high, cfg, rng)
         self.prior_mean = torch.zeros(latent_dim) if prior_mean is None else torch.as_tensor(prior_mean).float()
         self.prior_std = torch.ones(latent_dim) if prior_std is None else torch.as_tensor(prior_std).float()
-        self.generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        self.generator = torch.Generator().manual_seed(int(rng.integers(2**31)))  # rollouts' argmax candidates
+
+    @classmethod
+    def build(cls, params, view, action_low, action_high, rng: np.random.Generator) -> "TDMAgent":
+        agent = cls(view.goal_dim, len(action_low), action_low, action_high, image_td3_config(params),
+                    TDMConfig.from_params(params["tdm"]), rng, view.vae.prior_mean, view.vae.prior_std,
+                    obs_dim=view.obs_dim)
+        agent.configure(params)
+        return agent
+
+    def replay_options(self, params, view) -> dict:
+        return {**super().replay_options(params, view), "batch_hook": horizon_hook(self.tdm.tau_max)}
+
+    def after_episode(self, view, replay, episodes: int, learning: bool, rng: np.random.Generator) -> dict:
+        metrics = super().after_episode(view, replay, episodes, learning, rng)
+        if metrics:  # the VAE changed: the latent regulariser follows its refitted prior
+            self.set_prior(view.vae.prior_mean, view.vae.prior_std)
+        return metrics
 
     def make_critic(self, input_dim: int, action_dim: int) -> nn.Module:
         return Critic(input_dim, action_dim, self.cfg.hidden, out_dim=self.latent_dim)
@@ -116,17 +133,21 @@ class TDMAgent(TD3Agent):
         self.prior_mean, self.prior_std = mean.detach().float().cpu(), std.detach().float().cpu()
 
     # --- acting -------------------------------------------------------------------------
-    def act(self, obs: np.ndarray, goal: np.ndarray, step: int, eval_mode: bool, tau: int = 0) -> np.ndarray:
-        x = torch.as_tensor(np.concatenate([obs, goal, [tau / max(self.tdm.tau_max, 1)]]), dtype=torch.float32)[None]
-        if self.tdm.action_selection == "argmax":
-            g = torch.as_tensor(goal, dtype=torch.float32)[None]
-            action = argmax_action(self.actor, self.critic, x, g, self.tdm, self.generator)[0].numpy()
-        else:
-            with torch.no_grad():
-                action = self.actor(x)[0].numpy()
-        if not eval_mode:
-            action = np.clip(action + self.noise.sample(step), -1.0, 1.0)
-        return action
+    def policy(self, training: bool) -> Policy:
+        """The countdown during rollouts, `eval_tau` on real goals."""
+        return self.make_policy(self.actor, self.critic, self.tdm, training, self.generator)
+
+    @staticmethod
+    def make_policy(actor: nn.Module, critic: nn.Module | None, tdm: TDMConfig, training: bool,
+                    generator: torch.Generator | None = None) -> Policy:
+        select = None
+        if tdm.action_selection == "argmax":
+            def select(x, goal, gen):
+                return argmax_action(actor, critic, x, goal, tdm, gen)
+        policy = Policy(actor, "countdown" if training else tdm.eval_tau, tdm.tau_max, select)
+        if generator is not None:
+            policy.generator = generator
+        return policy
 
     # --- learning -----------------------------------------------------------------------
     def q(self, f: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
@@ -137,14 +158,13 @@ class TDMAgent(TD3Agent):
         next_z = batch["next_achieved"]  # the latent reached (the observation may add its velocity)
         x = torch.cat([obs, goal, tau_input(tau, self.tdm.tau_max)], dim=-1)
         next_x = torch.cat([next_obs, goal, tau_input((tau - 1).clamp_min(0), self.tdm.tau_max)], dim=-1)
-        self.observe(x)
+        self.update_normalizer(x)
         x, next_x = self.normalize(x), self.normalize(next_x)
         metrics = self.update_critic(x, batch["action"], goal, next_x, next_z, tau)
         self.num_updates += 1
         if self.num_updates % self.cfg.policy_delay == 0:
             metrics.update(self.update_tdm_actor(x, goal))
-            soft_update_params(self.actor, self.actor_target, self.cfg.tau)
-            soft_update_params(self.critic, self.critic_target, self.cfg.tau)
+            self.update_targets()
         return metrics
 
     def targets(self, goal, next_x, next_z, tau) -> torch.Tensor:
@@ -195,3 +215,22 @@ class TDMAgent(TD3Agent):
         super().load_state_dict(state)
         self.generator.set_state(state["generator"])
         self.prior_mean, self.prior_std = state["prior_mean"], state["prior_std"]
+
+    # --- policy.pt ------------------------------------------------------------------------
+    def policy_file(self) -> dict:
+        saved = super().policy_file()
+        saved["meta"]["tdm"] = {f.name: getattr(self.tdm, f.name) for f in fields(TDMConfig)}
+        saved["meta"]["latent_dim"] = self.latent_dim
+        if self.tdm.action_selection == "argmax":
+            saved["critic"] = self.critic.state_dict()
+        return saved
+
+    @classmethod
+    def load_policy(cls, saved: dict) -> Policy:
+        meta, critic = saved["meta"], None
+        tdm = TDMConfig(**meta["tdm"])
+        if "critic" in saved:
+            critic = Critic(meta["input_dim"], meta["action_dim"], meta["hidden"], out_dim=meta["latent_dim"])
+            critic.load_state_dict(saved["critic"])
+            critic.eval()
+        return cls.make_policy(cls.load_actor(saved), critic, tdm, training=False)

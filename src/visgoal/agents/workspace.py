@@ -1,12 +1,21 @@
-"""The Workspace: owns the environment, replay buffer, agent, logger and snapshots.
+"""The Workspace: the one training loop, for every method. It owns the environments, the
+observation view, the replay buffer, the agent, the MLflow run and the snapshots; the agent
+knows nothing about files (DrQ-v2's Workspace).
+
+    view    = StateView | LatentView (agents/views.py), from the method's `view`
+    agent   = agents.AGENTS[method].build(params, view, ...)
+    policy  = agent.policy(training=True): acting, the same code evaluation uses, plus
+              `agent.explore`'s noise
 
 `train()` is what `python -m visgoal train` calls. A run writes into its out_dir:
   checkpoint.pt  - everything needed to continue (weights, optimizers, replay, counters,
                    numpy/torch/env RNG states); written atomically every
                    `train.checkpoint_every` env steps, at an episode boundary
-  curve.csv      - env_steps, eval_success_rate, eval_final_distance, eval_return, wall_clock_s
+  curve.csv      - env_steps, eval_success_rate, eval_final_distance, eval_return, eval_latent_distance,
+                   wall_clock_s
   policy.pt      - the final actor: {"weights": state_dict, "meta": {...}}, loadable with
-                   torch.load(weights_only=True)
+                   torch.load(weights_only=True); `agents.load_policy` rebuilds it
+  vae.pt         - image agents: the VAE the policy acts through (fine-tuned or not)
 A run killed at any moment and started again with the same command continues from
 its last checkpoint, in the same MLflow run.
 """
@@ -16,21 +25,23 @@ from __future__ import annotations
 import csv
 import logging
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from visgoal.agents.replay import EpisodeReplay, env_reward, negative_distance
-from visgoal.agents.td3 import TD3Agent, TD3Config
-from visgoal.evaluation import StatePolicy, evaluate_policy, summary
+from visgoal import paths
+from visgoal.agents import POLICY_FORMAT, agent_class
+from visgoal.agents.replay import EpisodeReplay
+from visgoal.agents.views import LatentView, StateView
+from visgoal.evaluation import evaluate_policy, summary
 from visgoal.files import atomic_output
 
 log = logging.getLogger("visgoal")
 
 CURVE_COLUMNS = ("env_steps", "eval_success_rate", "eval_final_distance", "eval_return", "eval_latent_distance",
                  "wall_clock_s")
+BATCH_KEYS = ("obs", "next_obs", "next_achieved", "goal", "action", "reward", "terminated", "tau")
 
 
 def set_seed_everywhere(seed: int) -> np.random.Generator:
@@ -38,32 +49,18 @@ def set_seed_everywhere(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def train(env: str, method: str, seed: int, out_dir, params, vae=None, dataset=None, progress: bool = True) -> Path:
-    """Train one agent; `vae`/`dataset` (image methods) default to results/<env>/vae.pt and vae_dataset.h5."""
-    if method in ("tdm", "rig"):
-        from visgoal.agents.image import ImageWorkspace
-
-        vae = Path(vae) if vae else Path("results") / env / "vae.pt"
-        dataset = Path(dataset) if dataset else Path("results") / env / "vae_dataset.h5"
-        workspace = ImageWorkspace(env, method, seed, Path(out_dir), params, vae, dataset, progress)
-    elif method == "td3":
-        workspace = Workspace(env, method, seed, Path(out_dir), params, progress)
-    else:
-        raise ValueError(f"unknown method '{method}' (choose td3, tdm or rig)")
-    try:
-        workspace.run()
-    finally:
-        workspace.close()
-    return Path(out_dir)
-
-
 class Workspace:
-    def __init__(self, env_name: str, method: str, seed: int, out_dir: Path, params, progress: bool = True):
+    def __init__(self, env_name: str, method: str, seed: int, out_dir: Path, params, vae: Path | None = None,
+                 dataset: Path | None = None, progress: bool = True):
+        """`vae` and `dataset` (image agents: the VAE and its dataset, for fine-tuning) default to the
+        env's results/<env>/vae.pt and vae_dataset.h5."""
         torch.set_num_threads(1)  # small networks: threads only contend on a shared machine
-        self.env_name, self.method, self.seed, self.out_dir, self.params = env_name, method, seed, out_dir, params
+        self.env_name, self.method, self.seed, self.out_dir, self.params = env_name, method, seed, Path(out_dir), params
+        self.vae_path = Path(vae) if vae else paths.vae(env_name)
+        self.dataset_path = Path(dataset) if dataset else paths.dataset(env_name)
         self.cfg, self.progress = params["train"], progress
         self.rng = set_seed_everywhere(seed)
-        self.first = self.build()  # the seeded reset: the first episode starts from it
+        self.first = self.build(agent_class(method))  # the seeded reset: the first episode starts from it
         self.needs_reset = False
         self.env_steps, self.episodes, self.wall_clock = 0, 0, 0.0
         self.next_eval, self.next_checkpoint = self.cfg["eval_every"], self.cfg["checkpoint_every"]
@@ -71,27 +68,30 @@ class Workspace:
         self.episode_stats: dict[str, float] = {}  # the latest finished episode, logged with the losses
         self.run_id: str | None = None
 
-    def build(self):
-        """Make env, eval_env, agent, replay and policy; return the first (seeded) reset."""
+    def build(self, agent_cls):
+        """Make the view, env, eval_env, agent, replay and policies; return the first (seeded) reset."""
         from visgoal.envs import make_env
 
         params = self.params
-        self.env = make_env(self.env_name, render_images=False)
-        self.eval_env = make_env(self.env_name, render_images=False)
-        # The state baseline learns the env's own reward where the goal is not the task (inverted_pendulum).
-        self.goal_conditioned = self.env_name not in params["td3"]["env_reward_envs"]
+        latent = agent_cls.view == "latent"
+        # The VAE first: building it draws from torch's seeded generator before the agent's networks do.
+        view = LatentView.from_params(params, self.vae_path, self.dataset_path, self.seed) if latent else None
+        image_size = params["render"]["image_size"]
+        self.env = make_env(self.env_name, image_size=image_size, render_images=latent)
+        self.eval_env = make_env(self.env_name, image_size=image_size, render_images=latent)
         first = self.env.reset(seed=self.seed)
-        goal_dim = len(first.desired_goal) if self.goal_conditioned else 0
-        action_dim = self.env.action_space.shape[0]
-        td3 = TD3Config(**{f.name: params["td3"][f.name] for f in fields(TD3Config)})
-        self.agent = TD3Agent(len(first.state) + goal_dim, action_dim, self.env.action_space.low,
-                              self.env.action_space.high, td3, self.rng)
-        replay = params["replay"]
-        self.replay = EpisodeReplay(
-            replay["capacity"], self.env.spec.episode_length, first.state.shape, goal_dim, action_dim,
-            relabel=replay["relabel"] if self.goal_conditioned else {},
-            reward_fn=negative_distance if self.goal_conditioned else env_reward)
-        self.policy = StatePolicy(self.agent.actor, self.goal_conditioned)
+        if view is None:
+            # The state baseline learns the env's own reward where the goal is not the task (inverted_pendulum).
+            view = StateView(self.env_name not in params["td3"]["env_reward_envs"], len(first.state),
+                             len(first.desired_goal))
+        self.view = view
+        low, high = self.env.action_space.low, self.env.action_space.high
+        self.agent = agent_cls.build(params, view, low, high, self.rng)
+        keeps_frames = latent and view.tuner is not None  # fine-tuning re-encodes the stored frames
+        self.replay = EpisodeReplay(params["replay"]["capacity"], self.env.spec.episode_length, (view.obs_dim,),
+                                    view.goal_dim, len(low), image_shape=first.image.shape if keeps_frames else None,
+                                    **self.agent.replay_options(params, view))
+        self.policy, self.eval_policy = self.agent.policy(training=True), self.agent.policy(training=False)
         return first
 
     # --- the loop -------------------------------------------------------------------------
@@ -99,43 +99,35 @@ class Workspace:
         import mlflow
         from tqdm import tqdm
 
-        from visgoal.tracking import base_tags, experiment_name, init_store, run_name
+        from visgoal import tracking
 
         resumed = self.load_checkpoint()
-        init_store()
-        experiment = mlflow.set_experiment(experiment_name(self.env_name))
-        if self.run_id and mlflow.MlflowClient().search_runs(
-                [experiment.experiment_id], filter_string=f"attributes.run_id = '{self.run_id}'"):
-            mlflow.start_run(run_id=self.run_id)
-        else:
-            if self.run_id:  # the store was moved or deleted since the checkpoint: a fresh MLflow run
-                log.warning("MLflow run %s of the checkpoint is not in the store; logging to a new run", self.run_id)
-            mlflow.start_run(run_name=run_name(self.method, self.seed),
-                             tags=base_tags(self.env_name, self.method, self.params.profile, self.seed))
-            self.run_id = mlflow.active_run().info.run_id
-            mlflow.log_params({k: str(v)[:500] for k, v in self.params.flat().items()})
-        if resumed:
-            log.info("resumed %s from its checkpoint at env step %d", self.out_dir, self.env_steps)
-        total = self.cfg["total_steps"]
-        self.bar = tqdm(total=total, initial=self.env_steps, unit="step", desc=f"{self.env_name}/{self.method}",
-                        disable=not self.progress)
-        started, cpu_started, start_steps = time.monotonic(), time.process_time(), self.env_steps
-        self.start_wall = time.monotonic() - self.wall_clock
-        self.last_log = (self.start_wall, 0)  # (time, env steps) of the previous metrics log
-        try:
-            while self.env_steps < total:
-                self.run_episode(total)
-                if self.env_steps >= self.next_eval or self.env_steps >= total:
+        with tracking.run(self.env_name, self.method, self.params.profile, self.seed, run_id=self.run_id,
+                          params=self.params.flat()) as self.run_id:
+            if resumed:
+                log.info("resumed %s from its checkpoint at env step %d", self.out_dir, self.env_steps)
+            total = self.cfg["total_steps"]
+            self.bar = tqdm(total=total, initial=self.env_steps, unit="step", desc=f"{self.env_name}/{self.method}",
+                            disable=not self.progress)
+            started, cpu_started, start_steps = time.monotonic(), time.process_time(), self.env_steps
+            self.start_wall = time.monotonic() - self.wall_clock
+            self.last_log = (self.start_wall, 0)  # (time, env steps) of the previous metrics log
+            try:
+                while self.env_steps < total:
+                    self.run_episode(total)
+                    if self.env_steps >= self.next_eval or self.env_steps >= total:
+                        self.evaluate()
+                        self.next_eval = (self.env_steps // self.cfg["eval_every"] + 1) * self.cfg["eval_every"]
+                    if self.env_steps >= self.next_checkpoint or self.env_steps >= total:
+                        self.save_checkpoint()
+                        self.next_checkpoint = (self.env_steps // self.cfg["checkpoint_every"] + 1) * \
+                            self.cfg["checkpoint_every"]
+                if not self.curve or self.curve[-1]["env_steps"] != self.env_steps:
                     self.evaluate()
-                    self.next_eval = (self.env_steps // self.cfg["eval_every"] + 1) * self.cfg["eval_every"]
-                if self.env_steps >= self.next_checkpoint or self.env_steps >= total:
-                    self.save_checkpoint()
-                    self.next_checkpoint = (self.env_steps // self.cfg["checkpoint_every"] + 1) * \
-                        self.cfg["checkpoint_every"]
-            if not self.curve or self.curve[-1]["env_steps"] != self.env_steps:
-                self.evaluate()
-            self.write_curve()  # also when a finished run is started again (its outputs were removed)
-            self.save_policy()
+                self.write_curve()  # also when a finished run is started again (its outputs were removed)
+                self.save_policy()
+            finally:
+                self.bar.close()
             # Per CPU-second too: on a shared machine wall-clock speed says more about the neighbours.
             steps = self.env_steps - start_steps
             sps = steps / max(time.monotonic() - started, 1e-9)
@@ -145,37 +137,33 @@ class Workspace:
             log.info("trained %s/%s seed %d: %d env steps (this session: %.0f steps/s, %.0f per CPU-second, "
                      "evaluations included), eval success %.3f -> %s", self.env_name, self.method, self.seed,
                      self.env_steps, sps, cpu_sps, self.curve[-1]["eval_success_rate"], self.out_dir)
-            mlflow.end_run()
-        except BaseException:
-            mlflow.end_run(status="KILLED")
-            raise
-        finally:
-            self.bar.close()
 
     def run_episode(self, total: int) -> None:
         """Act for one episode (random actions before learning_starts), updating every step after it."""
         step = self.env.reset() if self.needs_reset else self.first
         self.needs_reset = True
         self.agent.noise.reset()
-        self.begin_episode()
-        goal = self.episode_goal(step)
-        first_obs, first_achieved = self.observe(step)
+        self.view.reset()
+        self.policy.reset()
+        goal = self.agent.exploration_goal(self.view, step, self.rng)
+        first_obs, first_achieved = self.view.observe(step)
         obs, achieved, actions, rewards, terminated = [first_obs], [first_achieved], [], [], []
         images = [step.image] if self.replay.images is not None else None
         metrics: list[dict] = []
         while not (step.terminated or step.truncated) and self.env_steps < total:
             if self.env_steps < self.cfg["learning_starts"]:
                 action = self.rng.uniform(-1.0, 1.0, self.env.action_space.shape)
+                self.policy.skip()  # the horizon's countdown moves on all the same
             else:
-                action = self.act(obs[-1], goal, len(actions))
-            step = self.env.step(self.agent.env_action(action))
-            next_obs, next_achieved = self.observe(step)
+                action = self.agent.explore(self.policy(obs[-1], goal), self.env_steps)
+            step = self.env.step(self.policy.env_action(action))
+            next_obs, next_achieved = self.view.observe(step)
             obs.append(next_obs), achieved.append(next_achieved), actions.append(action)
             if images is not None:
                 images.append(step.image)
             # A goal-reaching task has no terminal states: an env that stops at its own goal (the
             # kitchen) says nothing about relabelled goals, and -distance is ~0 from there on anyway.
-            rewards.append(step.reward), terminated.append(step.terminated and not self.goal_conditioned)
+            rewards.append(step.reward), terminated.append(step.terminated and not self.view.goal_conditioned)
             self.env_steps += 1
             if self.env_steps >= self.cfg["learning_starts"] and self.replay.size > 0:
                 for _ in range(self.cfg["updates_per_step"]):
@@ -188,45 +176,33 @@ class Workspace:
         self.episodes += 1
         self.bar.update(len(actions))
         self.episode_stats = self.episode_metrics(np.array(achieved), goal, rewards, step)
-        self.after_episode()
+        learning = self.env_steps >= self.cfg["learning_starts"]
+        finetuned = self.agent.after_episode(self.view, self.replay, self.episodes, learning, self.rng)
+        if finetuned:
+            import mlflow
 
-    # --- what the image agents change -------------------------------------------------------
-    def begin_episode(self) -> None:
-        """Called after each reset, before the episode's first observation."""
-
-    def episode_goal(self, step) -> np.ndarray:
-        """The goal pursued this episode: the env's own (state-based baseline)."""
-        return self.policy.goal(step)
-
-    def observe(self, step) -> tuple[np.ndarray, np.ndarray]:
-        """(agent observation, achieved goal) of a step."""
-        return step.state, step.achieved_goal if self.goal_conditioned else np.zeros(0, np.float32)
-
-    def act(self, obs: np.ndarray, goal: np.ndarray, t: int) -> np.ndarray:
-        """An exploratory action in [-1, 1] at episode step t."""
-        return self.agent.act(obs, goal, self.env_steps, eval_mode=False)
+            mlflow.log_metrics(finetuned, step=self.env_steps)
+            log.debug("after episode %d at env step %d: %s", self.episodes, self.env_steps, finetuned)
 
     def episode_metrics(self, achieved: np.ndarray, goal: np.ndarray, rewards: list[float], step) -> dict:
-        ret = sum(rewards) if not self.goal_conditioned else -float(np.sum(np.linalg.norm(
-            achieved[1:] - goal, axis=-1)))
-        return {"charts/episode_return": ret, "charts/episode_success": float(step.success),
-                "charts/episode_final_distance": step.distance}
-
-    def after_episode(self) -> None:
-        """Called after each stored episode (RIG/TDM: periodic VAE fine-tuning)."""
-
-    def extra_state(self) -> dict:
-        """More to checkpoint (image agents: the fine-tuned VAE and its optimizer)."""
-        return {}
-
-    def load_extra_state(self, state: dict) -> None:
-        pass
+        """The finished training episode: its latent return and distance where the agent sees latents,
+        and its true distance where its goal was the env's own (not an imagined one)."""
+        if self.view.kind == "latent":
+            latent = np.linalg.norm(achieved[1:] - goal, axis=-1)
+            stats = {"charts/episode_latent_return": -float(latent.sum()),
+                     "charts/episode_latent_final_distance": float(latent[-1])}
+            real_goal = self.agent.exploration_goals == "env"
+        else:
+            stats = {"charts/episode_return": sum(rewards) if not self.view.goal_conditioned else
+                     -float(np.sum(np.linalg.norm(achieved[1:] - goal, axis=-1)))}
+            real_goal = True
+        if real_goal:
+            stats.update({"charts/episode_success": float(step.success), "charts/episode_final_distance": step.distance})
+        return stats
 
     def sample(self) -> dict[str, torch.Tensor]:
         batch = self.replay.sample(self.agent.cfg.batch_size, self.rng)
-        return {k: torch.as_tensor(batch[k], dtype=torch.float32)
-                for k in ("obs", "next_obs", "next_achieved", "goal", "action", "reward", "terminated", "tau")
-                if k in batch}
+        return {k: torch.as_tensor(batch[k], dtype=torch.float32) for k in BATCH_KEYS if k in batch}
 
     def log_metrics(self, metrics: list[dict]) -> None:
         import mlflow
@@ -246,7 +222,7 @@ class Workspace:
     def evaluate(self) -> None:
         import mlflow
 
-        s = summary(evaluate_policy(self.eval_env, self.policy, self.cfg["eval_episodes"],
+        s = summary(evaluate_policy(self.eval_env, self.view, self.eval_policy, self.cfg["eval_episodes"],
                                     self.params["evaluate"]["eval_seed"]))
         row = {"env_steps": self.env_steps, "eval_success_rate": s["success_rate"],
                "eval_final_distance": s["final_distance"], "eval_return": s["return"],
@@ -261,23 +237,19 @@ class Workspace:
 
     # --- files -----------------------------------------------------------------------------
     def write_curve(self) -> None:
-        with atomic_output(self.out_dir / "curve.csv") as tmp, open(tmp, "w", newline="") as f:
+        with atomic_output(self.out_dir / paths.CURVE) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=CURVE_COLUMNS)
             writer.writeheader()
             writer.writerows(self.curve)
 
-    def policy_file(self) -> dict:
-        """What policy.pt holds: the actor's weights and what it takes to rebuild and run it."""
-        td3 = self.agent.cfg
-        meta = {"env": self.env_name, "method": self.method, "seed": self.seed, "env_steps": self.env_steps,
-                "input_dim": self.agent.actor.net[0].in_features, "action_dim": self.env.action_space.shape[0],
-                "hidden": list(td3.hidden), "normalize_inputs": td3.normalize_inputs,
-                "goal_conditioned": self.goal_conditioned}
-        return {"weights": self.agent.actor.state_dict(), "meta": meta}
-
     def save_policy(self) -> None:
-        with atomic_output(self.out_dir / "policy.pt") as tmp:
-            torch.save(self.policy_file(), tmp)
+        """policy.pt (the agent's `policy_file` and the run's meta), and the view's model beside it."""
+        saved = self.agent.policy_file()
+        saved["meta"].update({"format": POLICY_FORMAT, "env": self.env_name, "method": self.method, "seed": self.seed,
+                              "env_steps": self.env_steps, "view": self.view.meta()})
+        self.view.save(self.out_dir, self.env_steps)
+        with atomic_output(self.out_dir / paths.POLICY) as tmp:
+            torch.save(saved, tmp)
 
     def _env_rngs(self) -> list[np.random.Generator]:
         return [self.env.rng, self.env.unwrapped.np_random]
@@ -290,10 +262,9 @@ class Workspace:
             "wall_clock": time.monotonic() - self.start_wall,
             "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "env_rngs": [g.bit_generator.state for g in self._env_rngs()],
-            "fingerprint": self.fingerprint(),
-            **self.extra_state(),
+            "fingerprint": self.fingerprint(), "view": self.view.state_dict(),
         }
-        with atomic_output(self.out_dir / "checkpoint.pt") as tmp:
+        with atomic_output(self.out_dir / paths.CHECKPOINT) as tmp:
             torch.save(state, tmp)
         log.debug("checkpoint at env step %d", self.env_steps)
 
@@ -308,7 +279,7 @@ class Workspace:
         return hashlib.sha256(key.encode()).hexdigest()
 
     def load_checkpoint(self) -> bool:
-        path = self.out_dir / "checkpoint.pt"
+        path = self.out_dir / paths.CHECKPOINT
         if not path.is_file():
             return False
         state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: numpy arrays inside
@@ -323,10 +294,20 @@ class Workspace:
         torch.set_rng_state(state["torch_rng"])
         for generator, saved in zip(self._env_rngs(), state["env_rngs"]):
             generator.bit_generator.state = saved
-        self.load_extra_state(state)
+        self.view.load_state_dict(state["view"])
         self.needs_reset = True  # checkpoints are taken between episodes
         return True
 
     def close(self) -> None:
         self.env.close()
         self.eval_env.close()
+
+
+def train(env: str, method: str, seed: int, out_dir, params, vae=None, dataset=None, progress: bool = True) -> Path:
+    """Train one agent for one seed into `out_dir` (resuming its checkpoint if there is one)."""
+    workspace = Workspace(env, method, seed, Path(out_dir), params, vae, dataset, progress)
+    try:
+        workspace.run()
+    finally:
+        workspace.close()
+    return Path(out_dir)

@@ -1,9 +1,10 @@
-"""The beta-VAE: model, training, and loading a trained checkpoint.
+"""The beta-VAE: model, training, and its checkpoint file.
 
     vae = load_vae("results/fetch_reach/vae.pt")
     z = vae.encode(images_uint8)          # (n, H, W, 3) uint8 -> (n, latent_dim) posterior means
     images = vae.decode(z)                # -> (n, H, W, 3) uint8
     goals = vae.sample_prior(16, seed)    # latents from the fitted prior (RIG section 4.3)
+    save_vae(vae, "vae.pt", {"env": ...}) # atomically; load_vae reads it back
 """
 
 from __future__ import annotations
@@ -39,19 +40,22 @@ def load_vae(path: str | Path, map_location: str = "cpu") -> VAE:
     return vae.to(map_location).eval()
 
 
-def encode(vae: VAE, images):
-    """Posterior means of uint8 (n, H, W, 3) images: `vae.encode(images)`."""
-    return vae.encode(images)
+def save_vae(vae: VAE, path: str | Path, extra: dict) -> None:
+    """Write `vae.pt` atomically: format, architecture config, weights, fitted prior and `extra`."""
+    import torch
+
+    from visgoal.files import atomic_output
+
+    state = {k: v.detach().cpu().clone() for k, v in vae.state_dict().items()}
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "config": vae.config(),
+        "state_dict": state,
+        "prior": {"mean": vae.prior_mean.detach().cpu().clone(), "std": vae.prior_std.detach().cpu().clone()},
+        **extra,
+    }
+    with atomic_output(path) as tmp:
+        torch.save(checkpoint, tmp)
 
 
-def decode(vae: VAE, latents):
-    """uint8 images from latents: `vae.decode(latents)`."""
-    return vae.decode(latents)
-
-
-def sample_prior(vae: VAE, n: int, generator=None):
-    """n latents from the fitted prior: `vae.sample_prior(n, generator)`."""
-    return vae.sample_prior(n, generator)
-
-
-__all__ = ["VAE", "VAEError", "decode", "encode", "kl_weight", "load_vae", "sample_prior"]
+__all__ = ["VAE", "VAEError", "kl_weight", "load_vae", "save_vae"]

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from visgoal.data import DatasetError, ImageDataset
-from visgoal.vae.model import VAE, kl_divergence, kl_weight, reconstruction_loss
+from visgoal.vae.model import VAE, beta_vae_loss, kl_weight
 
 
 def split_indices(length: int, seed: int, val_fraction: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
@@ -135,10 +135,6 @@ class VAEModule(L.LightningModule):
     def configure_optimizers(self):
         return torch.optim.Adam(self.vae.parameters(), lr=self.lr)
 
-    def _terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, mean, logvar = self.vae(x)
-        return reconstruction_loss(logits, x, self.recon_kind), kl_divergence(mean, logvar)
-
     def _steps(self) -> int:
         return self.total_steps if self.total_steps is not None else int(self.trainer.estimated_stepping_batches)
 
@@ -151,16 +147,14 @@ class VAEModule(L.LightningModule):
         return sum(v for v, _ in pairs) / max(1, sum(n for _, n in pairs))
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        recon, kl = self._terms(batch)
         weight = kl_weight(self.global_step, self._steps(), self.beta, self.kl_cycles, self.kl_ratio)
-        loss = recon + weight * kl
+        loss, recon, kl = beta_vae_loss(self.vae, batch, weight, self.recon_kind)
         self._add("train", len(batch), loss=loss.detach(), recon=recon.detach(), kl=kl.detach())
         self._weight = weight
         return loss
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        recon, kl = self._terms(batch)
-        loss = recon + self.beta * kl
+        loss, recon, kl = beta_vae_loss(self.vae, batch, self.beta, self.recon_kind)
         self._add("val", len(batch), loss=loss, recon=recon, kl=kl)
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch), prog_bar=True, logger=False)
 

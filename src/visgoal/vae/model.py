@@ -27,13 +27,6 @@ from torch.nn import functional as F
 
 CHECKPOINT_FORMAT = "visgoal-vae/1"  # the `format` key of vae.pt
 
-DEFAULT_ARCH: dict[str, Any] = {
-    "encoder_channels": [64, 32, 16],
-    "decoder_channels": [16, 32, 64, 128],
-    "negative_slope": 0.2,
-}
-
-
 def _down(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU())
 
@@ -170,8 +163,14 @@ class VAE(nn.Module):
         return images.numpy() if numpy_in else images
 
     @torch.no_grad()
-    def sample_prior(self, n: int, generator: torch.Generator | int | None = None) -> torch.Tensor:
-        """n latents from the fitted prior N(prior_mean, prior_std^2); `generator` may be a seed."""
+    def sample_prior(self, n: int, generator: torch.Generator | np.random.Generator | int | None = None) -> Any:
+        """n latents from the fitted prior N(prior_mean, prior_std^2) (RIG section 4.3: imagined goals).
+
+        `generator` may be a seed or a torch generator (tensor out), or a numpy generator (float32
+        numpy out, drawn from it: the agents' single seeded stream)."""
+        if isinstance(generator, np.random.Generator):
+            mean, std = self.prior_mean.cpu().numpy(), self.prior_std.cpu().numpy()
+            return (mean + generator.standard_normal((n, len(mean))) * std).astype(np.float32)
         if isinstance(generator, int):
             generator = torch.Generator().manual_seed(generator)
         noise = torch.randn(n, self.latent_dim, generator=generator)
@@ -191,6 +190,15 @@ def reconstruction_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -
     else:
         raise ValueError(f"unknown reconstruction loss '{kind}' (choose mse or bce)")
     return per_pixel.flatten(1).sum(1).mean()
+
+
+def beta_vae_loss(vae: "VAE", x: torch.Tensor, beta: float, recon_kind: str
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(recon + beta * KL, recon, KL) of a batch x (float (n, 3, H, W) in [0, 1]): the one loss of
+    the VAE, for its training (beta annealed) and its online fine-tuning (RIG section 4.1)."""
+    logits, mean, logvar = vae(x)
+    recon, kl = reconstruction_loss(logits, x, recon_kind), kl_divergence(mean, logvar)
+    return recon + beta * kl, recon, kl
 
 
 def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from visgoal.config import Params
 from visgoal.data import ImageDataset
 from visgoal.files import atomic_output
 from visgoal.vae.lightning import VAEDataModule, VAEModule, read_frames, read_frames_at
-from visgoal.vae.model import CHECKPOINT_FORMAT, VAE
+from visgoal.vae import VAE, save_vae
 
 log = logging.getLogger("visgoal")
 
@@ -100,19 +100,6 @@ def recon_grid(vae: VAE, data: ImageDataset, indices: np.ndarray, columns: int =
     return image_grid([list(images), list(recon)])
 
 
-def save_checkpoint(vae: VAE, path: Path, extra: dict) -> None:
-    state = {k: v.detach().cpu().clone() for k, v in vae.state_dict().items()}
-    checkpoint = {
-        "format": CHECKPOINT_FORMAT,
-        "config": vae.config(),
-        "state_dict": state,
-        "prior": {"mean": vae.prior_mean.detach().cpu().clone(), "std": vae.prior_std.detach().cpu().clone()},
-        **extra,
-    }
-    with atomic_output(path) as tmp:
-        torch.save(checkpoint, tmp)
-
-
 def _finite(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
@@ -122,31 +109,25 @@ def train_vae(env: str, dataset_path: str | Path, out_path: str | Path, params: 
     import lightning as L
     from lightning.pytorch.loggers import MLFlowLogger
 
-    from visgoal.tracking import base_tags, experiment_name, init_store, run_name, tracking_uri
+    from visgoal import tracking
 
     cfg = params["vae"]
     out_path = Path(out_path)
     data_module = VAEDataModule(dataset_path, batch_size=cfg["batch_size"], seed=cfg["seed"],
                                 num_workers=cfg["num_workers"])  # a bad dataset fails here, before MLflow
-    init_store()
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     vae = VAE(image_size=data_module.image_size, latent_dim=cfg["latent_dim"],
               encoder_channels=cfg["encoder_channels"], decoder_channels=cfg["decoder_channels"],
               negative_slope=cfg["negative_slope"])
     module = VAEModule(vae, beta=cfg["beta"], recon_loss=cfg["recon_loss"], lr=cfg["lr"],
                        kl_cycles=cfg["kl_cycles"], kl_ratio=cfg["kl_ratio"])
-
-    logger = MLFlowLogger(experiment_name=experiment_name(env), run_name=run_name("vae"), tracking_uri=tracking_uri(),
-                          tags=base_tags(env, "vae", params.profile, inputs={"dataset": dataset_path}))
     hyper = {k: v for k, v in params.flat().items() if k.startswith("vae.")}
-    logger.log_hyperparams({**hyper, "profile": params.profile, "image_size": data_module.image_size,
-                            "train_frames": len(data_module.train_idx), "val_frames": len(data_module.val_idx)})
-
-    try:
+    hyper.update({"profile": params.profile, "image_size": data_module.image_size,
+                  "train_frames": len(data_module.train_idx), "val_frames": len(data_module.val_idx)})
+    with tracking.run(env, "vae", params.profile, params=hyper, inputs={"dataset": dataset_path}) as run_id:
+        logger = MLFlowLogger(experiment_name=tracking.experiment_name(env), run_id=run_id,
+                              tracking_uri=tracking.tracking_uri())
         return _fit_and_write(env, cfg, params.profile, data_module, vae, module, logger, out_path, progress)
-    except BaseException:
-        logger.experiment.set_terminated(logger.run_id, "FAILED")
-        raise
 
 
 def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path, progress) -> dict:
@@ -192,7 +173,7 @@ def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path
         tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     save_png(recon_grid(vae, data, data_module.val_idx), recon_path, scale=2)
     # the checkpoint last: a workflow that sees vae.pt sees its metrics and picture too
-    save_checkpoint(vae, out_path, {"env": env, "profile": profile, "recon_loss": cfg["recon_loss"],
+    save_vae(vae, out_path, {"env": env, "profile": profile, "recon_loss": cfg["recon_loss"],
                                     "beta": float(cfg["beta"])})
 
     final = {f"best_{k}": v for k, v in metrics.items()

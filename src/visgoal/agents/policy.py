@@ -1,0 +1,64 @@
+"""Acting: the one path from an observation and a goal to an action, for training rollouts
+and evaluation alike (OGBench's `sample_actions`, used by both).
+
+A `Policy` is the actor, plus for TDM the horizon tau it is asked to reach the goal in:
+`horizon` is "countdown" during rollouts (tau_max, tau_max - 1, ..., 0, tau_max, ...), and
+`tdm.eval_tau` on real goals. It may pick actions with a `select` function instead of the
+actor's output (TDM's argmax over sampled candidates). Training adds the agent's
+exploration noise to what the policy returns; evaluation uses it as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+def countdown(t: int, tau_max: int) -> int:
+    """The horizon at episode step t: tau_max, tau_max - 1, ..., 0, then tau_max again."""
+    return tau_max - t % (tau_max + 1)
+
+
+class Policy:
+    def __init__(self, actor: torch.nn.Module, horizon: int | str | None = None, tau_max: int = 0,
+                 select: Callable | None = None, seed: int = 0):
+        """`horizon`: None (no horizon input), an integer tau, or "countdown". `select(x, goal, generator)`
+        picks an action for one input x (1, D); candidates come from this policy's generator."""
+        self.actor, self.horizon, self.tau_max, self.select = actor, horizon, tau_max, select
+        self.generator = torch.Generator().manual_seed(seed)
+        self.t = 0
+        self._action_scale = actor.action_scale.cpu().numpy()  # Actor.to_env in numpy, converted once
+        self._action_bias = actor.action_bias.cpu().numpy()
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode; a seed (evaluation) makes its sampled candidates the same every time."""
+        self.t = 0
+        if seed is not None:
+            self.generator.manual_seed(seed)
+
+    def skip(self) -> None:
+        """A step acted by something else (the random warm-up actions): the countdown moves on."""
+        self.t += 1
+
+    def tau(self) -> int | None:
+        """The horizon at this step of the episode (None: the policy takes no horizon)."""
+        if self.horizon is None:
+            return None
+        return countdown(self.t, self.tau_max) if self.horizon == "countdown" else int(self.horizon)
+
+    @torch.no_grad()
+    def __call__(self, obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """The deterministic action in [-1, 1] at this step; advances the episode's step count."""
+        tau = self.tau()
+        parts = [obs, goal] if tau is None else [obs, goal, [tau / max(self.tau_max, 1)]]
+        x = torch.as_tensor(np.concatenate(parts), dtype=torch.float32)[None]
+        self.t += 1
+        if self.select is not None:
+            return self.select(x, torch.as_tensor(goal, dtype=torch.float32)[None], self.generator)[0].numpy()
+        return self.actor(x)[0].numpy()
+
+    def env_action(self, action: np.ndarray) -> np.ndarray:
+        """An action in [-1, 1] scaled into the env's box."""
+        return action * self._action_scale + self._action_bias

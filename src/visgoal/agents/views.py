@@ -1,0 +1,221 @@
+"""What an agent sees: an observation view between the environment's steps and the agent.
+
+A view turns a `Step` into the agent's observation, its achieved goal and the episode's
+goal, once per step, for training rollouts, the replay and evaluation alike (rlkit's idea
+of putting the VAE in front of the environment):
+
+  StateView   the oracle: the simulator's state, the achieved and desired goal vectors
+  LatentView  pixels only: z = the VAE encoder's mean of the camera image (RIG section 3), the
+              goal z_g of the goal image; with `latent_velocity` the observation is
+              [z_t, z_t - z_(t-1)]. It owns the VAE, so it also owns what changes the VAE:
+              online fine-tuning (RIG section 4.1) and re-encoding the replay after it.
+
+A view keeps one episode's state (the previous latent, the encoded goal): `reset()` at
+each episode's start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from visgoal.agents.replay import EpisodeReplay
+from visgoal.vae.model import beta_vae_loss
+
+
+class StateView:
+    kind = "state"
+    needs_images = False
+
+    def __init__(self, goal_conditioned: bool, obs_dim: int, goal_dim: int):
+        """`goal_conditioned=False` (td3 on inverted_pendulum): no goal, the env's own reward."""
+        self.goal_conditioned = goal_conditioned
+        self.obs_dim, self.goal_dim = obs_dim, goal_dim if goal_conditioned else 0
+
+    def reset(self) -> None:
+        """A state keeps nothing between steps."""
+
+    def observe(self, step) -> tuple[np.ndarray, np.ndarray]:
+        """(agent observation, achieved goal) of a step."""
+        return step.state, step.achieved_goal if self.goal_conditioned else np.zeros(0, np.float32)
+
+    def goal(self, step) -> np.ndarray:
+        return step.desired_goal if self.goal_conditioned else np.zeros(0, np.float32)
+
+    def reward(self, step) -> float:
+        """The protocol's return: -distance to the goal, or the env's own reward."""
+        return -step.distance if self.goal_conditioned else step.reward
+
+    def latent_distance(self, achieved: np.ndarray, goal: np.ndarray) -> str:
+        return ""  # no latent space
+
+    def meta(self) -> dict:
+        return {"kind": self.kind, "goal_conditioned": self.goal_conditioned}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def save(self, run_dir: Path, env_steps: int = 0) -> None:
+        """Nothing beside policy.pt: the state view has no model."""
+
+
+def latent_observation(z, last_z):
+    """[z, z - last_z] along the last axis: the latent and its change since the last step (zero at an
+    episode's start, last_z None). Numpy arrays or tensors, one step or many."""
+    lib = torch if isinstance(z, torch.Tensor) else np
+    return lib.concatenate([z, z - (z if last_z is None else last_z)], -1)
+
+
+class VAEFineTuner:
+    """Online VAE training on a mixture of dataset frames and replay frames (RIG section 4.1)."""
+
+    def __init__(self, vae, dataset_frames: np.ndarray, cfg: dict, vae_cfg: dict):
+        self.vae, self.frames, self.cfg = vae, dataset_frames, cfg
+        self.beta, self.recon_kind = vae_cfg["beta"], vae_cfg["recon_loss"]
+        self.opt = torch.optim.Adam(vae.parameters(), lr=cfg["lr"])
+
+    def batch(self, replay: EpisodeReplay, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n frames: a `replay_fraction` share from the replay, the rest from the dataset."""
+        from_replay = int(round(n * self.cfg["replay_fraction"]))
+        dataset = self.frames[rng.integers(0, len(self.frames), n - from_replay)]
+        return np.concatenate([dataset, replay.sample_images(from_replay, rng)])
+
+    def fit(self, replay: EpisodeReplay, rng: np.random.Generator) -> dict:
+        self.vae.train()
+        total = {"recon": 0.0, "kl": 0.0}
+        for _ in range(self.cfg["steps"]):
+            x = self.vae.to_input(self.batch(replay, self.cfg["batch_size"], rng))
+            loss, recon, kl = beta_vae_loss(self.vae, x, self.beta, self.recon_kind)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            total["recon"] += recon.item() / self.cfg["steps"]
+            total["kl"] += kl.item() / self.cfg["steps"]
+        self.vae.eval()
+        # The fitted prior follows the data the VAE now sees (RIG section 4.3).
+        self.vae.set_prior(torch.from_numpy(self.vae.encode(self.batch(replay, min(len(self.frames), 4096), rng))))
+        return {f"vae_finetune/{k}": v for k, v in total.items()}
+
+
+def read_dataset_sample(path: Path, n: int, seed: int) -> np.ndarray:
+    """n frames of the VAE dataset (all if it has fewer), picked with a seeded generator."""
+    from visgoal.data import ImageDataset
+    from visgoal.vae.lightning import read_frames_at
+
+    data = ImageDataset(path)
+    try:
+        rng = np.random.default_rng(seed)
+        return read_frames_at(data, np.sort(rng.choice(len(data), min(n, len(data)), replace=False)))
+    finally:
+        data.close()
+
+
+class LatentView:
+    kind = "latent"
+    needs_images = True
+    goal_conditioned = True
+
+    def __init__(self, vae, velocity: bool = False, tuner: VAEFineTuner | None = None):
+        self.vae, self.velocity, self.tuner = vae, bool(velocity), tuner
+        self.goal_dim = vae.latent_dim
+        self.obs_dim = 2 * vae.latent_dim if self.velocity else vae.latent_dim
+        self.reset()
+
+    @classmethod
+    def from_params(cls, params, vae_path: Path, dataset_path: Path, seed: int) -> "LatentView":
+        """The VAE of `vae_path`, checked against render.image_size, and its fine-tuner if
+        `image_agents.finetune.every` > 0 (fed from `dataset_path`)."""
+        from visgoal.vae import load_vae
+
+        vae = load_vae(vae_path)  # a missing or foreign checkpoint fails here, in one line
+        image_size = params["render"]["image_size"]
+        if image_size != vae.image_size:
+            raise ValueError(f"{vae_path}: the VAE was trained on {vae.image_size}px images but "
+                             f"render.image_size is {image_size}; retrain the VAE or change render.image_size")
+        cfg = params["image_agents"]
+        finetune, tuner = cfg["finetune"], None
+        if finetune["every"] > 0:
+            frames = read_dataset_sample(dataset_path, finetune["dataset_frames"], seed)
+            tuner = VAEFineTuner(vae, frames, finetune, params["vae"])
+        return cls(vae, cfg["latent_velocity"], tuner)
+
+    # --- one episode ----------------------------------------------------------------------
+    def reset(self) -> None:
+        self.last_z, self.goal_z = None, None
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return self.vae.encode(images)
+
+    def observation(self, z: np.ndarray, last_z: np.ndarray | None) -> np.ndarray:
+        return latent_observation(z, last_z) if self.velocity else z
+
+    def observe(self, step) -> tuple[np.ndarray, np.ndarray]:
+        z = self.encode(step.image[None])[0]
+        obs = self.observation(z, self.last_z)
+        self.last_z = z
+        return obs, z
+
+    def goal(self, step) -> np.ndarray:
+        """The latent of the episode's goal image, encoded once per episode."""
+        if self.goal_z is None:
+            self.goal_z = self.encode(step.goal_image[None])[0]
+        return self.goal_z
+
+    def reward(self, step) -> float:
+        """Evaluation scores the true distance, whatever the agent was trained on."""
+        return -step.distance
+
+    def latent_distance(self, achieved: np.ndarray, goal: np.ndarray) -> float:
+        return float(torch.linalg.vector_norm(torch.from_numpy(achieved) - torch.from_numpy(goal)))
+
+    def sample_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Imagined goals: n latents from the VAE's fitted prior (RIG section 4.3)."""
+        return self.vae.sample_prior(n, rng)
+
+    # --- what changes the VAE ---------------------------------------------------------------
+    def episode_observations(self, z: np.ndarray) -> np.ndarray:
+        """`observation` over one episode's latents (n, d) at once: what `observe` gave step by step."""
+        return self.observation(z, np.concatenate([z[:1], z[:-1]]))
+
+    def finetune(self, replay: EpisodeReplay, rng: np.random.Generator) -> dict:
+        """Train the VAE on dataset and replay frames, then re-encode every stored latent."""
+        metrics = self.tuner.fit(replay, rng)
+        replay.reencode(self.encode, observation=self.episode_observations if self.velocity else None)
+        return metrics
+
+    # --- files ------------------------------------------------------------------------------
+    def meta(self) -> dict:
+        return {"kind": self.kind, "latent_dim": self.vae.latent_dim, "latent_velocity": self.velocity}
+
+    def state_dict(self) -> dict:
+        state = {"vae": self.vae.state_dict()}
+        if self.tuner is not None:
+            state["vae_opt"] = self.tuner.opt.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vae.load_state_dict(state["vae"])
+        if self.tuner is not None:
+            self.tuner.opt.load_state_dict(state["vae_opt"])
+
+    def save(self, run_dir: Path, env_steps: int = 0) -> None:
+        """The run's vae.pt: the VAE the policy acts through (fine-tuned or not); evaluate reads it."""
+        from visgoal.paths import RUN_VAE
+        from visgoal.vae import save_vae
+
+        save_vae(self.vae, Path(run_dir) / RUN_VAE, {"env_steps": env_steps})
+
+
+def load_view(meta: dict, run_dir: Path, vae: Path | None = None):
+    """The view a saved policy acts through: its state view, or its run's (or the given) VAE."""
+    from visgoal.paths import RUN_VAE
+    from visgoal.vae import load_vae
+
+    if meta["kind"] == "state":
+        return StateView(meta["goal_conditioned"], 0, 0)
+    return LatentView(load_vae(vae or Path(run_dir) / RUN_VAE), meta["latent_velocity"])

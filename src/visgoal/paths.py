@@ -1,0 +1,82 @@
+"""The results layout, in one place: every stage, rule and report finds its files here.
+
+    results/<env>/vae_dataset.h5, dataset_samples.png           dataset
+    results/<env>/vae.pt, vae_metrics.json, vae_recon.png        train-vae
+    results/<env>/<method>/seed<k>/                              train (policy.pt, curve.csv, ...)
+    results/<env>/<method>_eval.{csv,json,png}                   evaluate
+    results/report/                                              report
+    results/logs/..., results/benchmarks/...                     the workflow's logs and timings
+
+Every function takes strings too, so that the workflow can build its patterns from them:
+`run_dir("{env}", "{method}", "{seed}")` is Snakemake's `results/{env}/{method}/seed{seed}`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULTS = Path("results")
+
+
+def env_dir(env: str, root: str | Path = RESULTS) -> Path:
+    return Path(root) / env
+
+
+def dataset(env: str, root: str | Path = RESULTS) -> Path:
+    return env_dir(env, root) / "vae_dataset.h5"
+
+
+def dataset_samples(env: str, root: str | Path = RESULTS) -> Path:
+    return env_dir(env, root) / "dataset_samples.png"
+
+
+def vae(env: str, root: str | Path = RESULTS) -> Path:
+    return env_dir(env, root) / "vae.pt"
+
+
+def vae_metrics(env: str, root: str | Path = RESULTS) -> Path:
+    return env_dir(env, root) / "vae_metrics.json"
+
+
+def vae_recon(env: str, root: str | Path = RESULTS) -> Path:
+    return env_dir(env, root) / "vae_recon.png"
+
+
+def runs(env: str, method: str, root: str | Path = RESULTS) -> Path:
+    """The folder of a method's seed<k>/ runs (what `evaluate --runs` reads)."""
+    return env_dir(env, root) / method
+
+
+def seed_dir(runs_dir: str | Path, seed: int | str) -> Path:
+    """One seed's run in a folder of runs."""
+    return Path(runs_dir) / f"seed{seed}"
+
+
+def run_dir(env: str, method: str, seed: int | str, root: str | Path = RESULTS) -> Path:
+    return seed_dir(runs(env, method, root), seed)
+
+
+# What a training run writes into its folder (the rest of it is checkpoint.pt, its resume state).
+POLICY, CURVE, RUN_VAE, CHECKPOINT = "policy.pt", "curve.csv", "vae.pt", "checkpoint.pt"
+
+
+def evaluation(env: str, method: str, ext: str = "csv", root: str | Path = RESULTS) -> Path:
+    """`<method>_eval.csv` (one row per seed and episode), `.json` (the summary) or `.png` (the picture)."""
+    return env_dir(env, root) / f"{method}_eval.{ext}"
+
+
+def report_dir(root: str | Path = RESULTS) -> Path:
+    return Path(root) / "report"
+
+
+REPORT_FILES = ("curves.png", "final.png", "vae_recon.png", "frames.png", "summary.csv", "summary.md")
+
+
+def log_file(stage: str, root: str | Path = RESULTS) -> Path:
+    """A workflow job's log: `logs/<stage>.log`, stage e.g. `{env}/{method}/train_seed{seed}`."""
+    return Path(root) / "logs" / f"{stage}.log"
+
+
+def benchmark_file(stage: str, root: str | Path = RESULTS) -> Path:
+    """A workflow job's timings (Snakemake's `benchmark:`)."""
+    return Path(root) / "benchmarks" / f"{stage}.tsv"

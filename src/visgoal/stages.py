@@ -1,0 +1,152 @@
+"""The pipeline's stages, one function each: what `python -m visgoal <stage>` runs.
+
+    dataset     envs/<env>.yaml                      -> vae_dataset.h5, dataset_samples.png
+    train_vae   vae_dataset.h5                       -> vae.pt, vae_metrics.json, vae_recon.png
+    train       (image agents: vae.pt, its dataset)  -> <method>/seed<k>/{policy.pt, curve.csv[, vae.pt]}
+    evaluate    every seed's policy.pt               -> <method>_eval.{csv,json,png}
+    report      every evaluation and curve           -> report/
+Each reads only its inputs and writes only its outputs, atomically; the file names are
+visgoal.paths'. The work itself lives below: data/, vae/, agents/, evaluation.py, report.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from visgoal import paths
+from visgoal.config import Params
+from visgoal.files import atomic_output
+
+log = logging.getLogger("visgoal")
+
+
+# --- dataset ------------------------------------------------------------------------------
+def dataset(env: str, out: Path, params: Params, progress: bool = True) -> Path:
+    """Collect the VAE's image dataset (half goal images, half observations) and its sample picture."""
+    from visgoal.data import write_dataset
+    from visgoal.envs import make_env
+    from visgoal.figures import save_png
+
+    cfg = params["dataset"]
+    start = time.perf_counter()
+    with make_env(env, image_size=params["render"]["image_size"]) as e:
+        write_dataset(e, out, frames=cfg["frames"], seed=cfg["seed"], chunk_frames=cfg["chunk_frames"],
+                      compression_level=cfg["compression_level"],
+                      attrs={"profile": params.profile, "dataset": cfg, "render": params["render"]},
+                      progress=progress)
+    seconds = time.perf_counter() - start
+    log.info("%d frames in %.1f s: %.1f frames/s", cfg["frames"], seconds, cfg["frames"] / seconds)
+    samples = Path(out).with_name(paths.dataset_samples(env).name)
+    save_png(sample_grid(out), samples, scale=2)
+    log.info("wrote %s and %s", out, samples)
+    return Path(out)
+
+
+def sample_grid(path: Path, columns: int = 8):
+    """Observations above goal images, like Figure 3 of the image-based TDM report."""
+    from visgoal.data import ImageDataset
+    from visgoal.figures import image_grid
+
+    data = ImageDataset(path)
+    is_goal = data.read("is_goal", slice(None))
+    picks = {flag: np.flatnonzero(is_goal == flag) for flag in (False, True)}
+    rows = []
+    for flag in (False, True):
+        index = picks[flag][np.linspace(0, len(picks[flag]) - 1, min(columns, len(picks[flag]))).astype(int)]
+        rows.append(list(data.images(np.unique(index))))
+    data.close()
+    return image_grid(rows)
+
+
+# --- train-vae and train ------------------------------------------------------------------
+def train_vae(env: str, dataset_path: Path, out: Path, params: Params, progress: bool = True) -> dict:
+    from visgoal.vae.train import train_vae as fit
+
+    return fit(env, dataset_path, out, params, progress=progress)
+
+
+def train(env: str, method: str, seed: int, out: Path, params: Params, vae: Path | None = None,
+          dataset_path: Path | None = None, progress: bool = True) -> Path:
+    from visgoal.agents.workspace import train as run
+
+    return run(env, method, seed, out, params, vae=vae, dataset=dataset_path, progress=progress)
+
+
+# --- evaluate -----------------------------------------------------------------------------
+def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, eval_seed: int | None = None,
+             runs: Path | None = None, vae: Path | None = None, progress: bool = True) -> Path:
+    """Every seed's policy on the protocol's fixed episodes: `<method>_eval.csv` (a row per seed and
+    episode), `.json` (the summary over seeds) and `.png` (first frame, final frame, goal image)."""
+    import torch
+    from tqdm import tqdm
+
+    from visgoal.agents import load_policy
+    from visgoal.envs import make_env
+    from visgoal.evaluation import COLUMNS, episode_seed, run_episode, summary, write_summary
+    from visgoal.figures import image_grid, save_png
+
+    torch.set_num_threads(1)
+    cfg = params["evaluate"]
+    seeds = list(seeds or params["seeds"])
+    eval_seed = cfg["eval_seed"] if eval_seed is None else eval_seed
+    runs = Path(runs) if runs else paths.runs(env, method)
+    out_csv = Path(out_csv)
+    loaded = {seed: load_policy(paths.seed_dir(runs, seed), vae) for seed in seeds}
+    needs_images = any(view.needs_images for view, _, _ in loaded.values())
+
+    rows, pictures = [], []
+    with make_env(env, image_size=params["render"]["image_size"],
+                  render_images=needs_images or cfg["picture_episodes"] > 0) as e:
+        bar = tqdm(total=len(seeds) * cfg["episodes"], desc=f"evaluate {env}/{method}", disable=not progress)
+        for seed, (view, policy, _) in loaded.items():
+            for i in range(cfg["episodes"]):
+                frames = seed == seeds[0] and i < cfg["picture_episodes"]
+                e.render_images = frames or needs_images  # the sim is unaffected by rendering
+                result = run_episode(e, view, policy, episode_seed(eval_seed, i), frames=frames)
+                if frames:
+                    pictures.append(result.pop("frames"))
+                rows.append({"env": env, "method": method, "seed": seed, "episode": i, **result})
+                bar.update()
+        bar.close()
+
+    with atomic_output(out_csv) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    per_seed = {seed: summary([r for r in rows if r["seed"] == seed]) for seed in seeds}
+    write_summary(out_csv.with_suffix(".json"), env, method, cfg["episodes"], per_seed)
+    picture = None
+    if pictures:
+        picture = save_png(image_grid(pictures), out_csv.with_suffix(".png"), scale=2)
+    for seed, s in per_seed.items():
+        log.info("%s/%s seed %d: success %.3f, final distance %.4f over %d episodes",
+                 env, method, seed, s["success_rate"], s["final_distance"], cfg["episodes"])
+    log_evaluation(env, method, params, per_seed, {seed: meta for seed, (_, _, meta) in loaded.items()},
+                   picture, out_csv)
+    return out_csv
+
+
+def log_evaluation(env, method, params, per_seed, metas, picture, out_csv) -> None:
+    """Each seed's summary, into its training run (its newest run of that name, else a new one)."""
+    import mlflow
+
+    from visgoal import tracking
+
+    for seed, s in per_seed.items():
+        with tracking.run(env, method, params.profile, seed, run_id=tracking.latest_run(env, method, seed)):
+            mlflow.log_metrics({f"final_eval/{k}": v for k, v in s.items()}, step=int(metas[seed].get("env_steps", 0)))
+            mlflow.log_artifact(str(out_csv), artifact_path="evaluation")
+            if picture is not None and seed == next(iter(per_seed)):
+                mlflow.log_artifact(str(picture), artifact_path="evaluation")
+
+
+# --- report -------------------------------------------------------------------------------
+def report(results: Path, out: Path, params: Params) -> Path:
+    from visgoal.report import report as write
+
+    return write(results, out, params)
