@@ -10,6 +10,7 @@ a list of indices, read chunk by chunk in one pass.
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
 import lightning as L
@@ -29,16 +30,20 @@ def split_indices(length: int, seed: int, val_fraction: float = 0.25) -> tuple[n
 
 
 class FrameBatches(Dataset):
-    """Item k = a batch of frames, given as a list of dataset indices -> float (n, 3, H, W) in [0, 1]."""
+    """Item k = a batch of frames, given as a list of dataset indices -> float (n, 3, H, W) in [0, 1].
 
-    def __init__(self, data: ImageDataset):
-        self.data = data
+    With `frames` (every frame of the dataset, uint8, already in memory) a batch is one index
+    into that array; without, it is read from the HDF5 file, decompressing its chunks."""
+
+    def __init__(self, data: ImageDataset, frames: np.ndarray | None = None):
+        self.data, self.frames = data, frames
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, indices) -> torch.Tensor:
-        images = read_frames_at(self.data, np.atleast_1d(np.asarray(indices)))
+        indices = np.atleast_1d(np.asarray(indices))
+        images = self.frames[indices] if self.frames is not None else read_frames_at(self.data, indices)
         return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
 
 
@@ -68,7 +73,9 @@ def read_frames(data: ImageDataset, sorted_indices: np.ndarray) -> np.ndarray:
 
 class VAEDataModule(L.LightningDataModule):
     def __init__(self, dataset_path: str | Path, batch_size: int, seed: int, num_workers: int = 0,
-                 val_fraction: float = 0.25):
+                 val_fraction: float = 0.25, preload_mb: float = 0):
+        """`preload_mb`: read every frame into memory once, when they take at most this many MB;
+        batches then index that array instead of decompressing HDF5 chunks every epoch."""
         super().__init__()
         self.dataset_path = Path(dataset_path)
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
@@ -76,6 +83,10 @@ class VAEDataModule(L.LightningDataModule):
         if len(self.data) < 4:
             raise DatasetError(f"{self.dataset_path}: only {len(self.data)} frames; the VAE needs at least 4")
         self.train_idx, self.val_idx = split_indices(len(self.data), seed, val_fraction)
+        self.frames = None
+        if len(self.data) * int(np.prod(self.data.image_shape)) <= preload_mb * 2**20:
+            self.frames = self.data.images(slice(None))
+            self.num_workers = 0  # nothing left to read in the background
 
     @property
     def image_size(self) -> int:
@@ -88,7 +99,7 @@ class VAEDataModule(L.LightningDataModule):
         # training drops a short last batch (a batch of one breaks batch norm) unless it is the only one
         drop_last = shuffle and len(subset) >= self.batch_size
         sampler = BatchSampler(_Mapped(base, subset), batch_size=self.batch_size, drop_last=drop_last)
-        return DataLoader(FrameBatches(self.data), sampler=sampler, batch_size=None,
+        return DataLoader(FrameBatches(self.data, self.frames), sampler=sampler, batch_size=None,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
@@ -120,9 +131,13 @@ class VAEModule(L.LightningModule):
     """
 
     def __init__(self, vae: VAE, beta: float, recon_loss: str, lr: float, kl_cycles: int, kl_ratio: float,
-                 total_steps: int | None = None):
+                 total_steps: int | None = None, lr_schedule: str = "constant"):
+        """`lr_schedule`: constant, or onecycle (Smith & Topin 2019: warm up to `lr`, then anneal by cosine
+        over the whole run, stepped every batch)."""
         super().__init__()
-        self.vae = vae
+        if lr_schedule not in ("constant", "onecycle"):
+            raise ValueError(f"vae.lr_schedule: unknown '{lr_schedule}' (choose constant or onecycle)")
+        self.vae, self.lr_schedule = vae, lr_schedule
         self.beta, self.recon_kind, self.lr = float(beta), recon_loss, float(lr)
         self.kl_cycles, self.kl_ratio, self.total_steps = int(kl_cycles), float(kl_ratio), total_steps
         self.best_val = float("inf")
@@ -131,9 +146,17 @@ class VAEModule(L.LightningModule):
         self.history: list[dict] = []
         self._sums: dict[str, list[float]] = {}
         self._weight = 0.0
+        self._epoch_start, self._epoch_frames = 0.0, 0
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.vae.parameters(), lr=self.lr)
+        opt = torch.optim.Adam(self.vae.parameters(), lr=self.lr)
+        if self.lr_schedule == "constant":
+            return opt
+        schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=self._steps())
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start, self._epoch_frames = time.perf_counter(), 0
 
     def _steps(self) -> int:
         return self.total_steps if self.total_steps is not None else int(self.trainer.estimated_stepping_batches)
@@ -151,6 +174,7 @@ class VAEModule(L.LightningModule):
         loss, recon, kl = beta_vae_loss(self.vae, batch, weight, self.recon_kind)
         self._add("train", len(batch), loss=loss.detach(), recon=recon.detach(), kl=kl.detach())
         self._weight = weight
+        self._epoch_frames += len(batch)
         return loss
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
@@ -162,6 +186,8 @@ class VAEModule(L.LightningModule):
         epoch = {k: self._mean(k) for k in ("train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl")
                  if k in self._sums}
         epoch["kl_weight"] = self._weight
+        # Training frames per second, validation included: the speed a researcher waits on.
+        epoch["frames_per_second"] = self._epoch_frames / max(time.perf_counter() - self._epoch_start, 1e-9)
         self.history.append({"epoch": self.current_epoch, **epoch})
         if self.logger is not None:
             self.logger.log_metrics(epoch, step=self.current_epoch)

@@ -114,13 +114,15 @@ def train_vae(env: str, dataset_path: str | Path, out_path: str | Path, params: 
     cfg = params["vae"]
     out_path = Path(out_path)
     data_module = VAEDataModule(dataset_path, batch_size=cfg["batch_size"], seed=cfg["seed"],
-                                num_workers=cfg["num_workers"])  # a bad dataset fails here, before MLflow
+                                num_workers=cfg["num_workers"], preload_mb=cfg["preload_mb"])  # fails here, before MLflow
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     vae = VAE(image_size=data_module.image_size, latent_dim=cfg["latent_dim"],
               encoder_channels=cfg["encoder_channels"], decoder_channels=cfg["decoder_channels"],
               negative_slope=cfg["negative_slope"])
+    if cfg["channels_last"]:  # the images arrive (n, H, W, 3): convolutions keep that layout, no copies
+        vae = vae.to(memory_format=torch.channels_last)
     module = VAEModule(vae, beta=cfg["beta"], recon_loss=cfg["recon_loss"], lr=cfg["lr"],
-                       kl_cycles=cfg["kl_cycles"], kl_ratio=cfg["kl_ratio"])
+                       kl_cycles=cfg["kl_cycles"], kl_ratio=cfg["kl_ratio"], lr_schedule=cfg["lr_schedule"])
     hyper = {k: v for k, v in params.flat().items() if k.startswith("vae.")}
     hyper.update({"profile": params.profile, "image_size": data_module.image_size,
                   "train_frames": len(data_module.train_idx), "val_frames": len(data_module.val_idx)})
@@ -137,13 +139,16 @@ def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path
     from visgoal.figures import save_png
 
     metrics_path, recon_path = out_path.with_name("vae_metrics.json"), out_path.with_name("vae_recon.png")
+    torch.set_num_threads(cfg["threads"])
     trainer = L.Trainer(
         max_epochs=cfg["max_epochs"], accelerator="cpu", devices=1, deterministic=True, logger=logger,
+        precision=cfg["precision"],
         callbacks=[EarlyStopping("val_loss", patience=cfg["patience"], mode="min")],
         enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=1,
     )
     trainer.fit(module, datamodule=data_module)
+    vae = vae.to(memory_format=torch.contiguous_format)  # what vae.pt and the agents expect
     if module.best_state is None:
         raise RuntimeError("VAE training produced no validation loss (no epoch finished)")
     vae.load_state_dict(module.best_state)

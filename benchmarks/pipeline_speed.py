@@ -1,0 +1,123 @@
+"""Where the pipeline's time goes, and how near the agents' loop is to its limit.
+
+    python benchmarks/pipeline_speed.py --results results            # per stage, from a finished run
+    python benchmarks/pipeline_speed.py --agent fetch_reach tdm \\
+        --vae results/fetch_reach/vae.pt --steps 3000                 # the agent loop against its limit
+
+`--results` reads the `benchmark:` files Snakemake writes (results/benchmarks/) and prints each
+stage's wall-clock and CPU time. `--agent ENV METHOD` trains one seed for `--steps` env steps
+with the default profile (evaluations included, as `train` runs them), then, in the same
+process, runs the loop that only steps the simulator, renders and encodes (no learning, no
+evaluation): the limit proxy. It prints both rates and their ratio, and the share of the
+training run spent in evaluations (`--profile-top N` adds cProfile's top N functions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import csv
+import io
+import os
+import pstats
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def stage_times(results: Path) -> None:
+    files = sorted((results / "benchmarks").rglob("*.tsv"))
+    if not files:
+        raise SystemExit(f"{results}/benchmarks: no Snakemake benchmark files; run the pipeline first")
+    print(f"{'stage':<48} {'wall s':>8} {'cpu s':>8}")
+    total = 0.0
+    for path in files:
+        with open(path) as f:
+            row = next(csv.DictReader(f, delimiter="\t"))
+        wall, cpu = float(row["s"]), float(row.get("cpu_time") or "nan")
+        total += wall
+        print(f"{str(path.relative_to(results / 'benchmarks').with_suffix('')):<48} {wall:>8.1f} {cpu:>8.1f}")
+    print(f"{'sum of stages (jobs run in parallel overlap)':<48} {total:>8.1f}")
+
+
+def agent_loop(env: str, method: str, vae: Path | None, dataset: Path | None, steps: int, top: int) -> None:
+    import torch
+
+    from visgoal.agents.views import LatentView
+    from visgoal.agents.workspace import Workspace
+    from visgoal.config import load_params
+    from visgoal.envs import make_env
+
+    params = load_params(profile="default", overrides=[f"train.total_steps={steps}"])
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp()}/mlflow.db")
+    with tempfile.TemporaryDirectory() as out:
+        workspace = Workspace(env, method, 0, Path(out), params, vae, dataset, progress=False)
+        evaluating = 0.0
+        evaluate = workspace.evaluate
+
+        def timed_evaluate():
+            nonlocal evaluating
+            start = time.perf_counter()
+            evaluate()
+            evaluating += time.perf_counter() - start
+
+        workspace.evaluate = timed_evaluate
+        profiler = cProfile.Profile() if top else None
+        start = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        workspace.run()
+        if profiler:
+            profiler.disable()
+        seconds = time.perf_counter() - start
+        view = workspace.view
+        workspace.close()
+
+    torch.set_num_threads(1)
+    render = method != "td3"
+    with make_env(env, image_size=params["render"]["image_size"], render_images=render) as e:
+        rng = np.random.default_rng(0)
+        step = e.reset(seed=0)
+        view.reset()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step = e.step(rng.uniform(e.action_space.low, e.action_space.high))
+            view.observe(step)
+            if step.terminated or step.truncated:
+                step = e.reset()
+                view.reset()
+        proxy = steps / (time.perf_counter() - start)
+    train = steps / seconds
+    what = "render and encode" if isinstance(view, LatentView) else "simulate only"
+    print(f"{env}/{method}, {steps} env steps (default profile, evaluations included):")
+    print(f"  training loop      {train:8.1f} env steps/s")
+    print(f"  limit proxy        {proxy:8.1f} env steps/s  (step, {what}; no learning, no evaluation)")
+    print(f"  ratio              {train / proxy:8.2f}")
+    print(f"  evaluations        {evaluating / seconds:8.1%} of the run ({evaluating:.1f} s of {seconds:.1f} s)")
+    if profiler:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+        print(text.getvalue())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, help="a results folder with Snakemake's benchmarks/")
+    parser.add_argument("--agent", nargs=2, metavar=("ENV", "METHOD"), help="measure one agent's loop")
+    parser.add_argument("--vae", type=Path, default=None, help="the image agents' VAE (default: results/<env>/vae.pt)")
+    parser.add_argument("--dataset", type=Path, default=None, help="its dataset (for fine-tuning, if on)")
+    parser.add_argument("--steps", type=int, default=3000, help="env steps of the agent loop and of the proxy")
+    parser.add_argument("--profile-top", type=int, default=0, help="print cProfile's top N functions")
+    args = parser.parse_args()
+    if not (args.results or args.agent):
+        parser.error("give --results, --agent, or both")
+    if args.results:
+        stage_times(args.results)
+    if args.agent:
+        agent_loop(*args.agent, args.vae, args.dataset, args.steps, args.profile_top)
+
+
+if __name__ == "__main__":
+    main()
