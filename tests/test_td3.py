@@ -181,6 +181,23 @@ def test_resume_after_sigkill(method, tmp_path, workdir, smoke_vae, smoke_datase
     assert load_policy(run)[2]["env_steps"] == 900
 
 
+@pytest.mark.parametrize("method", ["td3", "tdm"])
+def test_evaluations_during_training_do_not_change_what_is_learned(method, tmp_path, workdir, smoke_vae,
+                                                                    smoke_dataset):
+    """Evaluation episodes use their own env, policy and seeds: how often they run (train.eval_every,
+    train.eval_episodes, a speed setting) leaves the trained weights unchanged."""
+    def train(out, every, episodes):
+        assert main(["train", "--env", "point_maze", "--method", method, "--profile", "smoke", "--quiet",
+                     "--out", str(out), "--set", "train.total_steps=300", "--set", f"train.eval_every={every}",
+                     "--set", f"train.eval_episodes={episodes}", *method_args(method, smoke_vae, smoke_dataset)]) == 0
+        return torch.load(out / "policy.pt", weights_only=True)["weights"]
+
+    often, rarely = train(tmp_path / "often", 100, 2), train(tmp_path / "rarely", 300, 1)
+    assert all(torch.equal(often[k], rarely[k]) for k in often)
+    with open(tmp_path / "often" / "curve.csv") as f:
+        assert [int(r["env_steps"]) for r in csv.DictReader(f)] == [100, 200, 300]
+
+
 @pytest.mark.parametrize("method", ["td3", "rig", "tdm"])
 def test_resumed_run_equals_uninterrupted_run(method, tmp_path, workdir, smoke_vae, smoke_dataset):
     """Checkpoints carry every RNG state (and the fine-tuned VAE): stopping and continuing changes nothing."""

@@ -188,6 +188,7 @@ def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path
     for artifact in (recon_path, metrics_path):
         logger.experiment.log_artifact(logger.run_id, str(artifact))
     data.close()
-    log.info("VAE: best epoch %d, val loss %.2f, distance_spearman %s, success_auc %s; wrote %s",
-             module.best_epoch, metrics["val_loss"], metrics["distance_spearman"], metrics["success_auc"], out_path)
+    log.info("VAE: best epoch %d, val loss %.2f, distance_spearman %s, success_auc %s, %.0f training frames/s "
+             "(median epoch); wrote %s", module.best_epoch, metrics["val_loss"], metrics["distance_spearman"],
+             metrics["success_auc"], float(np.median(module.frames_per_second)), out_path)
     return metrics
