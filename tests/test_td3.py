@@ -258,12 +258,37 @@ def test_resume_into_a_new_tracking_store(tmp_path, workdir, monkeypatch, caplog
     assert run.data.metrics["eval/success_rate"] >= 0 and run.data.params["train.total_steps"] == "300"
 
 
+def test_checkpoint_of_another_vae_is_not_resumed(tmp_path, workdir, smoke_vae, smoke_dataset, caplog):
+    """The outputs removed (as Snakemake and DVC do before a rerun) and the run started again with
+    another VAE: the checkpoint's latents and policy belong to the old one, so it starts afresh."""
+    import shutil
+
+    other = tmp_path / "other_vae.pt"
+    shutil.copy(smoke_vae, other)
+    with open(other, "ab") as f:  # the same weights, another file: the content is what counts
+        f.write(b"\0")
+    run = tmp_path / "run"
+
+    def train(vae):
+        return main(["train", "--env", "point_maze", "--method", "rig", "--profile", "smoke", "--quiet", "--out",
+                     str(run), "--set", "train.total_steps=200", "--vae", str(vae), "--dataset", str(smoke_dataset)])
+
+    assert train(smoke_vae) == 0
+    for name in ("policy.pt", "curve.csv", "vae.pt"):
+        (run / name).unlink()
+    assert train(other) == 0
+    assert "does not match this run (changed: VAE): starting afresh" in caplog.text
+    assert "from its checkpoint" not in caplog.text
+    caplog.clear()
+    assert train(other) == 0 and "from its checkpoint at env step 200" in caplog.text  # the same inputs resume
+
+
 def test_checkpoint_of_other_parameters_is_not_resumed(tmp_path, workdir, caplog):
     base = ["train", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet", "--out", str(tmp_path),
             "--set", "train.total_steps=200"]
     assert main(base) == 0
     assert main([*base, "--set", "td3.actor_lr=0.0005"]) == 0
-    assert "written with other parameters: starting afresh" in caplog.text
+    assert "does not match this run (changed: parameters): starting afresh" in caplog.text
     assert "from its checkpoint" not in caplog.text
     # Only the step budget may change: a finished run is extended from its checkpoint.
     assert main([*base[:-1], "train.total_steps=300", "--set", "td3.actor_lr=0.0005"]) == 0

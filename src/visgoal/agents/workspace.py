@@ -268,23 +268,43 @@ class Workspace:
             torch.save(state, tmp)
         log.debug("checkpoint at env step %d", self.env_steps)
 
-    def fingerprint(self) -> str:
-        """What a checkpoint must match to be resumed: env, method, seed and every parameter but
-        train.total_steps, so that a finished run can be extended and a changed one is not resumed."""
+    def fingerprint(self) -> dict[str, str]:
+        """What a checkpoint must match to be resumed, part by part: the run (env, method, seed), every
+        parameter but train.total_steps (so that a finished run can be extended), the package version,
+        and the content of every file the run reads: envs/<env>.yaml, and for image agents the VAE and,
+        when fine-tuning, its dataset. A changed part starts the run afresh. Computed once a run: its
+        inputs do not change under it."""
+        if getattr(self, "_fingerprint", None) is not None:
+            return self._fingerprint
         import hashlib
         import json
+        from importlib.metadata import version
+
+        from visgoal.config import project_root
+        from visgoal.tracking import file_hash
 
         flat = {k: v for k, v in self.params.flat().items() if k != "train.total_steps" and not k.startswith("profiles.")}
-        key = json.dumps([self.env_name, self.method, self.seed, flat], sort_keys=True, default=str)
-        return hashlib.sha256(key.encode()).hexdigest()
+        parts = {"run": json.dumps([self.env_name, self.method, self.seed]),
+                 "parameters": hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest(),
+                 "visgoal version": version("visgoal"),
+                 "env spec": file_hash(project_root() / "envs" / f"{self.env_name}.yaml")}
+        if self.view.kind == "latent":
+            parts["VAE"] = file_hash(self.vae_path)
+            if self.view.tuner is not None:
+                parts["VAE dataset"] = file_hash(self.dataset_path)
+        self._fingerprint = parts
+        return parts
 
     def load_checkpoint(self) -> bool:
         path = self.out_dir / paths.CHECKPOINT
         if not path.is_file():
             return False
         state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: numpy arrays inside
-        if state.get("fingerprint") != self.fingerprint():
-            log.warning("%s was written with other parameters: starting afresh (it will be overwritten)", path)
+        saved, now = state.get("fingerprint"), self.fingerprint()
+        if saved != now:
+            changed = sorted(k for k in now if not isinstance(saved, dict) or saved.get(k) != now[k])
+            log.warning("%s does not match this run (changed: %s): starting afresh (it will be overwritten)",
+                        path, ", ".join(changed))
             return False
         self.agent.load_state_dict(state["agent"])
         self.replay.load_state_dict(state["replay"])
