@@ -23,11 +23,12 @@ def countdown(t: int, tau_max: int) -> int:
 
 class Policy:
     def __init__(self, actor: torch.nn.Module, horizon: int | str | None = None, tau_max: int = 0,
-                 select: Callable | None = None, seed: int = 0):
+                 select: Callable | None = None, generator: torch.Generator | None = None):
         """`horizon`: None (no horizon input), an integer tau, or "countdown". `select(x, goal, generator)`
-        picks an action for one input x (1, D); candidates come from this policy's generator."""
+        picks an action for one input x (1, D); its candidates come from `generator` (the agent's, in
+        training, so that checkpoints carry it), else from the policy's own, reseeded every episode."""
         self.actor, self.horizon, self.tau_max, self.select = actor, horizon, tau_max, select
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.t = 0
         self._action_scale = actor.action_scale.cpu().numpy()  # Actor.to_env in numpy, converted once
         self._action_bias = actor.action_bias.cpu().numpy()

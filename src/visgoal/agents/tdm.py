@@ -144,10 +144,7 @@ class TDMAgent(RIGAgent):
         if tdm.action_selection == "argmax":
             def select(x, goal, gen):
                 return argmax_action(actor, critic, x, goal, tdm, gen)
-        policy = Policy(actor, "countdown" if training else tdm.eval_tau, tdm.tau_max, select)
-        if generator is not None:
-            policy.generator = generator
-        return policy
+        return Policy(actor, "countdown" if training else tdm.eval_tau, tdm.tau_max, select, generator)
 
     # --- learning -----------------------------------------------------------------------
     def q(self, f: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:

@@ -61,6 +61,7 @@ class Workspace:
         self.cfg, self.progress = params["train"], progress
         self.rng = set_seed_everywhere(seed)
         self.first = self.build(agent_class(method))  # the seeded reset: the first episode starts from it
+        self.inputs = self.fingerprint()  # hashed once: the run's inputs do not change under it
         self.needs_reset = False
         self.env_steps, self.episodes, self.wall_clock = 0, 0, 0.0
         self.next_eval, self.next_checkpoint = self.cfg["eval_every"], self.cfg["checkpoint_every"]
@@ -262,7 +263,7 @@ class Workspace:
             "wall_clock": time.monotonic() - self.start_wall,
             "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "env_rngs": [g.bit_generator.state for g in self._env_rngs()],
-            "fingerprint": self.fingerprint(), "view": self.view.state_dict(),
+            "fingerprint": self.inputs, "view": self.view.state_dict(),
         }
         with atomic_output(self.out_dir / paths.CHECKPOINT) as tmp:
             torch.save(state, tmp)
@@ -272,10 +273,7 @@ class Workspace:
         """What a checkpoint must match to be resumed, part by part: the run (env, method, seed), every
         parameter but train.total_steps (so that a finished run can be extended), the package version,
         and the content of every file the run reads: envs/<env>.yaml, and for image agents the VAE and,
-        when fine-tuning, its dataset. A changed part starts the run afresh. Computed once a run: its
-        inputs do not change under it."""
-        if getattr(self, "_fingerprint", None) is not None:
-            return self._fingerprint
+        when fine-tuning, its dataset. A changed part starts the run afresh."""
         import hashlib
         import json
         from importlib.metadata import version
@@ -292,7 +290,6 @@ class Workspace:
             parts["VAE"] = file_hash(self.vae_path)
             if self.view.tuner is not None:
                 parts["VAE dataset"] = file_hash(self.dataset_path)
-        self._fingerprint = parts
         return parts
 
     def load_checkpoint(self) -> bool:
@@ -300,7 +297,7 @@ class Workspace:
         if not path.is_file():
             return False
         state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: numpy arrays inside
-        saved, now = state.get("fingerprint"), self.fingerprint()
+        saved, now = state.get("fingerprint"), self.inputs
         if saved != now:
             changed = sorted(k for k in now if not isinstance(saved, dict) or saved.get(k) != now[k])
             log.warning("%s does not match this run (changed: %s): starting afresh (it will be overwritten)",
