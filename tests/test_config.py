@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from visgoal.config import ConfigError, load_params
@@ -18,6 +19,24 @@ def test_profiles_resolve(root, monkeypatch):
     assert paper["render"]["image_size"] == 128
     monkeypatch.setenv("VISGOAL_PROFILE", "paper")
     assert load_params(root / "params.yaml").profile == "paper"
+
+
+def test_under_dvc_the_sections_are_what_runs(root, monkeypatch):
+    """DVC records and `dvc exp run -S` sets params.yaml's sections: under DVC a profile that would
+    override them is refused in one line, and the default profile runs the sections as they are."""
+    import yaml
+
+    monkeypatch.setenv("DVC_STAGE", "train_image@fetch_reach-tdm-0")  # what DVC sets for a stage command
+    monkeypatch.delenv("VISGOAL_PROFILE", raising=False)
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    assert load_params(root / "params.yaml", "default").as_dict() == {
+        k: v for k, v in raw.items() if k not in ("profile", "profiles")}
+    for profile in ("smoke", "paper"):
+        with pytest.raises(ConfigError, match=rf"profile '{profile}' overrides params.yaml's sections \(.*dvc.*"
+                                              rf"VISGOAL_PROFILE={profile} snakemake"):
+            load_params(root / "params.yaml", profile)
+    monkeypatch.delenv("DVC_STAGE")
+    assert load_params(root / "params.yaml", "smoke")["seeds"] == raw["profiles"]["smoke"]["seeds"]
 
 
 def test_set_overrides_and_rejects_unknown_keys(root):
@@ -51,3 +70,60 @@ def test_every_subcommand_has_help_with_common_options(command):
     assert result.returncode == 0
     for option in ("--profile", "--set", "--out"):
         assert option in result.stdout
+
+
+def one_line_error(result, command: str) -> str:
+    """The single error line of a failed `python -m visgoal` (exit 2, no traceback)."""
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    (line,) = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert line.startswith(f"visgoal {command}: error: ".rstrip(" ") if command else "visgoal: error: ")
+    return line
+
+
+def test_an_unwritable_output_fails_before_the_work(tmp_path):
+    """A file where the output's folder should be: one line naming it, no run started, nothing written."""
+    from conftest import run_cli
+
+    (tmp_path / "blocker").write_text("")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli("train", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet",
+                     "--out", str(tmp_path / "blocker" / "run"), env={"MLFLOW_TRACKING_URI": uri})
+    line = one_line_error(result, "train")
+    assert "blocker is a file, not a folder" in line and "--out" in line
+    assert not (tmp_path / "mlflow.db").exists()  # failed before the MLflow run (and the training) began
+    for command in (["dataset"], ["evaluate", "--method", "td3"]):
+        result = run_cli(*command, "--env", "point_maze", "--profile", "smoke", "--quiet",
+                         "--out", str(tmp_path / "blocker" / "out.csv"))
+        assert "blocker is a file, not a folder" in one_line_error(result, command[0])
+
+
+def test_bad_environment_and_files_fail_in_one_line(tmp_path):
+    from conftest import run_cli
+
+    result = run_cli("--help", env={"MUJOCO_GL": "nonsense"})
+    assert "MUJOCO_GL='nonsense' is not an OpenGL backend" in one_line_error(result, "")
+    junk = tmp_path / "vae.pt"
+    junk.write_bytes(np.random.default_rng(0).bytes(5000))
+    result = run_cli("train", "--env", "point_maze", "--method", "rig", "--profile", "smoke", "--quiet",
+                     "--vae", str(junk), "--out", str(tmp_path / "run"))
+    line = one_line_error(result, "train")
+    assert "not a visgoal VAE checkpoint" in line and "weights_only" not in line  # never advise unsafe loading
+    result = run_cli("train", "--env", "point_maze", "--method", "rig", "--profile", "smoke", "--quiet",
+                     "--set", "rig.relabel.future=0.9", "--out", str(tmp_path / "run"))
+    line = one_line_error(result, "train")
+    assert "'rig.relabel'" in line and "sum to 1.4" in line and "replay" not in line
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    import os
+
+    from visgoal.files import atomic_output
+
+    gone = 2**22 + 1  # above Linux's largest pid_max: no such process
+    stale, live = tmp_path / f".out.h5.tmp-{gone}-abc", tmp_path / f".out.h5.tmp-{os.getpid()}-def"
+    stale.write_text("half"), live.write_text("being written")
+    with atomic_output(tmp_path / "out.h5") as tmp:
+        tmp.write_text("done")
+    assert (tmp_path / "out.h5").read_text() == "done"
+    assert not stale.exists() and live.exists()

@@ -144,7 +144,7 @@ def test_bad_spec_gets_a_clear_error(tmp_path, root):
 
 
 def test_missing_gl_libraries_get_one_line_naming_the_packages(monkeypatch):
-    from visgoal.envs import gl
+    from visgoal import gl
 
     monkeypatch.delenv("MUJOCO_GL", raising=False)
     monkeypatch.setattr(gl.ctypes.util, "find_library", lambda name: None)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import run_cli
+from visgoal import paths
 from visgoal.agents import load_policy
 from visgoal.agents.policy import Policy, countdown
 from visgoal.agents.replay import STRATEGIES, EpisodeReplay, negative_distance
@@ -27,9 +28,10 @@ SMOKE = load_params(profile="smoke")
 
 @pytest.fixture(scope="module")
 def env_vae(workdir):
-    """results/<env>/vae_dataset.h5 and vae.pt of the smoke profile, made once per env through the CLI."""
+    """results/smoke/<env>/vae_dataset.h5 and vae.pt (the smoke profile's tree), made once per env through
+    the CLI."""
     def make(env):
-        out = workdir / "results" / env
+        out = workdir / paths.root("smoke") / env
         if not (out / "vae.pt").is_file():
             for args in (["dataset", "--env", env, "--out", str(out / "vae_dataset.h5")],
                          ["train-vae", "--env", env, "--dataset", str(out / "vae_dataset.h5"),
@@ -43,7 +45,7 @@ def env_vae(workdir):
 @pytest.mark.parametrize("method", ["rig", "tdm"])
 def test_train_and_evaluate_through_the_cli(method, workdir, env_vae, env="point_maze"):
     """One env here, in detail; every env runs in the smoke DAG of test_pipeline.py."""
-    out = env_vae(env)  # the CLI's defaults find results/<env>/vae.pt and vae_dataset.h5 from the cwd
+    out = env_vae(env)  # the CLI's defaults find results/smoke/<env>/vae.pt and vae_dataset.h5 from the cwd
     assert main(["train", "--env", env, "--method", method, "--seed", "0", "--profile", "smoke", "--quiet"]) == 0
     run = out / method / "seed0"
     with open(run / "curve.csv") as f:
@@ -62,7 +64,7 @@ def test_train_and_evaluate_through_the_cli(method, workdir, env_vae, env="point
 
     # True and latent distance side by side in the run, with the relabelling mixture as params.
     client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name(experiment_name(env))
+    experiment = client.get_experiment_by_name(experiment_name(env, "smoke"))
     found = client.search_runs([experiment.experiment_id], f"tags.method = '{method}'")
     assert len(found) == 1
     data = found[0].data
@@ -199,7 +201,7 @@ def test_tdm_policy_acts_with_the_configured_horizon(training, eval_tau, expecte
 
 def test_eval_tau_beyond_tau_max_fails_in_one_line(workdir, env_vae, capsys, env="point_maze"):
     env_vae(env)
-    run = workdir / "results" / env / "tdm_bad_tau" / "seed0"
+    run = workdir / paths.root("smoke") / env / "tdm_bad_tau" / "seed0"
     assert main(["train", "--env", env, "--method", "tdm", "--profile", "smoke", "--quiet", "--out", str(run),
                  "--set", "tdm.eval_tau=4"]) == 2  # smoke: tau_max 3
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]

@@ -29,7 +29,6 @@ from conftest import ROOT
 
 BIN = Path(sys.executable).parent  # the virtualenv running the tests: snakemake, dvc and python
 PIPELINE_FILES = ("Snakefile", "workflow", "params.yaml", "envs", "dvc.yaml", ".dvcignore")
-DAG_KEYS = ("envs", "methods", "seeds")  # what shapes the DAG
 LOG_REDIRECT = re.compile(r"^(?P<cmd>.*) > (?P<log>\S+) 2>&1$")
 
 E2E = pytest.mark.e2e
@@ -41,10 +40,11 @@ def copy_pipeline(dest: Path, profile: str | None = None, with_source: bool = Fa
                   smoke_overrides: dict | None = None) -> Path:
     """The pipeline files in `dest`, a DVC repository without Git (`core.no_scm`).
 
-    `profile` pins params.yaml's `profile` key and writes the profile's envs/methods/seeds at the
-    top level: DVC's matrices read those, and it never sees $VISGOAL_PROFILE. `with_source` also
-    copies src/ (the code the DVC stages declare as deps; the stages themselves import the
-    installed package). `smoke_overrides` is deep-merged into `profiles.smoke`."""
+    `profile` writes that profile's values into params.yaml's own sections and selects the
+    default profile: what DVC runs (it refuses a profile that overrides the sections), and what
+    Snakemake then runs too, into `results/`. `with_source` also copies src/ (the code the DVC
+    stages declare as deps; the stages themselves import the installed package).
+    `smoke_overrides` is deep-merged into `profiles.smoke` first."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in PIPELINE_FILES + (("src",) if with_source else ()):
         source = ROOT / name
@@ -64,9 +64,9 @@ def copy_pipeline(dest: Path, profile: str | None = None, with_source: bool = Fa
         for section, values in (smoke_overrides or {}).items():
             params["profiles"]["smoke"].setdefault(section, {}).update(values)
         if profile:
-            params["profile"] = profile
-            for key in DAG_KEYS:
-                params[key] = (params["profiles"].get(profile) or {}).get(key, params[key])
+            from visgoal.config import deep_merge
+
+            params.update(deep_merge(params, params["profiles"].get(profile) or {}), profile="default")
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return dest
 
@@ -176,7 +176,7 @@ def read_csv(path: Path) -> list[dict]:
 
 
 # --- the DAG ------------------------------------------------------------------------------
-@pytest.mark.parametrize("profile", [None, "smoke"], ids=["params.yaml as is", "smoke pinned"])
+@pytest.mark.parametrize("profile", [None, "smoke"], ids=["params.yaml as is", "smoke in the sections"])
 def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, profile):
     """Same jobs (by their output files), the same command per job, the same edges."""
     work = copy_pipeline(tmp_path / "pipeline", profile=profile)
@@ -233,7 +233,8 @@ def test_dvc_stages_declare_params_metrics_and_plots(tmp_path):
     top_level = set(yaml.safe_load((work / "params.yaml").read_text()))
     stages = dvc_stages(work)
     for stage in stages:
-        assert {"profile", "profiles"} <= set(stage["params"]) <= top_level, (stage["name"], stage["params"])
+        assert "profile" in stage["params"] and set(stage["params"]) <= top_level, (stage["name"], stage["params"])
+        assert "profiles" not in stage["params"], stage["name"]  # DVC runs the sections, never a profile
     by_name = {s["name"]: s for s in stages}
     assert by_name["train_vae@fetch_reach"]["metrics"] == ["results/fetch_reach/vae_metrics.json"]
     assert by_name["evaluate@fetch_reach-tdm"]["metrics"] == ["results/fetch_reach/tdm_eval.json"]
@@ -247,21 +248,49 @@ def test_dvc_stages_declare_params_metrics_and_plots(tmp_path):
 
 
 def test_dry_run_of_one_evaluation_schedules_exactly_its_ancestors(tmp_path):
-    """`snakemake -n results/fetch_reach/tdm_eval.csv` at the smoke profile, from a clean tree."""
+    """`snakemake -n results/smoke/fetch_reach/tdm_eval.csv` at the smoke profile, from a clean tree."""
     work = copy_pipeline(tmp_path / "pipeline")
     env = tool_env(work, VISGOAL_PROFILE="smoke")
     from visgoal.config import load_params
 
     seeds = [str(s) for s in load_params(work / "params.yaml", "smoke")["seeds"]]
-    jobs = snakemake_jobs(work, "results/fetch_reach/tdm_eval.csv", env=env)
+    jobs = snakemake_jobs(work, "results/smoke/fetch_reach/tdm_eval.csv", env=env)
     assert Counter(j["rule"] for j in jobs) == {"dataset": 1, "train_vae": 1, "train_image": len(seeds), "evaluate": 1}
     assert {j["wildcards"]["env"] for j in jobs} == {"fetch_reach"}
     train = [j for j in jobs if j["rule"] == "train_image"]
     assert {j["wildcards"]["method"] for j in train} == {"tdm"}
     assert sorted(j["wildcards"]["seed"] for j in train) == sorted(seeds)
     # The same without --forceall: what a plain `snakemake -n <target>` says in a clean tree.
-    stats = snakemake(work, "-n", "results/fetch_reach/tdm_eval.csv", env=env).stdout
+    stats = snakemake(work, "-n", "results/smoke/fetch_reach/tdm_eval.csv", env=env).stdout
     assert re.search(r"^total\s+%d$" % (3 + len(seeds)), stats, re.M), stats
+
+
+def test_each_profile_has_its_own_results(tmp_path):
+    """Running one profile never reruns nor overwrites another's jobs: their DAGs share no output,
+    log or benchmark file; smoke and paper live in results/<profile>/, the default in results/."""
+    work = copy_pipeline(tmp_path / "pipeline")
+    files = {}
+    for profile in ("default", "smoke", "paper"):
+        jobs = snakemake_jobs(work, env=tool_env(work, VISGOAL_PROFILE=profile))
+        files[profile] = {path for job in jobs for path in (*job["outputs"], job["log"], job["benchmark"])}
+    for profile in ("smoke", "paper"):
+        assert all(path.startswith(f"results/{profile}/") for path in files[profile]), profile
+    assert not [path for path in files["default"] if path.startswith(("results/smoke/", "results/paper/"))]
+    assert "results/fetch_reach/tdm_eval.csv" in files["default"]  # the README's and `make run`'s target
+
+
+def test_dvc_refuses_a_profile_in_one_line(tmp_path):
+    """`profile: smoke` under DVC: the stage fails at once with the fix, and writes nothing."""
+    work = copy_pipeline(tmp_path / "pipeline", with_source=True)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    (work / "params.yaml").write_text(yaml.safe_dump({**params, "profile": "smoke"}, sort_keys=False))
+    result = dvc(work, "repro", "dataset@point_maze", check=False, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    errors = [line for line in output.splitlines() if "visgoal dataset: error:" in line]
+    assert len(errors) == 1 and "Traceback" not in output, output
+    assert "profile 'smoke' overrides" in errors[0] and "VISGOAL_PROFILE=smoke snakemake" in errors[0]
+    assert not list((work / "results").rglob("*.h5*")) if (work / "results").exists() else True
 
 
 def test_snakemake_lint_is_clean(tmp_path):
@@ -427,7 +456,7 @@ def test_changed_params_retrain_from_scratch(tmp_path):
     target = "results/point_maze/td3_eval.csv"
     snakemake(work, target, "--cores", "1", timeout=600)
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params["profiles"]["smoke"]["td3"]["actor_lr"] = 0.0005
+    params["td3"]["actor_lr"] = 0.0005
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dry = snakemake(work, "-n", target).stdout
     assert re.search(r"^train_td3\s+1$", dry, re.M) and re.search(r"^evaluate\s+1$", dry, re.M), dry

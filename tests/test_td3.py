@@ -7,6 +7,7 @@ smoke profile, on every environment.
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from visgoal.agents.replay import STRATEGIES, EpisodeReplay, negative_distance
 from visgoal.agents.td3 import TD3Agent, TD3Config
 from visgoal.cli import main
 from visgoal.config import load_params
+from visgoal.tracking import experiment_name
 from visgoal.agents import load_policy
 
 
@@ -168,13 +170,16 @@ def test_resume_after_sigkill(method, tmp_path, workdir, smoke_vae, smoke_datase
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     assert first.returncode == -signal.SIGKILL, "the first run finished before it could be killed"
-    checkpoint_step = torch.load(run / "checkpoint.pt", weights_only=False)["env_steps"]
+    checkpoint_step = torch.load(run / "checkpoint.pt", weights_only=True)["env_steps"]  # no code in it
     assert 300 <= checkpoint_step < 900
     assert not (run / "policy.pt").exists()
 
     second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
     assert f"from its checkpoint at env step {checkpoint_step}" in second.stderr
+    # --quiet (a pipeline's log): a line per log interval and per evaluation, for `tail -f`
+    assert re.search(r"step 900/900: \d+ steps/s, .*critic loss", second.stderr), second.stderr[-2000:]
+    assert re.search(r"eval at step 900: success [\d.]+, final distance", second.stderr), second.stderr[-2000:]
     with open(run / "curve.csv") as f:
         steps = [int(r["env_steps"]) for r in csv.DictReader(f)]
     assert steps[0] == 300 and steps[-1] == 900 and steps == sorted(set(steps))
@@ -230,6 +235,14 @@ def test_exploration_noise_anneals_and_ou_is_correlated():
         ExplorationNoise("pink", 1, 0.1, 0.1, 0, 0.15, np.random.default_rng(0))
 
 
+def test_a_foreign_checkpoint_fails_in_one_line(tmp_path, workdir, capsys):
+    (tmp_path / "checkpoint.pt").write_bytes(np.random.default_rng(0).bytes(4000))
+    assert main(["train", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet",
+                 "--out", str(tmp_path)]) == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert "not a visgoal checkpoint" in line and "delete it" in line and "weights_only" not in line
+
+
 def test_finished_run_started_again_rewrites_its_outputs(tmp_path, workdir):
     """A pipeline that re-runs a finished job (outputs removed, checkpoint kept) gets its outputs back."""
     args = ["train", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet", "--out",
@@ -254,7 +267,7 @@ def test_resume_into_a_new_tracking_store(tmp_path, workdir, monkeypatch, caplog
     assert "is not in the store; logging to a new run" in caplog.text
     assert "from its checkpoint at env step 200" in caplog.text
     (run,) = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'other.db'}").search_runs(
-        [mlflow.get_experiment_by_name("visgoal/point_maze").experiment_id])
+        [mlflow.get_experiment_by_name(experiment_name("point_maze", "smoke")).experiment_id])
     assert run.data.metrics["eval/success_rate"] >= 0 and run.data.params["train.total_steps"] == "300"
 
 

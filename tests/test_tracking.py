@@ -23,3 +23,16 @@ def test_parallel_processes_create_the_store_without_crashing(tmp_path, root):
     runs = mlflow.MlflowClient(uri).search_runs(
         [mlflow.MlflowClient(uri).get_experiment_by_name("visgoal/race").experiment_id])
     assert sorted(r.info.run_name for r in runs) == [f"job{i}" for i in range(2)]
+
+
+def test_profiles_log_to_their_own_experiments(tmp_path, monkeypatch):
+    """A smoke run is never the run a default-profile evaluation logs into, nor shown beside default runs."""
+    from visgoal import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert tracking.experiment_name("point_maze", "default") == "visgoal/point_maze"
+    assert tracking.experiment_name("point_maze", "smoke") != tracking.experiment_name("point_maze", "default")
+    with tracking.run("point_maze", "td3", "smoke", seed=0) as smoke_id:
+        pass
+    assert tracking.latest_run("point_maze", "td3", "smoke", 0) == smoke_id
+    assert tracking.latest_run("point_maze", "td3", "default", 0) is None

@@ -8,6 +8,7 @@ import torch
 
 from conftest import run_cli
 from visgoal.config import load_params
+from visgoal.tracking import experiment_name
 from visgoal.data import DatasetError, ImageDataset
 from visgoal.vae import VAE, VAEError, kl_weight, load_vae
 from visgoal.vae.lightning import VAEDataModule, split_indices
@@ -69,7 +70,7 @@ def test_mlflow_run_has_params_metrics_tags_and_artifacts(trained):
 
     out, uri = trained
     client = mlflow.MlflowClient(uri)
-    experiment = client.get_experiment_by_name("visgoal/point_maze")
+    experiment = client.get_experiment_by_name(experiment_name("point_maze", "smoke"))
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id], filter_string="attributes.run_name = 'vae'")
     assert len(runs) == 1
@@ -160,7 +161,7 @@ def test_missing_or_corrupt_dataset_gives_one_line_error(dataset, tmp_path):
     assert not (tmp_path / "vae.pt").exists()
     with pytest.raises(VAEError, match="not found"):
         load_vae(tmp_path / "vae.pt")
-    with pytest.raises(VAEError, match="not a readable VAE checkpoint"):
+    with pytest.raises(VAEError, match="not a visgoal VAE checkpoint"):
         load_vae(cut)
 
 
@@ -214,3 +215,55 @@ def test_data_module_batches_are_the_split_frames(dataset):
     assert torch.allclose(val, torch.from_numpy(expected).float())
     seen = torch.cat(list(module.train_dataloader()))
     assert seen.shape == (40, 3, 64, 64)
+
+
+class Killed(BaseException):
+    """A stand-in for SIGKILL that Lightning does not swallow (it keeps KeyboardInterrupt for itself)."""
+
+
+def test_killed_training_resumes_to_the_same_vae(dataset, tmp_path, monkeypatch, caplog):
+    """Killed after its second epoch's checkpoint, train-vae resumes at the third and writes the very
+    vae.pt and metrics an uninterrupted run writes; a resume checkpoint of other parameters is not used."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from visgoal.cli import main
+    from visgoal.vae.train import resume_file
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    def train(out, *extra):
+        return main(["train-vae", "--env", "point_maze", "--profile", "smoke", "--quiet", "--dataset", str(dataset),
+                     "--out", str(out), "--set", "vae.max_epochs=4", *extra])
+
+    assert train(tmp_path / "straight" / "vae.pt") == 0
+    save = ModelCheckpoint.on_train_epoch_end
+
+    def save_then_die(self, trainer, module):
+        save(self, trainer, module)
+        if trainer.current_epoch == 1:
+            raise Killed
+
+    monkeypatch.setattr(ModelCheckpoint, "on_train_epoch_end", save_then_die)
+    with pytest.raises(Killed):
+        train(tmp_path / "resumed" / "vae.pt")
+    monkeypatch.setattr(ModelCheckpoint, "on_train_epoch_end", save)
+    resume = resume_file(tmp_path / "resumed" / "vae.pt")
+    assert resume.is_file() and not (tmp_path / "resumed" / "vae.pt").exists()
+    assert torch.load(resume, weights_only=True)["visgoal"]["history"][-1]["epoch"] == 1  # no code in it
+
+    assert train(tmp_path / "resumed" / "vae.pt") == 0
+    assert "resuming the VAE's training" in caplog.text and "after epoch 2" in caplog.text
+    assert "epoch 3/4: train loss" in caplog.text  # --quiet (a pipeline's log): a line per epoch instead of a bar
+    assert not resume.parent.exists()  # done: nothing left to resume
+    straight, resumed = (torch.load(tmp_path / d / "vae.pt", weights_only=True) for d in ("straight", "resumed"))
+    assert all(torch.equal(straight["state_dict"][k], resumed["state_dict"][k]) for k in straight["state_dict"])
+    metrics = [json.loads((tmp_path / d / "vae_metrics.json").read_text()) for d in ("straight", "resumed")]
+    assert metrics[0] == metrics[1] and metrics[0]["epochs_run"] == 4
+
+    monkeypatch.setattr(ModelCheckpoint, "on_train_epoch_end", save_then_die)
+    with pytest.raises(Killed):
+        train(tmp_path / "other" / "vae.pt")
+    monkeypatch.setattr(ModelCheckpoint, "on_train_epoch_end", save)
+    caplog.clear()
+    assert train(tmp_path / "other" / "vae.pt", "--set", "vae.lr=0.002") == 0
+    assert "does not match this run (changed: parameters)" in caplog.text and "resuming" not in caplog.text

@@ -1,6 +1,6 @@
 """visgoal: visual goal-conditioned RL from pixels."""
 
-from visgoal.envs.gl import select_backend as _select_gl_backend
+from visgoal.gl import select_backend as _select_gl_backend
 
 # MuJoCo reads MUJOCO_GL at its first import; choose a headless backend before that can happen.
 _select_gl_backend()

@@ -23,7 +23,8 @@ log = logging.getLogger("visgoal")
 
 def _common(parser: argparse.ArgumentParser, out_help: str) -> None:
     parser.add_argument("--profile", choices=PROFILES, default=None,
-                        help=f"scale profile (default: ${PROFILE_ENV_VAR}, then params.yaml's 'profile')")
+                        help=f"scale profile (default: ${PROFILE_ENV_VAR}, then params.yaml's 'profile'); its results "
+                             "tree is results/ (default profile) or results/<profile>/, the 'results/' below")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one parameter of params.yaml; repeatable")
     parser.add_argument("--params", type=Path, default=None, help="params file (default: ./params.yaml)")
@@ -33,7 +34,10 @@ def _common(parser: argparse.ArgumentParser, out_help: str) -> None:
 
 def _resolve(args: argparse.Namespace) -> Params:
     params = load_params(args.params, args.profile, args.overrides)
-    log.info("resolved parameters (profile %s): %s", params.profile, json.dumps(params.as_dict(), sort_keys=True))
+    if sys.stderr.isatty():  # a person watching: the blob would bury the progress (MLflow has every value)
+        log.info("profile %s%s", params.profile, "".join(f", --set {o}" for o in args.overrides))
+    else:  # a log file: the full record, once, at its top
+        log.info("resolved parameters (profile %s): %s", params.profile, json.dumps(params.as_dict(), sort_keys=True))
     return params
 
 
@@ -42,7 +46,8 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     from visgoal.stages import dataset
 
     params = _resolve(args)
-    dataset(args.env, args.out or paths.dataset(args.env), params, progress=not args.quiet)
+    dataset(args.env, args.out or paths.dataset(args.env, paths.root(params.profile)), params,
+            progress=not args.quiet)
     return 0
 
 
@@ -50,7 +55,8 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
     from visgoal.stages import train_vae
 
     params = _resolve(args)
-    train_vae(args.env, args.dataset or paths.dataset(args.env), args.out or paths.vae(args.env), params,
+    root = paths.root(params.profile)
+    train_vae(args.env, args.dataset or paths.dataset(args.env, root), args.out or paths.vae(args.env, root), params,
               progress=not args.quiet)
     return 0
 
@@ -59,7 +65,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from visgoal.stages import train
 
     params = _resolve(args)
-    train(args.env, args.method, args.seed, args.out or paths.run_dir(args.env, args.method, args.seed), params,
+    out = args.out or paths.run_dir(args.env, args.method, args.seed, paths.root(params.profile))
+    train(args.env, args.method, args.seed, out, params,
           vae=args.vae, dataset_path=args.dataset, progress=not args.quiet)
     return 0
 
@@ -68,7 +75,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from visgoal.stages import evaluate
 
     params = _resolve(args)
-    evaluate(args.env, args.method, args.out or paths.evaluation(args.env, args.method), params, seeds=args.seeds,
+    out = args.out or paths.evaluation(args.env, args.method, root=paths.root(params.profile))
+    evaluate(args.env, args.method, out, params, seeds=args.seeds,
              eval_seed=args.eval_seed, runs=args.runs, vae=args.vae, progress=not args.quiet)
     return 0
 
@@ -77,7 +85,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from visgoal.stages import report
 
     params = _resolve(args)
-    report(args.results, args.out or paths.report_dir(args.results), params)
+    results = args.results or paths.root(params.profile)
+    report(results, args.out or paths.report_dir(results), params)
     return 0
 
 
@@ -152,8 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("report", help="tables and plots over every environment and method")
-    p.add_argument("--results", type=Path, default=Path("results"), help="results directory")
-    _common(p, "output directory (default: results/report)")
+    p.add_argument("--results", type=Path, default=None,
+                   help="results directory (default: the profile's: results/, or results/<profile>/)")
+    _common(p, "output directory (default: <results>/report)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench-render", help="frames per second: gymnasium's renderer vs ours, in one run")
@@ -175,8 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ConfigError, ValueError, RuntimeError, OSError) as err:
         if os.environ.get("VISGOAL_DEBUG"):
             raise
-        print(f"visgoal {args.command}: error: {err}", file=sys.stderr)
+        print(f"visgoal {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _one_line(err: Exception) -> str:
+    """Our errors say what to do; an operating system's error names its file and the reason."""
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+    return str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -134,6 +134,23 @@ class Params:
         return out
 
 
+def dvc_profile_error(profile: str, overlay: dict) -> str:
+    """Why a profile cannot run under DVC, and what to do instead.
+
+    DVC records, and `dvc exp run -S` sets, params.yaml's own sections; a profile overrides
+    them after DVC has read them. So under DVC (which sets $DVC_STAGE for every stage command)
+    the parameters must be the sections themselves: the default profile, with nothing in
+    `profiles.default`. Otherwise `-S tdm.tau_max=2` would run with the profile's value while
+    DVC records 2, and DVC's matrices would train the top-level seeds the profile does not use."""
+    keys = sorted(f"{section}.{key}" if isinstance(values, dict) else section
+                  for section, values in overlay.items() for key in (values if isinstance(values, dict) else [None]))
+    shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+    return (f"profile '{profile}' overrides params.yaml's sections ({shown}), and dvc records and sets the "
+            f"sections, not what the profile makes of them: for dvc, set 'profile: default' (with an empty "
+            f"profiles.default) and put the values in the sections, or run the profile with "
+            f"`VISGOAL_PROFILE={profile} snakemake`")
+
+
 def load_params(
     path: Path | None = None, profile: str | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> Params:
@@ -150,8 +167,24 @@ def load_params(
     chosen = profile or os.environ.get(PROFILE_ENV_VAR) or raw["profile"]
     if chosen not in PROFILES:
         raise ConfigError(f"unknown profile '{chosen}' (choose one of: {', '.join(PROFILES)})")
-    values = deep_merge(base, profiles.get(chosen) or {})
+    overlay = profiles.get(chosen) or {}
+    if os.environ.get("DVC_STAGE") and overlay:
+        raise ConfigError(dvc_profile_error(chosen, overlay))
+    values = deep_merge(base, overlay)
     for text in overrides:
         apply_override(values, *parse_override(text))
-    validate(values, "params.schema.json", f"{path} (profile {chosen}, after --set)")
+    source = f"{path} (profile {chosen}, after --set)"
+    validate(values, "params.schema.json", source)
+    check_relabel(values, source)
     return Params(profile=chosen, values=values)
+
+
+def check_relabel(values: dict, source: str) -> None:
+    """Every relabelling mixture (`replay.relabel`, `rig.relabel`, `tdm.relabel`) sums to at most 1:
+    what it leaves over keeps the transition's own goal. Checked here, naming its own key, before
+    any stage starts (the schema bounds each weight, not their sum)."""
+    for section, body in values.items():
+        mixture = body.get("relabel") if isinstance(body, dict) else None
+        if isinstance(mixture, dict) and sum(mixture.values()) > 1 + 1e-9:
+            raise ConfigError(f"{source}: key '{section}.relabel': the weights sum to {sum(mixture.values()):g}, "
+                              f"more than 1 ({mixture}); lower one of them")

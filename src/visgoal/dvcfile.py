@@ -18,9 +18,9 @@ HEADER = """\
 # The same DAG as the Snakefile (workflow/rules/*.smk), for `dvc repro`: the same stages, the same
 # outputs, and the same commands (Snakemake only adds `> <log> 2>&1`); tests/test_pipeline.py checks.
 #
-# The matrices read params.yaml's top-level `envs` and `seeds`. DVC does not see $VISGOAL_PROFILE,
-# nor a profile's override of `seeds` (smoke: [0]): for `dvc repro` choose the profile with
-# params.yaml's `profile` key, and make the top-level lists what that profile should run.
+# DVC runs params.yaml's own sections: what it records, what `dvc exp run -S` sets and what its
+# matrices (`envs`, `seeds`) expand are the parameters the stages run with. So a profile that
+# overrides the sections (smoke, paper) is refused under DVC, in one line; run those with Snakemake.
 # Run it with the project's virtualenv active, so that `python` is its interpreter.
 """
 
@@ -41,7 +41,7 @@ def stages(envs: list[str], methods: list[str]) -> dict:
             "matrix": {"env": "${envs}"},
             "cmd": f"python -m visgoal dataset --env {ENV} --out {paths.dataset(ENV)} --quiet",
             "deps": [f"envs/{ENV}.yaml", "src/visgoal/envs", "src/visgoal/data"],
-            "params": ["profile", "profiles", "render", "dataset"],
+            "params": ["profile", "render", "dataset"],
             "outs": [_s(paths.dataset(ENV)), _s(paths.dataset_samples(ENV))],
         },
         "train_vae": {
@@ -49,7 +49,7 @@ def stages(envs: list[str], methods: list[str]) -> dict:
             "cmd": f"python -m visgoal train-vae --env {ENV} --dataset {paths.dataset(ENV)} --out {paths.vae(ENV)} "
                    "--quiet",
             "deps": [_s(paths.dataset(ENV)), "src/visgoal/vae"],
-            "params": ["profile", "profiles", "vae"],
+            "params": ["profile", "vae"],
             "outs": [_s(paths.vae(ENV)), _s(paths.vae_recon(ENV))],
             "metrics": [_s(paths.vae_metrics(ENV))],
         },
@@ -59,7 +59,7 @@ def stages(envs: list[str], methods: list[str]) -> dict:
             "matrix": {"env": "${envs}", "seed": "${seeds}"},
             "cmd": f"python -m visgoal train --env {ENV} --method td3 --seed {SEED} --out {td3_run} --quiet",
             "deps": [f"envs/{ENV}.yaml", "src/visgoal/agents", "src/visgoal/envs", "src/visgoal/evaluation.py"],
-            "params": ["profile", "profiles", "train", "td3", "replay", "evaluate"],
+            "params": ["profile", "train", "td3", "replay", "evaluate"],
             "outs": [_s(td3_run / paths.POLICY)],
             "plots": [{_s(td3_run / paths.CURVE): CURVE_PLOT}],
         },
@@ -69,7 +69,7 @@ def stages(envs: list[str], methods: list[str]) -> dict:
                    f"--dataset {paths.dataset(ENV)} --out {image_run} --quiet",
             "deps": [f"envs/{ENV}.yaml", _s(paths.vae(ENV)), _s(paths.dataset(ENV)), "src/visgoal/agents",
                      "src/visgoal/envs", "src/visgoal/vae", "src/visgoal/evaluation.py"],
-            "params": ["profile", "profiles", "render", "train", "td3", "replay", "evaluate", "vae", "image_agents",
+            "params": ["profile", "render", "train", "td3", "replay", "evaluate", "vae", "image_agents",
                        METHOD],
             "outs": [_s(image_run / paths.POLICY), _s(image_run / paths.RUN_VAE)],
             "plots": [{_s(image_run / paths.CURVE): CURVE_PLOT}],
@@ -82,7 +82,7 @@ def stages(envs: list[str], methods: list[str]) -> dict:
                    f"--out {paths.evaluation(ENV, METHOD, 'csv')} --quiet",
             "deps": [f"envs/{ENV}.yaml", _s(paths.runs(ENV, METHOD)), "src/visgoal/evaluation.py",
                      "src/visgoal/agents", "src/visgoal/envs"],
-            "params": ["profile", "profiles", "seeds", "render", "evaluate"],
+            "params": ["profile", "seeds", "render", "evaluate"],
             "outs": [_s(paths.evaluation(ENV, METHOD, "csv")), _s(paths.evaluation(ENV, METHOD, "png"))],
             "metrics": [_s(paths.evaluation(ENV, METHOD, "json"))],
         },
@@ -91,7 +91,7 @@ def stages(envs: list[str], methods: list[str]) -> dict:
             "deps": ["src/visgoal/report.py"]
                     + [_s(p) for env in envs for p in [*(paths.evaluation(env, m, ext) for m in methods
                                                          for ext in ("csv", "png")), paths.vae_recon(env)]],
-            "params": ["profile", "profiles", "envs", "methods", "seeds"],
+            "params": ["profile", "envs", "methods", "seeds"],
             "outs": [_s(paths.report_dir() / name) for name in paths.REPORT_FILES],
         },
     }

@@ -9,16 +9,60 @@ from pathlib import Path
 from typing import Iterator
 
 
+class OutputError(ValueError):
+    """An output that cannot be written: one line, with the fix."""
+
+
+def check_writable(path: str | Path) -> Path:
+    """Fail now, in one line, if `path` cannot be written, rather than after the work: a probe file
+    (removed at once) in the nearest folder that exists; no folder is created."""
+    path = Path(path)
+    fix = "choose another --out, or make the folder writable"
+    if path.is_dir():
+        raise OutputError(f"{path}: a folder is in the way of this output file; {fix}")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OutputError(f"{path}: cannot write it, {blocker} is a file, not a folder; {fix}")
+    folder = next(p for p in path.absolute().parents if p.is_dir())
+    try:
+        with tempfile.NamedTemporaryFile(prefix=f".{path.name}.probe-", dir=folder):
+            pass
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write it ({err.strerror or err}); {fix}") from None
+    return path
+
+
+def remove_stale(path: Path) -> None:
+    """Remove what killed writers of `path` left behind (`.<name>.tmp-<pid>-*` of a process that is
+    gone), so that a rerun starts clean; a live writer's file stays."""
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = stale.name.removeprefix(f".{path.name}.tmp-").split("-", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
 
-    A killed process leaves at most a `.<name>.tmp-*` file, never a file under the
-    final name that looks complete.
+    A killed process leaves at most a `.<name>.tmp-<pid>-*` file, never a file under the
+    final name that looks complete; the next write of `path` removes it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    remove_stale(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)

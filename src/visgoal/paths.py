@@ -1,5 +1,10 @@
 """The results layout, in one place: every stage, rule and report finds its files here.
 
+Each profile has its own tree, so that running one never overwrites another's results:
+`results/` for the default profile (the files dvc.yaml and the README name), and
+`results/<profile>/` for the others (`results/smoke/`, `results/paper/`). Below, `results/`
+is a profile's root (`root(profile)`):
+
     results/<env>/vae_dataset.h5, dataset_samples.png           dataset
     results/<env>/vae.pt, vae_metrics.json, vae_recon.png        train-vae
     results/<env>/<method>/seed<k>/                              train (policy.pt, curve.csv, ...)
@@ -16,6 +21,11 @@ from __future__ import annotations
 from pathlib import Path
 
 RESULTS = Path("results")
+
+
+def root(profile: str) -> Path:
+    """A profile's results tree: `results/` for the default profile, `results/<profile>/` otherwise."""
+    return RESULTS if profile == "default" else RESULTS / profile
 
 
 def env_dir(env: str, root: str | Path = RESULTS) -> Path:

@@ -81,6 +81,13 @@ def summarize(evals: pd.DataFrame, envs, methods) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 
+def unit(env: str) -> str:
+    """The unit of an env's true goal distance (m; rad for a joint angle; both for the cart-pole)."""
+    from visgoal.envs import load_spec
+
+    return load_spec(env).distance_unit
+
+
 def markdown_table(summary: pd.DataFrame, envs, methods, seeds, profile: str) -> str:
     """Methods x environments; a cell is `success mean ± std over seeds (final distance)`."""
     envs = [e for e in envs if (summary["env"] == e).any()]
@@ -88,7 +95,7 @@ def markdown_table(summary: pd.DataFrame, envs, methods, seeds, profile: str) ->
     cells = {}
     for r in summary.itertuples():
         spread = "" if r.n_seeds < 2 else f" ± {r.success_rate_std:.2f}"
-        cells[r.env, r.method] = f"{r.success_rate_mean:.2f}{spread} ({r.final_distance_mean:.3f} m)"
+        cells[r.env, r.method] = f"{r.success_rate_mean:.2f}{spread} ({r.final_distance_mean:.3f} {unit(r.env)})"
     lines = [
         f"# visgoal results (profile {profile})",
         "",
@@ -129,7 +136,7 @@ def method_colors(methods) -> dict[str, tuple]:
     return {m: colormaps["tab10"](i % 10) for i, m in enumerate(methods)}
 
 
-def plot_curves(curves: pd.DataFrame, envs, methods, path: Path) -> Path:
+def plot_curves(curves: pd.DataFrame, envs, methods, path: Path, title: str) -> Path:
     from matplotlib.lines import Line2D
     from matplotlib.ticker import EngFormatter
     from scipy.special import stdtrit  # Student t quantiles; scipy.stats costs a second to import
@@ -165,6 +172,7 @@ def plot_curves(curves: pd.DataFrame, envs, methods, path: Path) -> Path:
     handles = [Line2D([], [], color=colors[m], label=m) for m in present]
     fig.legend(handles=handles, loc="outside upper center", ncols=len(present),
                title="mean over seeds, shaded: 95% confidence interval")
+    fig.suptitle(title)
     return _save(fig, path)
 
 
@@ -178,7 +186,7 @@ def plot_final(summary: pd.DataFrame, envs, methods, path: Path) -> Path:
     x = np.arange(len(envs))
     table = summary.set_index(["env", "method"])
     for ax, metric, label, fmt in zip(axes, ("success_rate", "final_distance"),
-                                      ("final success rate", "final distance to goal (m)"), ("{:.2f}", "{:.3g}")):
+                                      ("final success rate", "final distance to goal"), ("{:.2f}", "{:.3g}")):
         for i, method in enumerate(present):
             rows = table.reindex([(e, method) for e in envs])
             bars = ax.bar(x + (i - (len(present) - 1) / 2) * width, rows[f"{metric}_mean"].fillna(0), width,
@@ -194,14 +202,15 @@ def plot_final(summary: pd.DataFrame, envs, methods, path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
         ax.margins(y=0.12)
     axes[0].set_ylim(0, 1.12)
-    axes[1].set_xticks(x, envs, rotation=20 if len(envs) > 3 else 0, ha="right" if len(envs) > 3 else "center")
+    axes[1].set_xticks(x, [f"{e}\n(distance in {unit(e)})" for e in envs], rotation=20 if len(envs) > 3 else 0,
+                       ha="right" if len(envs) > 3 else "center")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center", ncols=len(present),
                title="mean over seeds, error bars: std over seeds")
     return _save(fig, path)
 
 
-def plot_pictures(pictures: dict[tuple[str, str], Path], path: Path, column_labels=None) -> Path:
-    """Saved PNGs in a grid of panels: one row per env, one column per method (or one column)."""
+def plot_pictures(pictures: dict[tuple[str, str], Path], path: Path) -> Path:
+    """Saved (labelled) PNGs in a grid of panels: one row per env, one column per method (or one column)."""
     import matplotlib.image
 
     envs = list(dict.fromkeys(env for env, _ in pictures))
@@ -225,10 +234,6 @@ def plot_pictures(pictures: dict[tuple[str, str], Path], path: Path, column_labe
                 continue
             ax.imshow(image, interpolation="nearest")
             ax.set_title(title, fontsize=10)
-            if column_labels:  # the tiles of an image_grid row, evenly spaced
-                n = len(column_labels)
-                ax.set_xticks((np.arange(n) + 0.5) * image.shape[1] / n, column_labels, fontsize=8)
-                ax.tick_params(length=0)
     return _save(fig, path)
 
 
@@ -255,7 +260,10 @@ def report(results_dir: Path, out_dir: Path, params) -> Path:
     if curves.empty:
         log.warning("no <env>/<method>/seed<k>/curve.csv under %s: no curves.png", results_dir)
     else:
-        plot_curves(curves, envs, methods, out_dir / "curves.png")
+        budget = int(curves["env_steps"].max())
+        plot_curves(curves, envs, methods, out_dir / "curves.png",
+                    f"profile {params.profile}: evaluation success during training, up to {budget:,} env steps, "
+                    f"seeds {', '.join(map(str, seeds))}")
     recon = {(env, ""): p for env in envs if (p := paths.vae_recon(env, results_dir)).is_file()}
     if recon:
         plot_pictures(recon, out_dir / "vae_recon.png")
@@ -263,7 +271,7 @@ def report(results_dir: Path, out_dir: Path, params) -> Path:
         log.warning("no <env>/vae_recon.png under %s: no vae_recon.png", results_dir)
     frames = {(env, m): p for env in envs for m in methods if (p := paths.evaluation(env, m, "png", results_dir)).is_file()}
     if frames:
-        plot_pictures(frames, out_dir / "frames.png", column_labels=("first", "final", "goal"))
+        plot_pictures(frames, out_dir / "frames.png")
     else:
         log.warning("no <env>/<method>_eval.png under %s: no frames.png", results_dir)
     return out_dir

@@ -20,7 +20,7 @@ import numpy as np
 
 from visgoal import paths
 from visgoal.config import Params
-from visgoal.files import atomic_output
+from visgoal.files import atomic_output, check_writable
 
 log = logging.getLogger("visgoal")
 
@@ -30,9 +30,10 @@ def dataset(env: str, out: Path, params: Params, progress: bool = True) -> Path:
     """Collect the VAE's image dataset (half goal images, half observations) and its sample picture."""
     from visgoal.data import write_dataset
     from visgoal.envs import make_env
-    from visgoal.figures import save_png
+    from visgoal.figures import save_labelled_grid
 
     cfg = params["dataset"]
+    check_writable(out)
     start = time.perf_counter()
     with make_env(env, image_size=params["render"]["image_size"]) as e:
         write_dataset(e, out, frames=cfg["frames"], seed=cfg["seed"], chunk_frames=cfg["chunk_frames"],
@@ -42,15 +43,15 @@ def dataset(env: str, out: Path, params: Params, progress: bool = True) -> Path:
     seconds = time.perf_counter() - start
     log.info("%d frames in %.1f s: %.1f frames/s", cfg["frames"], seconds, cfg["frames"] / seconds)
     samples = Path(out).with_name(paths.dataset_samples(env).name)
-    save_png(sample_grid(out), samples, scale=2)
+    save_labelled_grid(sample_rows(out), samples, f"{env}: VAE dataset of {cfg['frames']} frames, evenly spaced "
+                       f"samples", ["observations\n(random actions)", "goal images"])
     log.info("wrote %s and %s", out, samples)
     return Path(out)
 
 
-def sample_grid(path: Path, columns: int = 8):
+def sample_rows(path: Path, columns: int = 8) -> list[list[np.ndarray]]:
     """Observations above goal images, like Figure 3 of the image-based TDM report."""
     from visgoal.data import ImageDataset
-    from visgoal.figures import image_grid
 
     data = ImageDataset(path)
     is_goal = data.read("is_goal", slice(None))
@@ -60,13 +61,14 @@ def sample_grid(path: Path, columns: int = 8):
         index = picks[flag][np.linspace(0, len(picks[flag]) - 1, min(columns, len(picks[flag]))).astype(int)]
         rows.append(list(data.images(np.unique(index))))
     data.close()
-    return image_grid(rows)
+    return rows
 
 
 # --- train-vae and train ------------------------------------------------------------------
 def train_vae(env: str, dataset_path: Path, out: Path, params: Params, progress: bool = True) -> dict:
     from visgoal.vae.train import train_vae as fit
 
+    check_writable(out)
     return fit(env, dataset_path, out, params, progress=progress)
 
 
@@ -74,6 +76,7 @@ def train(env: str, method: str, seed: int, out: Path, params: Params, vae: Path
           dataset_path: Path | None = None, progress: bool = True) -> Path:
     from visgoal.agents.workspace import train as run
 
+    check_writable(Path(out) / paths.POLICY)
     return run(env, method, seed, out, params, vae=vae, dataset=dataset_path, progress=progress)
 
 
@@ -88,18 +91,21 @@ def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, e
     from visgoal.agents import load_policy
     from visgoal.envs import make_env
     from visgoal.evaluation import COLUMNS, episode_seed, run_episode, summary, write_summary
-    from visgoal.figures import image_grid, save_png
+    from visgoal.envs import load_spec
+    from visgoal.figures import save_labelled_grid
 
+    check_writable(out_csv)
     torch.set_num_threads(1)
     cfg = params["evaluate"]
     seeds = list(seeds or params["seeds"])
     eval_seed = cfg["eval_seed"] if eval_seed is None else eval_seed
-    runs = Path(runs) if runs else paths.runs(env, method)
+    runs = Path(runs) if runs else paths.runs(env, method, paths.root(params.profile))
     out_csv = Path(out_csv)
     loaded = {seed: load_policy(paths.seed_dir(runs, seed), vae) for seed in seeds}
     needs_images = any(view.needs_images for view, _, _ in loaded.values())
 
-    rows, pictures = [], []
+    rows, pictures, captions = [], [], []
+    unit = load_spec(env).distance_unit
     with make_env(env, image_size=params["render"]["image_size"],
                   render_images=needs_images or cfg["picture_episodes"] > 0) as e:
         bar = tqdm(total=len(seeds) * cfg["episodes"], desc=f"evaluate {env}/{method}", disable=not progress)
@@ -110,6 +116,8 @@ def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, e
                 result = run_episode(e, view, policy, episode_seed(eval_seed, i), frames=frames)
                 if frames:
                     pictures.append(result.pop("frames"))
+                    captions.append(f"episode {i}\n{'success' if result['success'] else 'failure'}, "
+                                    f"{result['final_distance']:.3f} {unit}")
                 rows.append({"env": env, "method": method, "seed": seed, "episode": i, **result})
                 bar.update()
         bar.close()
@@ -122,7 +130,10 @@ def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, e
     write_summary(out_csv.with_suffix(".json"), env, method, cfg["episodes"], per_seed)
     picture = None
     if pictures:
-        picture = save_png(image_grid(pictures), out_csv.with_suffix(".png"), scale=2)
+        picture = save_labelled_grid(
+            pictures, out_csv.with_suffix(".png"), f"{env} / {method}, seed {seeds[0]}: evaluation episodes "
+            f"(final distance to the goal, success below {load_spec(env).success_threshold} {unit})", captions,
+            ["first frame", "final frame", "goal image"])
     for seed, s in per_seed.items():
         log.info("%s/%s seed %d: success %.3f, final distance %.4f over %d episodes",
                  env, method, seed, s["success_rate"], s["final_distance"], cfg["episodes"])
@@ -138,7 +149,7 @@ def log_evaluation(env, method, params, per_seed, metas, picture, out_csv) -> No
     from visgoal import tracking
 
     for seed, s in per_seed.items():
-        with tracking.run(env, method, params.profile, seed, run_id=tracking.latest_run(env, method, seed)):
+        with tracking.run(env, method, params.profile, seed, run_id=tracking.latest_run(env, method, params.profile, seed)):
             mlflow.log_metrics({f"final_eval/{k}": v for k, v in s.items()}, step=int(metas[seed].get("env_steps", 0)))
             mlflow.log_artifact(str(out_csv), artifact_path="evaluation")
             if picture is not None and seed == next(iter(per_seed)):
@@ -149,4 +160,5 @@ def log_evaluation(env, method, params, per_seed, metas, picture, out_csv) -> No
 def report(results: Path, out: Path, params: Params) -> Path:
     from visgoal.report import report as write
 
+    check_writable(Path(out) / paths.REPORT_FILES[0])
     return write(results, out, params)

@@ -47,9 +47,11 @@ def init_store() -> str:
     return uri
 
 
-def experiment_name(env: str) -> str:
-    """One experiment per environment."""
-    return f"visgoal/{env}"
+def experiment_name(env: str, profile: str) -> str:
+    """One experiment per environment and profile: `visgoal/<env>` for the default profile,
+    `visgoal-<profile>/<env>` for the others, so that a smoke run never mixes with the runs it
+    would be compared with (nor becomes the run an evaluation logs into)."""
+    return f"visgoal/{env}" if profile == "default" else f"visgoal-{profile}/{env}"
 
 
 def run_name(method: str, seed: int | None = None) -> str:
@@ -76,6 +78,23 @@ def file_hash(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def fingerprint(parameters: dict, files: dict[str, str | Path], **parts: str) -> dict[str, str]:
+    """What resume state must match to be resumed, part by part: `parts` as given, a hash of the
+    `parameters`, the package version, and the content of every input file."""
+    import hashlib
+    import json
+    from importlib.metadata import version
+
+    return {**parts,
+            "parameters": hashlib.sha256(json.dumps(parameters, sort_keys=True, default=str).encode()).hexdigest(),
+            "visgoal version": version("visgoal"), **{name: file_hash(path) for name, path in files.items()}}
+
+
+def changed(saved, now: dict[str, str]) -> list[str]:
+    """The parts of `now` that a saved fingerprint does not match (all of them if there is none)."""
+    return sorted(k for k in now if not isinstance(saved, dict) or saved.get(k) != now[k])
+
+
 def base_tags(env: str, method: str, profile: str, seed: int | None = None, inputs: dict | None = None) -> dict:
     """Tags every run carries, so runs can be filtered and compared in `mlflow ui`."""
     tags = {"env": env, "method": method, "profile": profile, "git_commit": git_commit()}
@@ -86,12 +105,12 @@ def base_tags(env: str, method: str, profile: str, seed: int | None = None, inpu
     return tags
 
 
-def latest_run(env: str, method: str, seed: int | None = None) -> str | None:
+def latest_run(env: str, method: str, profile: str, seed: int | None = None) -> str | None:
     """The id of the newest run named `run_name(method, seed)` in the env's experiment, or None."""
     import mlflow
 
     client = mlflow.MlflowClient(init_store())
-    experiment = client.get_experiment_by_name(experiment_name(env))
+    experiment = client.get_experiment_by_name(experiment_name(env, profile))
     if experiment is None:
         return None
     query = f"tags.method = '{method}' and attributes.run_name = '{run_name(method, seed)}'"
@@ -114,7 +133,7 @@ def run(env: str, method: str, profile: str, seed: int | None = None, run_id: st
     import mlflow
 
     init_store()
-    experiment = mlflow.set_experiment(experiment_name(env))
+    experiment = mlflow.set_experiment(experiment_name(env, profile))
     if run_id and mlflow.MlflowClient().search_runs(
             [experiment.experiment_id], filter_string=f"attributes.run_id = '{run_id}'"):
         mlflow.start_run(run_id=run_id)

@@ -8,8 +8,8 @@ rule train_td3:
     input:
         spec="envs/{env}.yaml",
     output:
-        policy=str(paths.run_dir("{env}", "td3", "{seed}") / paths.POLICY),
-        curve=str(paths.run_dir("{env}", "td3", "{seed}") / paths.CURVE),
+        policy=str(paths.run_dir("{env}", "td3", "{seed}", ROOT) / paths.POLICY),
+        curve=str(paths.run_dir("{env}", "td3", "{seed}", ROOT) / paths.CURVE),
     log:
         logged("{env}/td3/train_seed{seed}")[0],
     benchmark:
@@ -32,8 +32,8 @@ rule train_image:
     """An image agent (tdm, rig), one seed: VAE latents of the camera image and the goal image."""
     input:
         spec="envs/{env}.yaml",
-        vae=str(paths.vae("{env}")),
-        dataset=str(paths.dataset("{env}")),
+        vae=str(paths.vae("{env}", ROOT)),
+        dataset=str(paths.dataset("{env}", ROOT)),
     output:
         policy=f"{RUN}/{paths.POLICY}",
         curve=f"{RUN}/{paths.CURVE}",
@@ -67,9 +67,9 @@ rule evaluate:
         evaluate_inputs,
         spec="envs/{env}.yaml",
     output:
-        csv=str(paths.evaluation("{env}", "{method}", "csv")),
-        summary=str(paths.evaluation("{env}", "{method}", "json")),
-        picture=str(paths.evaluation("{env}", "{method}", "png")),
+        csv=str(paths.evaluation("{env}", "{method}", "csv", ROOT)),
+        summary=str(paths.evaluation("{env}", "{method}", "json", ROOT)),
+        picture=str(paths.evaluation("{env}", "{method}", "png", ROOT)),
     log:
         logged("{env}/{method}/evaluate")[0],
     benchmark:

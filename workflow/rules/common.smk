@@ -30,18 +30,21 @@ def settings(*sections):
 
 
 # Every file name comes from visgoal.paths, the one owner of the results layout; a pattern is a
-# path with wildcards in it, e.g. RUN = results/{env}/{method}/seed{seed}.
-RUN = str(paths.run_dir("{env}", "{method}", "{seed}"))
+# path with wildcards in it, e.g. RUN = results/{env}/{method}/seed{seed}. Each profile has its own
+# tree (ROOT: results/ for the default profile, results/<profile>/ otherwise), so that running one
+# profile never reruns nor overwrites another's jobs.
+ROOT = paths.root(PARAMS.profile)
+RUN = str(paths.run_dir("{env}", "{method}", "{seed}", ROOT))
 
 
 def logged(stage):
     """A job's `log:` and `benchmark:` files, e.g. logged("{env}/dataset")."""
-    return str(paths.log_file(stage)), str(paths.benchmark_file(stage))
+    return str(paths.log_file(stage, ROOT)), str(paths.benchmark_file(stage, ROOT))
 
 
 def runs(wildcards, *names):
     """`results/<env>/<method>/seed<k>/<name>` of every seed: what evaluate reads."""
-    return [str(paths.run_dir(wildcards.env, wildcards.method, seed) / name) for seed in SEEDS for name in names]
+    return [str(paths.run_dir(wildcards.env, wildcards.method, seed, ROOT) / name) for seed in SEEDS for name in names]
 
 
 def evaluate_inputs(wildcards):

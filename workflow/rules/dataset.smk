@@ -3,8 +3,8 @@ rule dataset:
     input:
         spec="envs/{env}.yaml",
     output:
-        h5=str(paths.dataset("{env}")),
-        samples=str(paths.dataset_samples("{env}")),
+        h5=str(paths.dataset("{env}", ROOT)),
+        samples=str(paths.dataset_samples("{env}", ROOT)),
     log:
         logged("{env}/dataset")[0],
     benchmark:

@@ -1,11 +1,11 @@
 rule report:
     """Tables and plots over every environment and method."""
     input:
-        evaluations=[str(paths.evaluation(env, method, ext)) for env in ENVS for method in METHODS
+        evaluations=[str(paths.evaluation(env, method, ext, ROOT)) for env in ENVS for method in METHODS
                      for ext in ("csv", "png")],
-        recon=[str(paths.vae_recon(env)) for env in ENVS],
+        recon=[str(paths.vae_recon(env, ROOT)) for env in ENVS],
     output:
-        **{name.replace(".", "_"): str(paths.report_dir() / name) for name in paths.REPORT_FILES},
+        **{name.replace(".", "_"): str(paths.report_dir(ROOT) / name) for name in paths.REPORT_FILES},
     log:
         logged("report")[0],
     benchmark:

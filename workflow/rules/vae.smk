@@ -1,11 +1,11 @@
 rule train_vae:
     """beta-VAE on the environment's image dataset: the eye of both image agents."""
     input:
-        dataset=str(paths.dataset("{env}")),
+        dataset=str(paths.dataset("{env}", ROOT)),
     output:
-        vae=str(paths.vae("{env}")),
-        metrics=str(paths.vae_metrics("{env}")),
-        recon=str(paths.vae_recon("{env}")),
+        vae=str(paths.vae("{env}", ROOT)),
+        metrics=str(paths.vae_metrics("{env}", ROOT)),
+        recon=str(paths.vae_recon("{env}", ROOT)),
     log:
         logged("{env}/train_vae")[0],
     benchmark:

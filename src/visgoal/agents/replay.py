@@ -44,10 +44,10 @@ def mixture(relabel: dict[str, float]) -> np.ndarray:
     """Probabilities over STRATEGIES; what the relabel weights leave over keeps the original goal."""
     unknown = set(relabel) - set(STRATEGIES[1:])
     if unknown:
-        raise ValueError(f"replay.relabel: unknown strategy {sorted(unknown)} (known: {', '.join(STRATEGIES[1:])})")
+        raise ValueError(f"relabel: unknown strategy {sorted(unknown)} (known: {', '.join(STRATEGIES[1:])})")
     weights = np.array([float(relabel.get(name, 0.0)) for name in STRATEGIES[1:]])
     if (weights < 0).any() or weights.sum() > 1 + 1e-9:
-        raise ValueError(f"replay.relabel: weights must be >= 0 and sum to at most 1, got {relabel}")
+        raise ValueError(f"relabel: weights must be >= 0 and sum to at most 1, got {relabel}")
     return np.concatenate([[max(0.0, 1.0 - weights.sum())], weights])
 
 

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import csv
 import logging
+import pickle
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +58,8 @@ class Workspace:
         env's results/<env>/vae.pt and vae_dataset.h5."""
         torch.set_num_threads(1)  # small networks: threads only contend on a shared machine
         self.env_name, self.method, self.seed, self.out_dir, self.params = env_name, method, seed, Path(out_dir), params
-        self.vae_path = Path(vae) if vae else paths.vae(env_name)
-        self.dataset_path = Path(dataset) if dataset else paths.dataset(env_name)
+        self.vae_path = Path(vae) if vae else paths.vae(env_name, paths.root(params.profile))
+        self.dataset_path = Path(dataset) if dataset else paths.dataset(env_name, paths.root(params.profile))
         self.cfg, self.progress = params["train"], progress
         self.rng = set_seed_everywhere(seed)
         self.first = self.build(agent_class(method))  # the seeded reset: the first episode starts from it
@@ -219,6 +221,13 @@ class Workspace:
         mean["charts/replay_transitions"] = self.replay.transitions
         mean["charts/exploration_noise"] = self.agent.noise.scale(self.env_steps)
         mlflow.log_metrics(mean, step=self.env_steps)
+        if not self.progress:  # a pipeline's log file: one line per interval, for `tail -f`
+            speed = f"{mean['charts/steps_per_second']:.0f} steps/s" if "charts/steps_per_second" in mean else "starting"
+            losses = ", ".join(f"{k.split('/', 1)[1]} loss {v:.4g}" for k, v in sorted(mean.items())
+                               if k.startswith("losses/"))
+            last = self.curve[-1] if self.curve else None
+            evaluated = f"; eval success {last['eval_success_rate']:.2f} at step {last['env_steps']}" if last else ""
+            log.info("step %d/%d: %s, %s%s", self.env_steps, self.cfg["total_steps"], speed, losses, evaluated)
 
     def evaluate(self) -> None:
         import mlflow
@@ -235,6 +244,9 @@ class Workspace:
         # falling while the true distance rises (the report's Figure 10, live).
         mlflow.log_metrics({f"eval/{k}": v for k, v in s.items()}, step=self.env_steps)
         self.bar.set_postfix(success=f"{s['success_rate']:.2f}", refresh=False)
+        if not self.progress:
+            log.info("eval at step %d: success %.2f, final distance %.4g over %d episodes", self.env_steps,
+                     s["success_rate"], s["final_distance"], self.cfg["eval_episodes"])
 
     # --- files -----------------------------------------------------------------------------
     def write_curve(self) -> None:
@@ -266,7 +278,7 @@ class Workspace:
             "fingerprint": self.inputs, "view": self.view.state_dict(),
         }
         with atomic_output(self.out_dir / paths.CHECKPOINT) as tmp:
-            torch.save(state, tmp)
+            torch.save(plain(state), tmp)
         log.debug("checkpoint at env step %d", self.env_steps)
 
     def fingerprint(self) -> dict[str, str]:
@@ -274,34 +286,31 @@ class Workspace:
         parameter but train.total_steps (so that a finished run can be extended), the package version,
         and the content of every file the run reads: envs/<env>.yaml, and for image agents the VAE and,
         when fine-tuning, its dataset. A changed part starts the run afresh."""
-        import hashlib
-        import json
-        from importlib.metadata import version
-
         from visgoal.config import project_root
-        from visgoal.tracking import file_hash
+        from visgoal.tracking import fingerprint
 
         flat = {k: v for k, v in self.params.flat().items() if k != "train.total_steps" and not k.startswith("profiles.")}
-        parts = {"run": json.dumps([self.env_name, self.method, self.seed]),
-                 "parameters": hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest(),
-                 "visgoal version": version("visgoal"),
-                 "env spec": file_hash(project_root() / "envs" / f"{self.env_name}.yaml")}
+        files = {"env spec": project_root() / "envs" / f"{self.env_name}.yaml"}
         if self.view.kind == "latent":
-            parts["VAE"] = file_hash(self.vae_path)
+            files["VAE"] = self.vae_path
             if self.view.tuner is not None:
-                parts["VAE dataset"] = file_hash(self.dataset_path)
-        return parts
+                files["VAE dataset"] = self.dataset_path
+        return fingerprint(flat, files, run=f"{self.env_name}/{self.method}/seed{self.seed}")
 
     def load_checkpoint(self) -> bool:
         path = self.out_dir / paths.CHECKPOINT
         if not path.is_file():
             return False
-        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: numpy arrays inside
-        saved, now = state.get("fingerprint"), self.inputs
-        if saved != now:
-            changed = sorted(k for k in now if not isinstance(saved, dict) or saved.get(k) != now[k])
+        try:  # weights only: tensors and plain values, so that no file a run reads can run code
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile):
+            raise ValueError(f"{path}: not a visgoal checkpoint (unreadable, or holding more than weights); "
+                             f"delete it to train this run afresh") from None
+        from visgoal.tracking import changed
+
+        if differ := changed(state.get("fingerprint") if isinstance(state, dict) else None, self.inputs):
             log.warning("%s does not match this run (changed: %s): starting afresh (it will be overwritten)",
-                        path, ", ".join(changed))
+                        path, ", ".join(differ))
             return False
         self.agent.load_state_dict(state["agent"])
         self.replay.load_state_dict(state["replay"])
@@ -318,6 +327,20 @@ class Workspace:
     def close(self) -> None:
         self.env.close()
         self.eval_env.close()
+
+
+def plain(obj):
+    """A checkpoint's state as `torch.load(weights_only=True)` reads it: numpy arrays become tensors
+    (their readers assign them into numpy arrays), numpy scalars Python numbers."""
+    if isinstance(obj, dict):
+        return {key: plain(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain(value) for value in obj)
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
 
 
 def train(env: str, method: str, seed: int, out_dir, params, vae=None, dataset=None, progress: bool = True) -> Path:

@@ -1,6 +1,6 @@
 """Six MuJoCo environments with image observations and goal images, rendered headless."""
 
-from visgoal.envs.gl import select_backend  # noqa: F401
+from visgoal.gl import select_backend  # noqa: F401
 
 select_backend()  # before gymnasium or mujoco are imported anywhere below
 

@@ -51,6 +51,11 @@ class EnvSpec:
     restyle: dict = field(default_factory=dict)
     description: str = ""
 
+    @property
+    def distance_unit(self) -> str:
+        """The unit of the true goal distance: metres, radians (a joint), or both (the cart-pole)."""
+        return TASKS[self.task].unit
+
 
 def available_envs(root: Path | None = None) -> list[str]:
     return sorted(p.stem for p in ((root or project_root()) / "envs").glob("*.yaml"))

@@ -14,7 +14,7 @@ import atexit
 import os
 import weakref
 
-from visgoal.envs.gl import MISSING_GL, GLUnavailable, select_backend
+from visgoal.gl import MISSING_GL, GLUnavailable, select_backend
 
 select_backend()
 

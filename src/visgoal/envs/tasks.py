@@ -16,6 +16,8 @@ import numpy as np
 class GoalTask:
     """The goal-specific parts of an environment. `env` is the unwrapped gymnasium env."""
 
+    unit = "m"  # of the true goal distance, as figures and tables label it
+
     def __init__(self, env, model: mujoco.MjModel, data: mujoco.MjData, **kwargs):
         self.env, self.model, self.data = env, model, data
 
@@ -57,6 +59,8 @@ def _qpos_address(model: mujoco.MjModel, joint: str) -> int:
 @register("cart_position")
 class CartPosition(GoalTask):
     """InvertedPendulum: goal = (cart position, pole angle 0): the pole upright at a target cart position."""
+
+    unit = "m, rad"  # one norm over metres of cart and radians of pole
 
     def __init__(self, env, model, data, low: float = -0.8, high: float = 0.8):
         super().__init__(env, model, data)
@@ -164,6 +168,8 @@ class ObjectPosition(GoalTask):
 @register("joint_angle")
 class JointAngle(GoalTask):
     """FrankaKitchen: goal = an object joint's angle (the microwave door open)."""
+
+    unit = "rad"
 
     def __init__(self, env, model, data, joint: str, goal: float):
         super().__init__(env, model, data)

@@ -31,8 +31,10 @@ def load_vae(path: str | Path, map_location: str = "cpu") -> VAE:
         raise VAEError(f"{path}: VAE checkpoint not found; {fix}")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-        raise VAEError(f"{path}: not a readable VAE checkpoint ({str(err).splitlines()[0]}); {fix}") from None
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile):
+        # (PyTorch's own message would advise weights_only=False: never, for a file that is not ours)
+        raise VAEError(f"{path}: not a visgoal VAE checkpoint (not a PyTorch weights file, or truncated); "
+                       f"{fix}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise VAEError(f"{path}: not a visgoal VAE checkpoint; {fix}")
     vae = VAE(**checkpoint["config"])

@@ -10,6 +10,7 @@ a list of indices, read chunk by chunk in one pass.
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from visgoal.data import DatasetError, ImageDataset
 from visgoal.vae.model import VAE, beta_vae_loss, kl_weight
+
+log = logging.getLogger("visgoal")
 
 
 def split_indices(length: int, seed: int, val_fraction: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
@@ -83,6 +86,7 @@ class VAEDataModule(L.LightningDataModule):
         if len(self.data) < 4:
             raise DatasetError(f"{self.dataset_path}: only {len(self.data)} frames; the VAE needs at least 4")
         self.train_idx, self.val_idx = split_indices(len(self.data), seed, val_fraction)
+        self.shuffle = torch.Generator().manual_seed(seed)  # its state travels in the resume checkpoint
         self.frames = None
         if len(self.data) * int(np.prod(self.data.image_shape)) <= preload_mb * 2**20:
             self.frames = self.data.images(slice(None))
@@ -94,13 +98,18 @@ class VAEDataModule(L.LightningDataModule):
 
     def _loader(self, indices: np.ndarray, shuffle: bool) -> DataLoader:
         subset = indices.tolist()
-        base = RandomSampler(subset, generator=torch.Generator().manual_seed(self.seed)) if shuffle \
-            else SequentialSampler(subset)
+        base = RandomSampler(subset, generator=self.shuffle) if shuffle else SequentialSampler(subset)
         # training drops a short last batch (a batch of one breaks batch norm) unless it is the only one
         drop_last = shuffle and len(subset) >= self.batch_size
         sampler = BatchSampler(_Mapped(base, subset), batch_size=self.batch_size, drop_last=drop_last)
         return DataLoader(FrameBatches(self.data, self.frames), sampler=sampler, batch_size=None,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def state_dict(self) -> dict:
+        return {"shuffle": self.shuffle.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.shuffle.set_state(state["shuffle"])
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_idx, shuffle=True)
@@ -148,6 +157,8 @@ class VAEModule(L.LightningModule):
         self._weight = 0.0
         self._epoch_start, self._epoch_frames = 0.0, 0
         self.frames_per_second: list[float] = []
+        self.log_epochs = False  # a line per epoch in the log (set when there is no progress bar)
+        self.resume_extra: dict = {}  # saved beside our state in the resume checkpoint (fingerprint, run id)
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.vae.parameters(), lr=self.lr)
@@ -194,7 +205,25 @@ class VAEModule(L.LightningModule):
         if self.logger is not None:
             self.logger.log_metrics({**epoch, "frames_per_second": self.frames_per_second[-1]},
                                     step=self.current_epoch)
+        if self.log_epochs:  # no progress bar (a pipeline's log file): one line per epoch, for `tail -f`
+            log.info("epoch %d/%d: train loss %.2f, val loss %.2f (recon %.2f, kl %.2f, kl weight %.2f), %.0f frames/s",
+                     self.current_epoch + 1, self.trainer.max_epochs, epoch.get("train_loss", float("nan")),
+                     epoch.get("val_loss", float("nan")), epoch.get("val_recon", float("nan")),
+                     epoch.get("val_kl", float("nan")), self._weight, self.frames_per_second[-1])
         self._sums = {}
+
+    # --- resume: what Lightning's checkpoint does not hold of ours -------------------------------
+    RESUMED = ("history", "best_val", "best_epoch", "best_state", "frames_per_second", "_weight")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["visgoal"] = {**{name: getattr(self, name) for name in self.RESUMED},
+                                 "torch_rng": torch.get_rng_state(), **self.resume_extra}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["visgoal"]
+        for name in self.RESUMED:
+            setattr(self, name, state[name])
+        torch.set_rng_state(state["torch_rng"])
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:

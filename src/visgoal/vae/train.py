@@ -9,6 +9,11 @@ Writes, next to `out_path` (e.g. results/<env>/vae.pt), all atomically:
   `success_auc`, how well latent distance tells pairs within the success threshold from the rest.
 - `vae_recon.png`: validation images (top) above their reconstructions (bottom).
 
+A killed training resumes: Lightning checkpoints every epoch into `.vae.pt.resume/last.ckpt`
+beside the output (not an output; removed once vae.pt is written), with what Lightning does
+not hold of ours (history, best weights, RNG states). It is resumed only if its fingerprint
+(the `vae` parameters, the dataset's content, the package version) matches this run.
+
 Everything is also logged to MLflow (experiment `visgoal/<env>`, run `vae`).
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -89,15 +95,17 @@ def distance_metrics(vae: VAE, data: ImageDataset, indices: np.ndarray, threshol
                         achieved[goals], threshold)
 
 
-def recon_grid(vae: VAE, data: ImageDataset, indices: np.ndarray, columns: int = 8) -> np.ndarray:
+def recon_rows(vae: VAE, data: ImageDataset, indices: np.ndarray, columns: int = 8) -> list[list[np.ndarray]]:
     """Validation images (top row) above their reconstructions (bottom row)."""
-    from visgoal.figures import image_grid
-
     indices = np.sort(np.asarray(indices))
     pick = indices[np.unique(np.linspace(0, len(indices) - 1, min(columns, len(indices))).astype(int))]
     images = read_frames(data, pick)
     recon = vae.decode(vae.encode(images))
-    return image_grid([list(images), list(recon)])
+    return [list(images), list(recon)]
+
+
+def _score(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
 
 
 def _finite(value: float) -> float | None:
@@ -126,28 +134,71 @@ def train_vae(env: str, dataset_path: str | Path, out_path: str | Path, params: 
     hyper = {k: v for k, v in params.flat().items() if k.startswith("vae.")}
     hyper.update({"profile": params.profile, "image_size": data_module.image_size,
                   "train_frames": len(data_module.train_idx), "val_frames": len(data_module.val_idx)})
-    with tracking.run(env, "vae", params.profile, params=hyper, inputs={"dataset": dataset_path}) as run_id:
-        logger = MLFlowLogger(experiment_name=tracking.experiment_name(env), run_id=run_id,
+    resume = resume_file(out_path)
+    now = tracking.fingerprint(hyper, {"dataset": dataset_path}, run=f"{env}/vae")
+    saved = resume_state(resume, now)
+    with tracking.run(env, "vae", params.profile, run_id=saved and saved["run_id"], params=hyper,
+                      inputs={"dataset": dataset_path}) as run_id:
+        module.resume_extra = {"fingerprint": now, "run_id": run_id}
+        logger = MLFlowLogger(experiment_name=tracking.experiment_name(env, params.profile), run_id=run_id,
                               tracking_uri=tracking.tracking_uri())
-        return _fit_and_write(env, cfg, params.profile, data_module, vae, module, logger, out_path, progress)
+        return _fit_and_write(env, cfg, params.profile, data_module, vae, module, logger, out_path, progress,
+                              resume if saved else None)
 
 
-def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path, progress) -> dict:
+def resume_file(out_path: Path) -> Path:
+    """Lightning's per-epoch checkpoint of a VAE training that writes `out_path`."""
+    return out_path.with_name(f".{out_path.name}.resume") / "last.ckpt"
+
+
+def resume_state(path: Path, now: dict) -> dict | None:
+    """Our part of a resume checkpoint that matches this run (`now`'s fingerprint), else None: an
+    unreadable one (killed while written) or one of other inputs is removed, with a warning."""
+    import shutil
+
+    from visgoal.tracking import changed
+
+    if not path.is_file():
+        return None
+    try:  # weights only: no file visgoal reads can run code
+        state = torch.load(path, map_location="cpu", weights_only=True).get("visgoal")
+        problem = f"changed: {', '.join(differ)}" if (differ := changed((state or {}).get("fingerprint"), now)) else ""
+    except Exception as err:  # noqa: BLE001 (whatever torch raises on a truncated or foreign file)
+        problem = f"unreadable: {str(err).splitlines()[0][:80]}"
+    if problem:
+        log.warning("%s does not match this run (%s): starting the VAE afresh", path, problem)
+        shutil.rmtree(path.parent)
+        return None
+    log.info("resuming the VAE's training from %s, after epoch %d", path, len(state["history"]))
+    return state
+
+
+def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path, progress, resume) -> dict:
+    import shutil
+
     import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-    from visgoal.figures import save_png
+    from visgoal.figures import save_labelled_grid
 
     metrics_path, recon_path = out_path.with_name("vae_metrics.json"), out_path.with_name("vae_recon.png")
     torch.set_num_threads(cfg["threads"])
+    module.log_epochs = not progress
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # GPU/TPU lines, tips: not ours to print
     trainer = L.Trainer(
         max_epochs=cfg["max_epochs"], accelerator="cpu", devices=1, deterministic=True, logger=logger,
         precision=cfg["precision"],
-        callbacks=[EarlyStopping("val_loss", patience=cfg["patience"], mode="min")],
-        enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
+        callbacks=[EarlyStopping("val_loss", patience=cfg["patience"], mode="min"),
+                   # at each epoch's very end, after our own epoch-end bookkeeping, for a resume
+                   ModelCheckpoint(dirpath=resume_file(out_path).parent, filename=resume_file(out_path).stem,
+                                   save_top_k=1, save_on_train_epoch_end=True, enable_version_counter=False)],
+        enable_checkpointing=True, enable_progress_bar=progress, enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=1,
     )
-    trainer.fit(module, datamodule=data_module)
+    with warnings.catch_warnings():  # a deprecation inside Lightning itself, nothing a user can act on
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*deprecated")
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # a resume
+        trainer.fit(module, datamodule=data_module, ckpt_path=resume, weights_only=True)
     vae = vae.to(memory_format=torch.contiguous_format)  # what vae.pt and the agents expect
     if module.best_state is None:
         raise RuntimeError("VAE training produced no validation loss (no epoch finished)")
@@ -176,10 +227,13 @@ def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path
     }
     with atomic_output(metrics_path) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    save_png(recon_grid(vae, data, data_module.val_idx), recon_path, scale=2)
+    save_labelled_grid(recon_rows(vae, data, data_module.val_idx), recon_path,
+                       f"{env} VAE (latent {vae.latent_dim}, best epoch {module.best_epoch + 1}): held-out images and "
+                       f"their reconstructions", ["held-out\nimage", "reconstruction"])
     # the checkpoint last: a workflow that sees vae.pt sees its metrics and picture too
     save_vae(vae, out_path, {"env": env, "profile": profile, "recon_loss": cfg["recon_loss"],
                                     "beta": float(cfg["beta"])})
+    shutil.rmtree(resume_file(out_path).parent, ignore_errors=True)  # done: nothing left to resume
 
     final = {f"best_{k}": v for k, v in metrics.items()
              if k in ("train_recon", "train_kl", "val_loss", "val_recon", "val_kl") and v is not None}
@@ -189,6 +243,6 @@ def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path
         logger.experiment.log_artifact(logger.run_id, str(artifact))
     data.close()
     log.info("VAE: best epoch %d, val loss %.2f, distance_spearman %s, success_auc %s, %.0f training frames/s "
-             "(median epoch); wrote %s", module.best_epoch, metrics["val_loss"], metrics["distance_spearman"],
-             metrics["success_auc"], float(np.median(module.frames_per_second)), out_path)
+             "(median epoch); wrote %s", module.best_epoch + 1, metrics["val_loss"], _score(metrics["distance_spearman"]),
+             _score(metrics["success_auc"]), float(np.median(module.frames_per_second)), out_path)
     return metrics

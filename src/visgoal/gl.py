@@ -17,8 +17,22 @@ MISSING_GL = (
 _LIBRARY = {"egl": "EGL", "osmesa": "OSMesa"}
 
 
+# What MuJoCo accepts on Linux (its gl_context.py raises a traceback at import for anything else).
+_ACCEPTED = ("egl", "osmesa", "glfw", "glx", "enable", "enabled", "on", "true", "1", "",
+             "disable", "disabled", "off", "false", "0")
+
+
 class GLUnavailable(RuntimeError):
     pass
+
+
+def backend_problem() -> str | None:
+    """One line if $MUJOCO_GL names no backend MuJoCo knows (it would fail at its import), else None."""
+    chosen = os.environ.get("MUJOCO_GL")
+    if chosen is None or chosen.lower().strip() in _ACCEPTED:
+        return None
+    return (f"MUJOCO_GL={chosen!r} is not an OpenGL backend: set it to egl or osmesa (headless), "
+            f"glfw (a display), or unset it")
 
 
 def select_backend() -> str | None:
