@@ -7,11 +7,11 @@ STAMP := $(VENV)/.installed-stamp
 GL_PACKAGES := libegl1 libgl1-mesa-dri libosmesa6
 export MUJOCO_GL ?= egl
 
-.PHONY: run test setup gl
+.PHONY: run test setup gl browser
 run: setup
 	$(VENV)/bin/snakemake --cores all results/fetch_reach/tdm_eval.csv
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
 
 setup: gl $(STAMP)
@@ -21,6 +21,13 @@ gl:
 	@if ! ldconfig -p | grep -q 'libEGL.so.1' || ! ldconfig -p | grep -q 'libOSMesa.so'; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(GL_PACKAGES); \
+	fi
+
+# Headless Chromium, for the test that opens `mlflow ui` as a researcher would (tests/test_mlflow_ui.py).
+browser:
+	@if ! command -v chromium >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
 	fi
 
 $(STAMP): pyproject.toml

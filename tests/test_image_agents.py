@@ -3,6 +3,7 @@ relabelling mixture, the imagined-goal prior, and VAE fine-tuning with re-encodi
 (Resume for both methods is tested beside td3's, in test_td3.py.)"""
 
 import csv
+import time
 from types import SimpleNamespace
 
 import mlflow
@@ -20,7 +21,7 @@ from visgoal.agents.tdm import TDMAgent, TDMConfig
 from visgoal.agents.views import LatentView, VAEFineTuner, latent_observation
 from visgoal.cli import main
 from visgoal.config import load_params
-from visgoal.tracking import experiment_name
+from visgoal.tracking import experiment_name, file_hash
 from visgoal.vae import VAE
 
 SMOKE = load_params(profile="smoke")
@@ -55,6 +56,7 @@ def test_train_and_evaluate_through_the_cli(method, workdir, env_vae, env="point
     view, _, meta = load_policy(run)  # with the run's own (fine-tuned) vae.pt
     assert meta["method"] == method and view.vae.latent_dim == SMOKE["vae"]["latent_dim"]
 
+    trained_by = time.time()
     assert main(["evaluate", "--env", env, "--method", method, "--profile", "smoke", "--quiet"]) == 0
     with open(out / f"{method}_eval.csv") as f:
         rows = list(csv.DictReader(f))
@@ -71,6 +73,14 @@ def test_train_and_evaluate_through_the_cli(method, workdir, env_vae, env="point
     assert {"eval/latent_distance", "eval/final_distance", "eval/success_rate",
             "final_eval/latent_distance"} <= set(data.metrics)
     assert data.params[f"{method}.relabel.prior"] == str(SMOKE[method]["relabel"]["prior"])
+    # A researcher's view: model-training experiments, input hashes as tags, what the run made as
+    # artifacts, and a duration that is the training's (the evaluation logged into it later).
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert all(len(data.tags[f"input_md5.{name}"]) == 32 for name in ("env_spec", "VAE", "VAE_dataset"))
+    assert data.tags["input_md5.VAE"] == file_hash(out / "vae.pt")
+    artifacts = {a.path for a in client.list_artifacts(found[0].info.run_id)}
+    assert {"policy.pt", "curve.csv", "vae.pt", "evaluation"} <= artifacts, artifacts
+    assert found[0].info.status == "FINISHED" and found[0].info.end_time / 1000 <= trained_by
 
 
 @pytest.mark.parametrize("method", ["rig", "tdm"])

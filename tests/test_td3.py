@@ -235,6 +235,30 @@ def test_exploration_noise_anneals_and_ou_is_correlated():
         ExplorationNoise("pink", 1, 0.1, 0.1, 0, 0.15, np.random.default_rng(0))
 
 
+def test_sigterm_ends_the_run_killed_and_leaves_no_temporary_file(tmp_path, workdir):
+    """Snakemake cancelling a job, or a scheduler's kill: the MLflow run ends KILLED (not RUNNING forever)."""
+    import mlflow
+
+    run = tmp_path / "run"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [sys.executable, "-m", "visgoal", "train", "--env", "point_maze", "--method", "td3", "--profile",
+               "smoke", "--quiet", "--out", str(run), "--set", "train.total_steps=5000", "--set",
+               "train.checkpoint_every=200"]
+    env = {**os.environ, "VISGOAL_ROOT": str(ROOT), "OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": uri}
+    job = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoint.pt").exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=60)
+    assert job.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    client = mlflow.MlflowClient(uri)
+    (found,) = client.search_runs([client.get_experiment_by_name(experiment_name("point_maze", "smoke")).experiment_id])
+    assert found.info.status == "KILLED"
+    assert not list(run.glob(".*.tmp-*")) and not (run / "policy.pt").exists()
+
+
 def test_a_foreign_checkpoint_fails_in_one_line(tmp_path, workdir, capsys):
     (tmp_path / "checkpoint.pt").write_bytes(np.random.default_rng(0).bytes(4000))
     assert main(["train", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet",

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -183,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     log.addHandler(handler)
     log.setLevel(os.environ.get("VISGOAL_LOG", "INFO"))
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except (ConfigError, ValueError, RuntimeError, OSError) as err:
@@ -190,6 +192,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"visgoal {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C: the MLflow run ends KILLED, temporary files are removed."""
+    raise SystemExit(128 + signum)
 
 
 def _one_line(err: Exception) -> str:

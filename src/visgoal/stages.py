@@ -149,11 +149,14 @@ def log_evaluation(env, method, params, per_seed, metas, picture, out_csv) -> No
     from visgoal import tracking
 
     for seed, s in per_seed.items():
-        with tracking.run(env, method, params.profile, seed, run_id=tracking.latest_run(env, method, params.profile, seed)):
+        with tracking.run(env, method, params.profile, seed,
+                          run_id=tracking.latest_run(env, method, params.profile, seed)):
             mlflow.log_metrics({f"final_eval/{k}": v for k, v in s.items()}, step=int(metas[seed].get("env_steps", 0)))
             mlflow.log_artifact(str(out_csv), artifact_path="evaluation")
             if picture is not None and seed == next(iter(per_seed)):
                 mlflow.log_artifact(str(picture), artifact_path="evaluation")
+            experiment = mlflow.active_run().info.experiment_id
+    log.info("compare the runs: `mlflow ui`, then %s", tracking.view_path(experiment))
 
 
 # --- report -------------------------------------------------------------------------------

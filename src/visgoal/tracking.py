@@ -10,6 +10,7 @@ same time crash in MLflow's schema migration.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import subprocess
@@ -19,6 +20,19 @@ from typing import Iterator
 from visgoal.config import project_root
 
 log = logging.getLogger("visgoal")
+
+
+# MLflow 3's UI shows an experiment as model training (runs, metrics, charts) rather than GenAI
+# traces when it carries this tag.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
+# The comparison view every experiment carries, as a view the UI can share: the runs table opens with
+# the columns a researcher compares (the same metric names for every method and seed). Open it with
+# `view_path`; MLflow's own default view shows no metric until columns are picked.
+VIEW_KEY = "visgoal"
+COMPARE_COLUMNS = ["tags.`method`", "tags.`seed`", "metrics.`eval/success_rate`", "metrics.`eval/final_distance`",
+                   "metrics.`final_eval/success_rate`", "metrics.`final_eval/final_distance`",
+                   "metrics.`distance_spearman`", "metrics.`success_auc`"]
 
 
 def tracking_uri() -> str:
@@ -52,6 +66,11 @@ def experiment_name(env: str, profile: str) -> str:
     `visgoal-<profile>/<env>` for the others, so that a smoke run never mixes with the runs it
     would be compared with (nor becomes the run an evaluation logs into)."""
     return f"visgoal/{env}" if profile == "default" else f"visgoal-{profile}/{env}"
+
+
+def view_path(experiment_id: str) -> str:
+    """The comparison view of an experiment, to append to the `mlflow ui` address."""
+    return f"/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
 
 
 def run_name(method: str, seed: int | None = None) -> str:
@@ -101,7 +120,7 @@ def base_tags(env: str, method: str, profile: str, seed: int | None = None, inpu
     if seed is not None:
         tags["seed"] = str(seed)
     for name, path in (inputs or {}).items():
-        tags[f"input_md5.{name}"] = file_hash(path)
+        tags[f"input_md5.{name.replace(' ', '_')}"] = file_hash(path)
     return tags
 
 
@@ -134,8 +153,17 @@ def run(env: str, method: str, profile: str, seed: int | None = None, run_id: st
 
     init_store()
     experiment = mlflow.set_experiment(experiment_name(env, profile))
-    if run_id and mlflow.MlflowClient().search_runs(
-            [experiment.experiment_id], filter_string=f"attributes.run_id = '{run_id}'"):
+    client = mlflow.MlflowClient()
+    view = json.dumps({"selectedColumns": COMPARE_COLUMNS, "orderByKey": "attributes.start_time", "orderByAsc": False})
+    for key, value in ((EXPERIMENT_KIND, MODEL_TRAINING),  # model training, not the UI's GenAI traces page
+                       (f"mlflow.sharedViewState.{VIEW_KEY}", view)):
+        if experiment.tags.get(key) != value:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    finished_at = None
+    if run_id and (found := client.search_runs([experiment.experiment_id],
+                                               filter_string=f"attributes.run_id = '{run_id}'")):
+        if found[0].info.status == "FINISHED":  # an evaluation logging into its training run
+            finished_at = found[0].info.end_time
         mlflow.start_run(run_id=run_id)
     else:
         if run_id:  # the store was moved or deleted since the run began: a fresh run
@@ -150,3 +178,5 @@ def run(env: str, method: str, profile: str, seed: int | None = None, run_id: st
         mlflow.end_run(status="KILLED")
         raise
     mlflow.end_run()
+    if finished_at is not None:  # its duration stays the training's, not until this later evaluation
+        client.set_terminated(active, "FINISHED", end_time=finished_at)

@@ -106,7 +106,7 @@ class Workspace:
 
         resumed = self.load_checkpoint()
         with tracking.run(self.env_name, self.method, self.params.profile, self.seed, run_id=self.run_id,
-                          params=self.params.flat()) as self.run_id:
+                          params=self.params.flat(), inputs=self.input_files()) as self.run_id:
             if resumed:
                 log.info("resumed %s from its checkpoint at env step %d", self.out_dir, self.env_steps)
             total = self.cfg["total_steps"]
@@ -129,6 +129,9 @@ class Workspace:
                     self.evaluate()
                 self.write_curve()  # also when a finished run is started again (its outputs were removed)
                 self.save_policy()
+                for name in (paths.POLICY, paths.CURVE, paths.RUN_VAE):  # what it made, beside its metrics
+                    if (self.out_dir / name).is_file():
+                        mlflow.log_artifact(str(self.out_dir / name))
             finally:
                 self.bar.close()
             # Per CPU-second too: on a shared machine wall-clock speed says more about the neighbours.
@@ -286,16 +289,22 @@ class Workspace:
         parameter but train.total_steps (so that a finished run can be extended), the package version,
         and the content of every file the run reads: envs/<env>.yaml, and for image agents the VAE and,
         when fine-tuning, its dataset. A changed part starts the run afresh."""
-        from visgoal.config import project_root
         from visgoal.tracking import fingerprint
 
         flat = {k: v for k, v in self.params.flat().items() if k != "train.total_steps" and not k.startswith("profiles.")}
+        return fingerprint(flat, self.input_files(), run=f"{self.env_name}/{self.method}/seed{self.seed}")
+
+    def input_files(self) -> dict[str, Path]:
+        """Every file the run reads: envs/<env>.yaml, and for image agents the VAE and, when
+        fine-tuning, its dataset (their hashes are the run's MLflow tags and part of its fingerprint)."""
+        from visgoal.config import project_root
+
         files = {"env spec": project_root() / "envs" / f"{self.env_name}.yaml"}
         if self.view.kind == "latent":
             files["VAE"] = self.vae_path
             if self.view.tuner is not None:
                 files["VAE dataset"] = self.dataset_path
-        return fingerprint(flat, files, run=f"{self.env_name}/{self.method}/seed{self.seed}")
+        return files
 
     def load_checkpoint(self) -> bool:
         path = self.out_dir / paths.CHECKPOINT

@@ -239,7 +239,7 @@ def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path
              if k in ("train_recon", "train_kl", "val_loss", "val_recon", "val_kl") and v is not None}
     final.update({k: metrics[k] for k in ("distance_spearman", "success_auc") if metrics[k] is not None})
     logger.log_metrics(final)
-    for artifact in (recon_path, metrics_path):
+    for artifact in (recon_path, metrics_path, out_path):
         logger.experiment.log_artifact(logger.run_id, str(artifact))
     data.close()
     log.info("VAE: best epoch %d, val loss %.2f, distance_spearman %s, success_auc %s, %.0f training frames/s "
