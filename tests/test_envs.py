@@ -96,6 +96,23 @@ def test_goal_markers_are_hidden(env):
         assert not np.array_equal(moved, visible), "the marker is where the camera can see it"
 
 
+def test_fetch_reach_draws_no_mocap_crosshair():
+    """FetchReach's mocap target is three 2-m green bars through the commanded gripper position:
+    hidden, the pictures change (a positive control) and the physics does not (no contacts)."""
+    env = make_env("fetch_reach", image_size=64)
+    mocap = env.model.body_mocapid[env.model.geom_bodyid] >= 0
+    assert mocap.sum() == 4 and (env.model.geom_rgba[mocap, 3] == 0).all()
+    assert not env.model.geom_contype[mocap].any() and not env.model.geom_conaffinity[mocap].any()
+    env.reset(seed=3)
+    env.step(np.zeros(4))  # the controller puts its target at the gripper, in view
+    hidden = env.render()
+    env.model.geom_rgba[mocap, 3] = 0.7
+    shown = env.render()
+    env.model.geom_rgba[mocap, 3] = 0.0
+    assert not np.array_equal(hidden, shown), "the crosshair is not in view: the check shows nothing"
+    env.close()
+
+
 def test_restyled_sites_change_the_images_and_nothing_else():
     """point_maze draws its ball bigger and yellow: other pixels than the plain style, the same physics."""
     import dataclasses

@@ -139,7 +139,12 @@ class ImageGoalEnv:
         return index
 
     def _hide_markers(self) -> None:
+        if self.spec.hide.get("mocap"):  # unnamed marker geoms of mocap bodies (fetch's green target crosshair)
+            mocap = self.model.body_mocapid[self.model.geom_bodyid] >= 0
+            self.model.geom_rgba[mocap, 3] = 0.0
         for kind, names in self.spec.hide.items():
+            if kind == "mocap":
+                continue
             rgba = self.model.site_rgba if kind == "sites" else self.model.geom_rgba
             for name in names:
                 rgba[self._index(kind, name, "hide"), 3] = 0.0
