@@ -210,9 +210,9 @@ def test_dvc_yaml_is_the_generated_one():
     from visgoal.dvcfile import dvc_yaml
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert (ROOT / "dvc.yaml").read_text() == dvc_yaml(raw["envs"], raw["methods"]), \
+    assert (ROOT / "dvc.yaml").read_text() == dvc_yaml(raw["envs"], raw["methods"], raw["seeds"]), \
         "dvc.yaml is stale: run `python -m visgoal dvc-yaml --out dvc.yaml`"
-    report = yaml.safe_load(dvc_yaml(["fetch_reach"], ["td3"]))["stages"]["report"]
+    report = yaml.safe_load(dvc_yaml(["fetch_reach"], ["td3"], [0]))["stages"]["report"]
     assert report["deps"][1:] == ["results/fetch_reach/td3_eval.csv", "results/fetch_reach/td3_eval.png",
                                   "results/fetch_reach/vae_recon.png"]
 
@@ -238,13 +238,19 @@ def test_dvc_stages_declare_params_metrics_and_plots(tmp_path):
     by_name = {s["name"]: s for s in stages}
     assert by_name["train_vae@fetch_reach"]["metrics"] == ["results/fetch_reach/vae_metrics.json"]
     assert by_name["evaluate@fetch_reach-tdm"]["metrics"] == ["results/fetch_reach/tdm_eval.json"]
-    assert by_name["train_image@fetch_reach-tdm-0"]["plots"] == ["results/fetch_reach/tdm/seed0/curve.csv"]
     assert {"tdm", "image_agents"} <= set(by_name["train_image@fetch_reach-tdm-0"]["params"])
     assert "rig" not in by_name["train_image@fetch_reach-tdm-0"]["params"]
-    dvc_yaml = yaml.safe_load((work / "dvc.yaml").read_text())
-    for name in ("train_td3", "train_image"):
-        (plot,) = dvc_yaml["stages"][name]["plots"]
-        assert list(plot.values()) == [{"x": "env_steps", "y": "eval_success_rate"}]
+    # A few charts a reader wants, not one per seed: per env, every method and seed together.
+    assert not any(s["plots"] for s in stages)
+    params = file_params(work)
+    charts = {name: chart for entry in yaml.safe_load((work / "dvc.yaml").read_text())["plots"]
+              for name, chart in entry.items()}
+    assert len(charts) == len(params["envs"]) + 1
+    fetch = charts["fetch_reach: success over env steps"]
+    assert fetch["x"] == "env_steps" and set(fetch["y"].values()) == {"eval_success_rate"}
+    assert len(fetch["y"]) == len(params["methods"]) * len(params["seeds"])
+    curves = {out for s in stages for out in s["outs"] if out.endswith("curve.csv")}
+    assert {path for chart in charts.values() for path in chart["y"] if path.endswith("curve.csv")} == curves
 
 
 def test_dry_run_of_one_evaluation_schedules_exactly_its_ancestors(tmp_path):

@@ -112,7 +112,7 @@ def cmd_dvc_yaml(args: argparse.Namespace) -> int:
     params_file = args.params or project_root() / "params.yaml"
     raw = yaml.safe_load(params_file.read_text())
     _resolve(args)  # a malformed params.yaml fails here, in one line
-    text = dvc_yaml(raw["envs"], raw["methods"])
+    text = dvc_yaml(raw["envs"], raw["methods"], raw["seeds"])
     if args.out is None:
         sys.stdout.write(text)
     else:

@@ -3,8 +3,9 @@
 `python -m visgoal dvc-yaml` writes it; tests/test_pipeline.py checks that the committed file
 is what this module generates and that DVC and Snakemake declare the same jobs, commands and
 edges. The matrices stay DVC templates (`${envs}`, `${seeds}`): DVC expands them from
-params.yaml at run time. Only the report's list of inputs, which DVC cannot template, is
-written out from params.yaml's top-level `envs` and `methods`: regenerate after changing them.
+params.yaml at run time. Only the report's list of inputs and the top-level `plots`, which DVC
+cannot template, are written out from params.yaml's top-level `envs`, `methods` and `seeds`:
+regenerate after changing them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ HEADER = """\
 """
 
 ENV, METHOD, SEED = "${item.env}", "${item.method}", "${item.seed}"
-CURVE_PLOT = {"x": "env_steps", "y": "eval_success_rate"}
 
 
 def _s(path) -> str:
@@ -50,7 +50,7 @@ def stages(envs: list[str], methods: list[str]) -> dict:
                    "--quiet",
             "deps": [_s(paths.dataset(ENV)), "src/visgoal/vae"],
             "params": ["profile", "vae"],
-            "outs": [_s(paths.vae(ENV)), _s(paths.vae_recon(ENV))],
+            "outs": [_s(paths.vae(ENV)), _s(paths.vae_recon(ENV)), _s(paths.vae_history(ENV))],
             "metrics": [_s(paths.vae_metrics(ENV))],
         },
         # Two training stages, because their deps and outs differ (a matrix item cannot drop a dep or
@@ -60,8 +60,7 @@ def stages(envs: list[str], methods: list[str]) -> dict:
             "cmd": f"python -m visgoal train --env {ENV} --method td3 --seed {SEED} --out {td3_run} --quiet",
             "deps": [f"envs/{ENV}.yaml", "src/visgoal/agents", "src/visgoal/envs", "src/visgoal/evaluation.py"],
             "params": ["profile", "train", "td3", "replay", "evaluate"],
-            "outs": [_s(td3_run / paths.POLICY)],
-            "plots": [{_s(td3_run / paths.CURVE): CURVE_PLOT}],
+            "outs": [_s(td3_run / paths.POLICY), _s(td3_run / paths.CURVE)],
         },
         "train_image": {
             "matrix": {"env": "${envs}", "method": image_methods, "seed": "${seeds}"},
@@ -71,8 +70,7 @@ def stages(envs: list[str], methods: list[str]) -> dict:
                      "src/visgoal/envs", "src/visgoal/vae", "src/visgoal/evaluation.py"],
             "params": ["profile", "render", "train", "td3", "replay", "evaluate", "vae", "image_agents",
                        METHOD],
-            "outs": [_s(image_run / paths.POLICY), _s(image_run / paths.RUN_VAE)],
-            "plots": [{_s(image_run / paths.CURVE): CURVE_PLOT}],
+            "outs": [_s(image_run / paths.POLICY), _s(image_run / paths.RUN_VAE), _s(image_run / paths.CURVE)],
         },
         # Its dep is the directory of the method's runs (what `evaluate --runs` reads): every seed's
         # policy.pt (and the image agents' vae.pt), whatever the number of seeds.
@@ -97,6 +95,20 @@ def stages(envs: list[str], methods: list[str]) -> dict:
     }
 
 
-def dvc_yaml(envs: list[str], methods: list[str]) -> str:
-    body = yaml.safe_dump({"stages": stages(envs, methods)}, sort_keys=False, width=120)
+def plots(envs: list[str], methods: list[str], seeds: list[int]) -> list[dict]:
+    """What `dvc plots show` draws: per env, every method's and seed's success over env steps in one
+    chart, and the VAE's validation loss per epoch (a few charts, not one per seed)."""
+    charts = []
+    for env in envs:
+        curves = {_s(paths.run_dir(env, m, s) / paths.CURVE): "eval_success_rate" for m in methods for s in seeds}
+        charts.append({f"{env}: success over env steps": {"x": "env_steps", "y": curves, "y_label": "eval success rate",
+                                                          "x_label": "env steps"}})
+    charts.append({"VAE validation loss": {"x": "epoch", "y": {_s(paths.vae_history(env)): "val_loss" for env in envs},
+                                           "y_label": "validation loss (full KL weight)"}})
+    return charts
+
+
+def dvc_yaml(envs: list[str], methods: list[str], seeds: list[int]) -> str:
+    body = yaml.safe_dump({"stages": stages(envs, methods), "plots": plots(envs, methods, seeds)},
+                          sort_keys=False, width=120)
     return HEADER + body

@@ -64,13 +64,14 @@ def summary(results: list[dict]) -> dict[str, float]:
     return out
 
 
-def write_summary(path: Path, env: str, method: str, episodes: int, per_seed: dict[int, dict]) -> Path:
-    """The eval summary as JSON: each seed's means over episodes, then mean and std over seeds."""
-    keys = next(iter(per_seed.values())).keys()
-    over_seeds = {k: np.array([s[k] for s in per_seed.values()]) for k in keys}
-    data = {"env": env, "method": method, "episodes": episodes, "seeds": {str(k): v for k, v in per_seed.items()},
-            "mean": {k: float(v.mean()) for k, v in over_seeds.items()},
-            "std": {k: float(v.std()) for k, v in over_seeds.items()}}
+def write_summary(path: Path, episodes: int, per_seed: dict[int, dict]) -> Path:
+    """The eval summary as JSON, what `dvc metrics show` and `dvc exp show` compare: success rate and
+    final distance, mean and std over seeds of each seed's mean over episodes (each seed's own
+    numbers are in the CSV and in its MLflow run)."""
+    data = {"episodes": episodes, "seeds": len(per_seed)}
+    for key in ("success_rate", "final_distance"):
+        values = np.array([s[key] for s in per_seed.values()])
+        data.update({key: float(values.mean()), f"{key}_std": float(values.std())})
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path

@@ -6,7 +6,8 @@ Each profile has its own tree, so that running one never overwrites another's re
 is a profile's root (`root(profile)`):
 
     results/<env>/vae_dataset.h5, dataset_samples.png           dataset
-    results/<env>/vae.pt, vae_metrics.json, vae_recon.png        train-vae
+    results/<env>/vae.pt, vae_metrics.json, vae_history.csv,     train-vae
+                  vae_recon.png
     results/<env>/<method>/seed<k>/                              train (policy.pt, curve.csv, ...)
     results/<env>/<method>_eval.{csv,json,png}                   evaluate
     results/report/                                              report
@@ -46,6 +47,11 @@ def vae(env: str, root: str | Path = RESULTS) -> Path:
 
 def vae_metrics(env: str, root: str | Path = RESULTS) -> Path:
     return env_dir(env, root) / "vae_metrics.json"
+
+
+def vae_history(env: str, root: str | Path = RESULTS) -> Path:
+    """The VAE's losses per epoch (a DVC plot); vae_metrics.json keeps the kept epoch's scores."""
+    return env_dir(env, root) / "vae_history.csv"
 
 
 def vae_recon(env: str, root: str | Path = RESULTS) -> Path:

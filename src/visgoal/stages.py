@@ -1,7 +1,7 @@
 """The pipeline's stages, one function each: what `python -m visgoal <stage>` runs.
 
     dataset     envs/<env>.yaml                      -> vae_dataset.h5, dataset_samples.png
-    train_vae   vae_dataset.h5                       -> vae.pt, vae_metrics.json, vae_recon.png
+    train_vae   vae_dataset.h5                       -> vae.pt, vae_metrics.json, vae_history.csv, vae_recon.png
     train       (image agents: vae.pt, its dataset)  -> <method>/seed<k>/{policy.pt, curve.csv[, vae.pt]}
     evaluate    every seed's policy.pt               -> <method>_eval.{csv,json,png}
     report      every evaluation and curve           -> report/
@@ -127,7 +127,7 @@ def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, e
         writer.writeheader()
         writer.writerows(rows)
     per_seed = {seed: summary([r for r in rows if r["seed"] == seed]) for seed in seeds}
-    write_summary(out_csv.with_suffix(".json"), env, method, cfg["episodes"], per_seed)
+    write_summary(out_csv.with_suffix(".json"), cfg["episodes"], per_seed)
     picture = None
     if pictures:
         picture = save_labelled_grid(

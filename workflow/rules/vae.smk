@@ -5,6 +5,7 @@ rule train_vae:
     output:
         vae=str(paths.vae("{env}", ROOT)),
         metrics=str(paths.vae_metrics("{env}", ROOT)),
+        history=str(paths.vae_history("{env}", ROOT)),
         recon=str(paths.vae_recon("{env}", ROOT)),
     log:
         logged("{env}/train_vae")[0],

@@ -200,7 +200,7 @@ class VAEModule(L.LightningModule):
         epoch["kl_weight"] = self._weight
         self.history.append({"epoch": self.current_epoch, **epoch})
         # Training frames per second, validation included: the speed a researcher waits on. Logged to
-        # MLflow and kept apart from `history`, which goes into vae_metrics.json byte for byte.
+        # MLflow and kept apart from `history`, which goes into vae_history.csv byte for byte.
         self.frames_per_second.append(self._epoch_frames / max(time.perf_counter() - self._epoch_start, 1e-9))
         if self.logger is not None:
             self.logger.log_metrics({**epoch, "frames_per_second": self.frames_per_second[-1]},

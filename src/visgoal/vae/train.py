@@ -4,9 +4,11 @@ Writes, next to `out_path` (e.g. results/<env>/vae.pt), all atomically:
 
 - `vae.pt`: weights-only checkpoint (architecture config, state dict, fitted prior);
   `torch.load(path, weights_only=True)` reads it, `visgoal.vae.load_vae` rebuilds the model.
-- `vae_metrics.json`: train/validation reconstruction and KL at the kept epoch, and
+- `vae_history.csv`: losses and KL weight per epoch.
+- `vae_metrics.json` (`SCORES`): validation loss, reconstruction and KL at the kept epoch, and
   `distance_spearman`, the rank correlation between latent and true goal distances, and
   `success_auc`, how well latent distance tells pairs within the success threshold from the rest.
+  `train_vae` returns these and more (training losses, frame and pair counts, the history).
 - `vae_recon.png`: validation images (top) above their reconstructions (bottom).
 
 A killed training resumes: Lightning checkpoints every epoch into `.vae.pt.resume/last.ckpt`
@@ -28,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from visgoal import paths
 from visgoal.config import Params
 from visgoal.data import ImageDataset
 from visgoal.files import atomic_output
@@ -35,6 +38,9 @@ from visgoal.vae.lightning import VAEDataModule, VAEModule, read_frames, read_fr
 from visgoal.vae import VAE, save_vae
 
 log = logging.getLogger("visgoal")
+
+# What vae_metrics.json keeps: the scores a researcher compares across VAEs (DVC's metric columns).
+SCORES = ("best_epoch", "epochs_run", "val_loss", "val_recon", "val_kl", "distance_spearman", "success_auc")
 
 
 def encode_frames(vae: VAE, data: ImageDataset, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -104,6 +110,17 @@ def recon_rows(vae: VAE, data: ImageDataset, indices: np.ndarray, columns: int =
     return [list(images), list(recon)]
 
 
+def write_history(history: list[dict], path: Path) -> None:
+    """One row per epoch (epoch counted from 1, as the log lines count it)."""
+    import csv
+
+    columns = ["epoch", *dict.fromkeys(k for row in history for k in row if k != "epoch")]
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({**row, "epoch": row["epoch"] + 1} for row in history)
+
+
 def _score(value: float | None) -> str:
     return "undefined" if value is None else f"{value:.3f}"
 
@@ -113,7 +130,8 @@ def _finite(value: float) -> float | None:
 
 
 def train_vae(env: str, dataset_path: str | Path, out_path: str | Path, params: Params, progress: bool = True) -> dict:
-    """Train the VAE of `params['vae']` on `dataset_path`; write vae.pt, vae_metrics.json, vae_recon.png."""
+    """Train the VAE of `params['vae']` on `dataset_path`; write vae.pt, vae_metrics.json, vae_history.csv,
+    vae_recon.png."""
     import lightning as L
     from lightning.pytorch.loggers import MLFlowLogger
 
@@ -223,10 +241,11 @@ def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path
         "latent_dim": vae.latent_dim,
         "train_frames": len(data_module.train_idx),
         "val_frames": len(data_module.val_idx),
-        "history": module.history,
     }
-    with atomic_output(metrics_path) as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    with atomic_output(metrics_path) as tmp:  # what `dvc metrics show` and `dvc exp show` compare
+        tmp.write_text(json.dumps({k: metrics[k] for k in SCORES}, indent=2, sort_keys=True) + "\n")
+    write_history(module.history, out_path.with_name(paths.vae_history(env).name))
+    metrics["history"] = module.history
     save_labelled_grid(recon_rows(vae, data, data_module.val_idx), recon_path,
                        f"{env} VAE (latent {vae.latent_dim}, best epoch {module.best_epoch + 1}): held-out images and "
                        f"their reconstructions", ["held-out\nimage", "reconstruction"])
