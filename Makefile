@@ -7,11 +7,11 @@ STAMP := $(VENV)/.installed-stamp
 GL_PACKAGES := libegl1 libgl1-mesa-dri libosmesa6
 export MUJOCO_GL ?= egl
 
-.PHONY: run test setup gl browser
+.PHONY: run test setup gl browser slurm
 run: setup
 	$(VENV)/bin/snakemake --cores all results/fetch_reach/tdm_eval.csv
 
-test: setup browser
+test: setup browser slurm
 	$(PY) -m pytest -q
 
 setup: gl $(STAMP)
@@ -28,6 +28,14 @@ browser:
 	@if ! command -v chromium >/dev/null; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
+	fi
+
+# A single-node SLURM cluster with accounting, which tests/test_slurm.py starts on loopback.
+SLURM_PACKAGES := slurm-wlm slurmdbd munge mariadb-server
+slurm:
+	@if ! command -v slurmdbd >/dev/null || ! command -v munged >/dev/null || ! command -v mariadbd >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SLURM_PACKAGES); \
 	fi
 
 $(STAMP): pyproject.toml
