@@ -55,8 +55,8 @@ def test_train_and_evaluate_through_the_cli(env, workdir):
     successes = [r["success"] == "True" for r in rows]
     assert summary["success_rate"] == pytest.approx(np.mean(successes))  # one seed: its mean
     assert summary["final_distance"] == pytest.approx(np.mean([float(r["final_distance"]) for r in rows]))
-    assert summary["success_rate_std"] == 0.0 and summary["episodes"] == smoke["evaluate"]["episodes"]
-    assert all(isinstance(v, (int, float)) for v in summary.values()) and len(summary) == 6  # DVC's columns
+    assert summary["success_rate_std"] == 0.0
+    assert sorted(summary) == ["final_distance", "final_distance_std", "success_rate", "success_rate_std"]  # DVC's
 
 
 def test_evaluation_is_deterministic(workdir):

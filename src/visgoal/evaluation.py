@@ -64,11 +64,11 @@ def summary(results: list[dict]) -> dict[str, float]:
     return out
 
 
-def write_summary(path: Path, episodes: int, per_seed: dict[int, dict]) -> Path:
+def write_summary(path: Path, per_seed: dict[int, dict]) -> Path:
     """The eval summary as JSON, what `dvc metrics show` and `dvc exp show` compare: success rate and
     final distance, mean and std over seeds of each seed's mean over episodes (each seed's own
-    numbers are in the CSV and in its MLflow run)."""
-    data = {"episodes": episodes, "seeds": len(per_seed)}
+    numbers are in the CSV and in its MLflow run; the episodes and seeds are parameters)."""
+    data = {}
     for key in ("success_rate", "final_distance"):
         values = np.array([s[key] for s in per_seed.values()])
         data.update({key: float(values.mean()), f"{key}_std": float(values.std())})

@@ -171,8 +171,7 @@ def plot_curves(curves: pd.DataFrame, envs, methods, path: Path, title: str) -> 
     present = [m for m in methods if (curves["method"] == m).any()]
     handles = [Line2D([], [], color=colors[m], label=m) for m in present]
     fig.legend(handles=handles, loc="outside upper center", ncols=len(present),
-               title="mean over seeds, shaded: 95% confidence interval")
-    fig.suptitle(title)
+               title=f"{title}\nmean over seeds, shaded: 95% confidence interval")  # (a suptitle would overlap it)
     return _save(fig, path)
 
 

@@ -127,7 +127,7 @@ def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, e
         writer.writeheader()
         writer.writerows(rows)
     per_seed = {seed: summary([r for r in rows if r["seed"] == seed]) for seed in seeds}
-    write_summary(out_csv.with_suffix(".json"), cfg["episodes"], per_seed)
+    write_summary(out_csv.with_suffix(".json"), per_seed)
     picture = None
     if pictures:
         picture = save_labelled_grid(
