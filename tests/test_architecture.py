@@ -22,7 +22,7 @@ LAYERS = [
     ["visgoal.report"],
     ["visgoal.agents.workspace"],
     ["visgoal.agents"],                                   # the factory: AGENTS and load_policy
-    ["visgoal.agents.tdm"],
+    ["visgoal.agents.tdm", "visgoal.agents.crl"],
     ["visgoal.agents.rig"],
     ["visgoal.agents.td3"],
     ["visgoal.agents.policy", "visgoal.agents.views"],

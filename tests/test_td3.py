@@ -155,7 +155,7 @@ def method_args(method, vae, dataset) -> list[str]:
     return [] if method == "td3" else ["--vae", str(vae), "--dataset", str(dataset)]
 
 
-@pytest.mark.parametrize("method", ["td3", "rig", "tdm"])
+@pytest.mark.parametrize("method", ["td3", "rig", "tdm", "crl"])
 def test_resume_after_sigkill(method, tmp_path, workdir, smoke_vae, smoke_dataset):
     run = tmp_path / "run"
     command = [sys.executable, "-m", "visgoal", "train", "--env", "point_maze", "--method", method, "--profile",
@@ -179,7 +179,7 @@ def test_resume_after_sigkill(method, tmp_path, workdir, smoke_vae, smoke_datase
     assert second.returncode == 0, second.stderr[-2000:]
     assert f"from its checkpoint at env step {checkpoint_step}" in second.stderr
     # --quiet (a pipeline's log): a line per log interval and per evaluation, for `tail -f`
-    assert re.search(r"step 900/900: \d+ steps/s, .*critic loss", second.stderr), second.stderr[-2000:]
+    assert re.search(r"step 900/900: \d+ steps/s, .*(critic|contrastive) loss", second.stderr), second.stderr[-2000:]
     assert re.search(r"eval at step 900: success [\d.]+, final distance", second.stderr), second.stderr[-2000:]
     with open(run / "curve.csv") as f:
         steps = [int(r["env_steps"]) for r in csv.DictReader(f)]
@@ -204,7 +204,7 @@ def test_evaluations_during_training_do_not_change_what_is_learned(method, tmp_p
         assert [int(r["env_steps"]) for r in csv.DictReader(f)] == [100, 200, 300]
 
 
-@pytest.mark.parametrize("method", ["td3", "rig", "tdm"])
+@pytest.mark.parametrize("method", ["td3", "rig", "tdm", "crl"])
 def test_resumed_run_equals_uninterrupted_run(method, tmp_path, workdir, smoke_vae, smoke_dataset):
     """Checkpoints carry every RNG state (and the fine-tuned VAE): stopping and continuing changes nothing."""
     def train(out, total):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from visgoal.agents.crl import CRLAgent
 from visgoal.agents.rig import RIGAgent
 from visgoal.agents.td3 import TD3Agent
 from visgoal.agents.tdm import TDMAgent
@@ -18,6 +19,7 @@ AGENTS = {
     "td3": TD3Agent,
     "tdm": TDMAgent,
     "rig": RIGAgent,
+    "crl": CRLAgent,
 }
 
 POLICY_FORMAT = "visgoal-policy/2"  # the `format` key of policy.pt's meta

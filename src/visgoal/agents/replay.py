@@ -10,6 +10,8 @@ replaces a sampled transition's goal, with mixture weights from `replay.relabel`
   episode - an achieved goal anywhere in the same episode
   buffer  - an achieved goal from any stored episode
   prior   - a goal drawn by `goal_sampler(n, rng)` (RIG: a latent from the VAE prior)
+  geometric - the achieved goal k steps later, k ~ Geometric(1 - `geometric_discount`), at most
+            the episode's last step (contrastive RL's positive: the discounted state occupancy)
 The rest keep the episode's own goal. Rewards are recomputed on the final goal by
 `reward_fn(next_achieved, goal, env_reward)`. `batch_hook(batch, rng)` may add to a
 batch afterwards (TDM: the horizon tau).
@@ -25,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-STRATEGIES = ("original", "future", "episode", "buffer", "prior")
+STRATEGIES = ("original", "future", "episode", "buffer", "prior", "geometric")
 
 RewardFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
@@ -55,8 +57,8 @@ class EpisodeReplay:
     def __init__(self, capacity: int, max_length: int, obs_shape: tuple[int, ...], goal_dim: int, action_dim: int,
                  relabel: dict[str, float], reward_fn: RewardFn, obs_dtype=np.float32,
                  goal_sampler: Callable | None = None, batch_hook: Callable | None = None,
-                 image_shape: tuple[int, ...] | None = None):
-        self.max_length = max_length
+                 image_shape: tuple[int, ...] | None = None, geometric_discount: float = 0.99):
+        self.max_length, self.geometric_discount = max_length, geometric_discount
         self.n_episodes = max(1, capacity // max_length)
         self.probs = mixture(relabel)
         if self.probs[STRATEGIES.index("prior")] > 0 and goal_sampler is None:
@@ -105,10 +107,11 @@ class EpisodeReplay:
         t = (rng.random(batch_size) * n).astype(np.int64)
         strategy = rng.choice(len(STRATEGIES), size=batch_size, p=self.probs)
         goal = self.goal[ep].copy()
+        goal_step = np.full(batch_size, -1)  # the step of the achieved goal used, where one is
 
         pick = strategy == STRATEGIES.index("future")  # achieved goal at a step in (t, n]
         idx = t[pick] + 1 + (rng.random(pick.sum()) * (n[pick] - t[pick])).astype(np.int64)
-        goal[pick] = self.achieved[ep[pick], idx]
+        goal[pick], goal_step[pick] = self.achieved[ep[pick], idx], idx
         pick = strategy == STRATEGIES.index("episode")  # any achieved goal of the episode, [0, n]
         idx = (rng.random(pick.sum()) * (n[pick] + 1)).astype(np.int64)
         goal[pick] = self.achieved[ep[pick], idx]
@@ -119,12 +122,15 @@ class EpisodeReplay:
         pick = strategy == STRATEGIES.index("prior")
         if pick.any():
             goal[pick] = self.goal_sampler(int(pick.sum()), rng)
+        pick = strategy == STRATEGIES.index("geometric")  # achieved goal k ~ Geom(1 - gamma) steps on
+        idx = np.minimum(t[pick] + rng.geometric(1.0 - self.geometric_discount, size=pick.sum()), n[pick])
+        goal[pick], goal_step[pick] = self.achieved[ep[pick], idx], idx
 
         batch = {
             "obs": self.obs[ep, t], "next_obs": self.obs[ep, t + 1], "action": self.action[ep, t],
             "achieved": self.achieved[ep, t], "next_achieved": self.achieved[ep, t + 1], "goal": goal,
             "env_reward": self.env_reward[ep, t], "terminated": self.terminated[ep, t],
-            "t": t, "length": n, "strategy": strategy,
+            "t": t, "length": n, "strategy": strategy, "goal_step": goal_step,
         }
         batch["reward"] = self.reward_fn(batch["next_achieved"], goal, batch["env_reward"])
         return self.batch_hook(batch, rng) if self.batch_hook else batch
