@@ -203,19 +203,20 @@ def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path
     torch.set_num_threads(cfg["threads"])
     module.log_epochs = not progress
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # GPU/TPU lines, tips: not ours to print
-    trainer = L.Trainer(
-        max_epochs=cfg["max_epochs"], accelerator="cpu", devices=1, deterministic=True, logger=logger,
-        precision=cfg["precision"],
-        callbacks=[EarlyStopping("val_loss", patience=cfg["patience"], mode="min"),
-                   # at each epoch's very end, after our own epoch-end bookkeeping, for a resume
-                   ModelCheckpoint(dirpath=resume_file(out_path).parent, filename=resume_file(out_path).stem,
-                                   save_top_k=1, save_on_train_epoch_end=True, enable_version_counter=False)],
-        enable_checkpointing=True, enable_progress_bar=progress, enable_model_summary=False,
-        num_sanity_val_steps=0, log_every_n_steps=1,
-    )
-    with warnings.catch_warnings():  # a deprecation inside Lightning itself, nothing a user can act on
+    with warnings.catch_warnings():  # Lightning's own warnings that no user can act on
         warnings.filterwarnings("ignore", message=r".*LeafSpec.*deprecated")
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # a resume
+        warnings.filterwarnings("ignore", message=r"The `srun` command is available")  # SLURM jobs run us as is
+        trainer = L.Trainer(
+            max_epochs=cfg["max_epochs"], accelerator="cpu", devices=1, deterministic=True, logger=logger,
+            precision=cfg["precision"],
+            callbacks=[EarlyStopping("val_loss", patience=cfg["patience"], mode="min"),
+                       # at each epoch's very end, after our own epoch-end bookkeeping, for a resume
+                       ModelCheckpoint(dirpath=resume_file(out_path).parent, filename=resume_file(out_path).stem,
+                                       save_top_k=1, save_on_train_epoch_end=True, enable_version_counter=False)],
+            enable_checkpointing=True, enable_progress_bar=progress, enable_model_summary=False,
+            num_sanity_val_steps=0, log_every_n_steps=1,
+        )
         trainer.fit(module, datamodule=data_module, ckpt_path=resume, weights_only=True)
     vae = vae.to(memory_format=torch.contiguous_format)  # what vae.pt and the agents expect
     if module.best_state is None:
