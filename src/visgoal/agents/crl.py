@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visgoal.agents.networks import mlp
+from visgoal.agents.networks import frozen, mlp
 from visgoal.agents.replay import negative_distance
 from visgoal.agents.rig import RIGAgent, image_td3_config
 from visgoal.agents.td3 import TD3Config
@@ -121,8 +121,9 @@ class CRLAgent(RIGAgent):
                 "critic/logits_scale": mean.abs().mean().item(), **grad_norm}
 
     def update_crl_actor(self, x, obs, goal) -> dict:
-        q = self.critic(obs, self.actor.from_normalized(x), goal).min(0).values
-        loss = -q.mean() / (q.abs().mean().detach() + 1e-6)
+        with frozen(self.critic):
+            q = self.critic(obs, self.actor.from_normalized(x), goal).min(0).values
+            loss = -q.mean() / (q.abs().mean().detach() + 1e-6)
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = self._clip(self.actor, "actor")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -13,6 +15,17 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:
         in_dim = width
     layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
+
+
+@contextmanager
+def frozen(net: nn.Module):
+    """No weight gradients for `net` inside the block: an actor's loss backpropagates through the
+    critic to the action only (the critic's own gradients would be discarded: a third less work)."""
+    net.requires_grad_(False)
+    try:
+        yield net
+    finally:
+        net.requires_grad_(True)
 
 
 class Normalizer(nn.Module):
@@ -89,5 +102,12 @@ class Critic(nn.Module):
     def forward(self, x: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(Q1, Q2), each (n,); with out_dim > 1 (the TDM critic), each (n, out_dim)."""
         xa = torch.cat([x, action], dim=-1)
-        q1, q2 = self.q1(xa), self.q2(xa)
-        return (q1.squeeze(-1), q2.squeeze(-1)) if q1.shape[-1] == 1 else (q1, q2)
+        return self._shape(self.q1(xa)), self._shape(self.q2(xa))
+
+    def first(self, x: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Q1 alone, what the actor maximizes (TD3 section 4.2)."""
+        return self._shape(self.q1(torch.cat([x, action], dim=-1)))
+
+    @staticmethod
+    def _shape(q: torch.Tensor) -> torch.Tensor:
+        return q.squeeze(-1) if q.shape[-1] == 1 else q

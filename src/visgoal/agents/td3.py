@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visgoal.agents.networks import Actor, Critic
+from visgoal.agents.networks import Actor, Critic, frozen
 from visgoal.agents.policy import Policy
 from visgoal.agents.replay import env_reward, negative_distance
 
@@ -175,8 +175,8 @@ class TD3Agent:
                 "values/target_q": target_q.mean().item(), **grad_norm}
 
     def update_actor(self, x) -> dict:
-        q1, _ = self.critic(x, self.actor.from_normalized(x))
-        loss = -q1.mean()
+        with frozen(self.critic):
+            loss = -self.critic.first(x, self.actor.from_normalized(x)).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = self._clip(self.actor, "actor")

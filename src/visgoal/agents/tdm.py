@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visgoal.agents.networks import Critic
+from visgoal.agents.networks import Critic, frozen
 from visgoal.agents.policy import Policy
 from visgoal.agents.rig import RIGAgent, image_td3_config
 from visgoal.agents.td3 import TD3Config
@@ -195,9 +195,8 @@ class TDMAgent(RIGAgent):
                 "values/q2": total(q2).mean().item(), "values/target_q": total(target).mean().item(), **metrics}
 
     def update_tdm_actor(self, x, goal) -> dict:
-        f1, _ = self.critic(x, self.actor.from_normalized(x))
-        q = self.q(f1, goal)
-        loss = -total(q).mean()
+        with frozen(self.critic):
+            loss = -total(self.q(self.critic.first(x, self.actor.from_normalized(x)), goal)).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = self._clip(self.actor, "actor")
