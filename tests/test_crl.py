@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from visgoal.agents.crl import CRLAgent, CRLConfig
+from conftest import ENVS
+from visgoal.agents.crl import ConvEncoder, CRLAgent, CRLConfig, random_shift
 from visgoal.agents.replay import STRATEGIES, EpisodeReplay, negative_distance
 from visgoal.agents.td3 import TD3Config
+
+PIXELS = {"feature_dim": 16, "shift": 4, "precision": "bf16-mixed"}
 
 
 def test_positive_goals_follow_the_geometric_offset_and_stay_inside_their_episode():
@@ -35,9 +38,12 @@ def test_positive_goals_follow_the_geometric_offset_and_stay_inside_their_episod
     for k in (1, 2, 5, 10):
         assert np.mean(free == k) == pytest.approx(gamma ** (k - 1) * (1 - gamma), abs=0.01), k
     assert free.mean() == pytest.approx(1 / (1 - gamma), rel=0.05)
-    # near it, a draw past the end is the last step: P(step = n) = gamma^(n - t - 1)
+    # near it, the same law truncated to the steps left and renormalized: with 3 left,
+    # P(k) = gamma^(k-1) (1 - gamma) / (1 - gamma^3); the last frame is not a catch-all
     near = (n - t) == 3
-    assert np.mean(step[near] == n[near]) == pytest.approx(gamma ** 2, abs=0.03)
+    for k in (1, 2, 3):
+        assert np.mean(offset[near] == k) == pytest.approx(gamma ** (k - 1) * (1 - gamma) / (1 - gamma ** 3),
+                                                           abs=0.03), k
 
 
 def test_the_contrastive_critic_learns_to_pick_the_positive_goal():
@@ -47,7 +53,7 @@ def test_the_contrastive_critic_learns_to_pick_the_positive_goal():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     agent = CRLAgent(4, 3, 2, -np.ones(2), np.ones(2), TD3Config(hidden=[64, 64], batch_size=64),
-                     CRLConfig(discount=0.9, repr_dim=16, hidden=(64, 64)), rng)
+                     CRLConfig(discount=0.9, repr_dim=16, hidden=(64, 64), pixels=PIXELS), rng)
     mixing = torch.randn(6, 3)
 
     def batch():
@@ -85,3 +91,75 @@ def test_train_and_evaluate_through_the_cli(workdir, tmp_path, env="point_maze")
     with open(tmp_path / "crl_eval.csv") as f:
         rows = list(csv.DictReader(f))
     assert rows and all(float(r["final_distance"]) >= 0 and float(r["latent_distance"]) >= 0 for r in rows)
+
+
+def test_random_shift_crops_the_border_padded_image_at_one_offset_per_image():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (64, 12, 12, 3), dtype=torch.uint8)
+    shifted = random_shift(images, 2)
+    assert shifted.shape == (64, 12, 12, 3) and shifted.dtype == torch.float32
+    padded = np.pad(images.numpy(), ((0, 0), (2, 2), (2, 2), (0, 0)), mode="edge")
+    offsets = set()
+    for image, out in zip(padded, shifted.numpy()):
+        found = [(dy, dx) for dy in range(5) for dx in range(5) if np.array_equal(image[dy : dy + 12, dx : dx + 12], out)]
+        assert found, "not a crop of the padded image"
+        offsets.add(found[0])
+    assert len(offsets) > 10  # each image its own offset, from the 25 possible
+    assert torch.equal(random_shift(images, 0), images.float())
+
+
+def test_pixel_encoder_learns_with_the_contrastive_loss_and_acts_from_images():
+    """crl's pixels representation: the encoder reads uint8 images, only the critic's loss moves it,
+    and the policy acts from an observation stacked over its goal image."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    agent = CRLAgent(0, 0, 2, -np.ones(2), np.ones(2), TD3Config(hidden=[32, 32], batch_size=16),
+                     CRLConfig(representation="pixels", repr_dim=8, hidden=(32, 32), pixels=PIXELS), rng,
+                     image_size=64)
+    assert isinstance(agent.encoder, ConvEncoder) and not agent.actor.normalizer.enabled
+    images = torch.randint(0, 256, (16, 64, 64, 3), dtype=torch.uint8)
+    batch = {"obs": images, "goal": images.roll(1, 0), "action": torch.rand(16, 2) * 2 - 1}
+    before = {k: v.clone() for k, v in agent.encoder.state_dict().items()}
+    metrics = agent.update(batch)
+    assert np.isfinite(metrics["losses/contrastive"]) and 0 <= metrics["critic/accuracy"] <= 1
+    assert any(not torch.equal(before[k], v) for k, v in agent.encoder.state_dict().items())
+    action = agent.policy(training=False)(images[0].numpy(), images[1].numpy())
+    assert action.shape == (2,) and np.all(np.abs(action) <= 1)
+    saved = agent.policy_file()
+    assert saved["meta"]["encoder"]["feature_dim"] == 16
+    again = CRLAgent.load_policy(saved)(images[0].numpy(), images[1].numpy())
+    np.testing.assert_array_equal(action, again)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_pixels_train_and_evaluate_through_the_cli_with_no_vae(env, workdir, tmp_path):
+    """crl.representation=pixels needs no dataset and no VAE: it trains and evaluates on every env."""
+    from visgoal.agents import load_policy
+    from visgoal.cli import main
+
+    run = tmp_path / "crl" / "seed0"
+    pixels = ["--set", "crl.representation=pixels", "--set", "evaluate.episodes=1"]  # CI time: the kitchen's are long
+    assert main(["train", "--env", env, "--method", "crl", "--profile", "smoke", "--quiet", "--out", str(run),
+                 "--vae", str(tmp_path / "absent.pt"), *pixels]) == 0  # a VAE is not read
+    view, _, meta = load_policy(run)
+    assert view.kind == "pixels" and meta["encoder"]["image_size"] == 64
+    assert not (run / "vae.pt").exists()
+    out = tmp_path / "crl_eval.csv"
+    assert main(["evaluate", "--env", env, "--method", "crl", "--profile", "smoke", "--quiet", "--runs",
+                 str(run.parent), "--out", str(out), *pixels]) == 0
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and all(r["latent_distance"] == "" and float(r["final_distance"]) >= 0 for r in rows)
+    with open(run / "curve.csv") as f:
+        assert all(r["eval_latent_distance"] == "" for r in csv.DictReader(f))  # no latent space
+
+
+def test_imagined_goals_need_the_latent_representation(workdir, tmp_path, capsys):
+    from visgoal.cli import main
+
+    assert main(["train", "--env", "point_maze", "--method", "crl", "--profile", "smoke", "--quiet", "--out",
+                 str(tmp_path / "run"), "--set", "crl.representation=pixels",
+                 "--set", "crl.exploration_goals=prior"]) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "crl.exploration_goals=prior needs crl.representation=latent" in \
+        err.strip().splitlines()[-1], err

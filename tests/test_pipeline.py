@@ -176,10 +176,20 @@ def read_csv(path: Path) -> list[dict]:
 
 
 # --- the DAG ------------------------------------------------------------------------------
-@pytest.mark.parametrize("profile", [None, "smoke"], ids=["params.yaml as is", "smoke in the sections"])
-def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, profile):
-    """Same jobs (by their output files), the same command per job, the same edges."""
-    work = copy_pipeline(tmp_path / "pipeline", profile=profile)
+@pytest.mark.parametrize("profile, pixels", [(None, False), ("smoke", False), ("smoke", True)],
+                         ids=["params.yaml as is", "smoke in the sections", "smoke, crl on pixels"])
+def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, profile, pixels):
+    """Same jobs (by their output files), the same command per job, the same edges; crl on pixels
+    moves from the VAE's training rule to the one without (dvc.yaml regenerated, as its header says)."""
+    from visgoal.agents import view_kind
+    from visgoal.dvcfile import dvc_yaml
+
+    work = copy_pipeline(tmp_path / "pipeline", profile=profile,
+                         smoke_overrides={"crl": {"representation": "pixels"}} if pixels else None)
+    if pixels:
+        raw = yaml.safe_load((work / "params.yaml").read_text())
+        (work / "dvc.yaml").write_text(dvc_yaml(raw["envs"], raw["methods"], raw["seeds"],
+                                                {m: view_kind(m, raw) for m in raw["methods"]}))
     jobs = snakemake_jobs(work)
     stages = dvc_stages(work)
     sm_commands, sm_edges = snakemake_dag(jobs)
@@ -199,8 +209,11 @@ def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, profile):
     rules = Counter(job["rule"] for job in jobs)
     n_envs, n_seeds = len(params["envs"]), len(params["seeds"])
     image = [m for m in params["methods"] if m != "td3"]
+    on_pixels = ["crl"] if pixels else []
     expected = Counter(dataset=n_envs, train_vae=n_envs, train_td3=n_envs * n_seeds * ("td3" in params["methods"]),
-                       train_image=n_envs * n_seeds * len(image), evaluate=n_envs * len(params["methods"]), report=1)
+                       train_image=n_envs * n_seeds * (len(image) - len(on_pixels)),
+                       train_pixels=n_envs * n_seeds * len(on_pixels), evaluate=n_envs * len(params["methods"]),
+                       report=1)
     assert rules == +expected  # (+ drops zero counts)
 
 
@@ -209,10 +222,13 @@ def test_dvc_yaml_is_the_generated_one():
     results layout (visgoal.paths) or from params.yaml's envs and methods."""
     from visgoal.dvcfile import dvc_yaml
 
+    from visgoal.agents import view_kind
+
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert (ROOT / "dvc.yaml").read_text() == dvc_yaml(raw["envs"], raw["methods"], raw["seeds"]), \
+    views = {m: view_kind(m, raw) for m in raw["methods"]}
+    assert (ROOT / "dvc.yaml").read_text() == dvc_yaml(raw["envs"], raw["methods"], raw["seeds"], views), \
         "dvc.yaml is stale: run `python -m visgoal dvc-yaml --out dvc.yaml`"
-    report = yaml.safe_load(dvc_yaml(["fetch_reach"], ["td3"], [0]))["stages"]["report"]
+    report = yaml.safe_load(dvc_yaml(["fetch_reach"], ["td3"], [0], {"td3": "state"}))["stages"]["report"]
     assert report["deps"][1:] == ["results/fetch_reach/td3_eval.csv", "results/fetch_reach/td3_eval.png",
                                   "results/fetch_reach/vae_recon.png"]
 
@@ -222,7 +238,7 @@ def test_every_rule_declares_log_benchmark_and_resources(tmp_path):
     for job in snakemake_jobs(work):
         assert job["log"] and job["benchmark"], job["rule"]
         assert {"mem_mb", "runtime"} <= set(job["resources"]), (job["rule"], job["resources"])
-        if job["rule"] in ("train_vae", "train_image"):
+        if job["rule"] in ("train_vae", "train_image", "train_pixels"):
             assert "gpu" in job["resources"], job["rule"]
 
 

@@ -151,15 +151,17 @@ def test_terminal_steps_do_not_bootstrap():
 
 # --- resume: every method ---------------------------------------------------------------------
 def method_args(method, vae, dataset) -> list[str]:
-    """Image agents need a VAE (and its dataset, for fine-tuning); the smoke profile fine-tunes."""
-    return [] if method == "td3" else ["--vae", str(vae), "--dataset", str(dataset)]
+    """`--method` and what it needs: image agents a VAE (and its dataset, for fine-tuning; the smoke
+    profile fine-tunes); "crl-pixels" is crl on pixels, with no VAE."""
+    if method == "crl-pixels":
+        return ["--method", "crl", "--set", "crl.representation=pixels"]
+    return ["--method", method] + ([] if method == "td3" else ["--vae", str(vae), "--dataset", str(dataset)])
 
 
-@pytest.mark.parametrize("method", ["td3", "rig", "tdm", "crl"])
+@pytest.mark.parametrize("method", ["td3", "rig", "tdm", "crl", "crl-pixels"])
 def test_resume_after_sigkill(method, tmp_path, workdir, smoke_vae, smoke_dataset):
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "visgoal", "train", "--env", "point_maze", "--method", method, "--profile",
-               "smoke", "--quiet", "--out", str(run), "--set", "train.total_steps=900", "--set",
+    command = [sys.executable, "-m", "visgoal", "train", "--env", "point_maze", "--profile", "smoke", "--quiet", "--out", str(run), "--set", "train.total_steps=900", "--set",
                "train.checkpoint_every=300", "--set", "train.eval_every=300", *method_args(method, smoke_vae,
                                                                                             smoke_dataset)]
     # workdir's MLflow store already exists: creating one costs seconds
@@ -193,7 +195,7 @@ def test_evaluations_during_training_do_not_change_what_is_learned(method, tmp_p
     """Evaluation episodes use their own env, policy and seeds: how often they run (train.eval_every,
     train.eval_episodes, a speed setting) leaves the trained weights unchanged."""
     def train(out, every, episodes):
-        assert main(["train", "--env", "point_maze", "--method", method, "--profile", "smoke", "--quiet",
+        assert main(["train", "--env", "point_maze", "--profile", "smoke", "--quiet",
                      "--out", str(out), "--set", "train.total_steps=300", "--set", f"train.eval_every={every}",
                      "--set", f"train.eval_episodes={episodes}", *method_args(method, smoke_vae, smoke_dataset)]) == 0
         return torch.load(out / "policy.pt", weights_only=True)["weights"]
@@ -204,23 +206,24 @@ def test_evaluations_during_training_do_not_change_what_is_learned(method, tmp_p
         assert [int(r["env_steps"]) for r in csv.DictReader(f)] == [100, 200, 300]
 
 
-@pytest.mark.parametrize("method", ["td3", "rig", "tdm", "crl"])
+@pytest.mark.parametrize("method", ["td3", "rig", "tdm", "crl", "crl-pixels"])
 def test_resumed_run_equals_uninterrupted_run(method, tmp_path, workdir, smoke_vae, smoke_dataset):
     """Checkpoints carry every RNG state (and the fine-tuned VAE): stopping and continuing changes nothing."""
     def train(out, total):
-        assert main(["train", "--env", "point_maze", "--method", method, "--profile", "smoke", "--quiet",
+        assert main(["train", "--env", "point_maze", "--profile", "smoke", "--quiet",
                      "--out", str(out), "--set", f"train.total_steps={total}", "--set", "train.checkpoint_every=200",
                      "--set", "train.eval_every=200", *method_args(method, smoke_vae, smoke_dataset)]) == 0
 
     train(tmp_path / "straight", 400)
     train(tmp_path / "resumed", 200)
     train(tmp_path / "resumed", 400)  # continues from the final checkpoint of the 200-step run
-    names = ["policy.pt"] if method == "td3" else ["policy.pt", "vae.pt"]
+    names = {"td3": ["policy.pt"], "crl-pixels": ["policy.pt"]}.get(method, ["policy.pt", "vae.pt"])
     for name in names:
         straight = torch.load(tmp_path / "straight" / name, weights_only=True)
         resumed = torch.load(tmp_path / "resumed" / name, weights_only=True)
-        key = "weights" if name == "policy.pt" else "state_dict"
-        assert all(torch.equal(straight[key][k], resumed[key][k]) for k in straight[key]), name
+        keys = ["weights", "encoder"] if method == "crl-pixels" else ["weights" if name == "policy.pt" else "state_dict"]
+        for key in keys:  # the pixels encoder is saved beside the actor
+            assert all(torch.equal(straight[key][k], resumed[key][k]) for k in straight[key]), (name, key)
 
 
 def test_exploration_noise_anneals_and_ou_is_correlated():

@@ -112,7 +112,9 @@ def cmd_dvc_yaml(args: argparse.Namespace) -> int:
     params_file = args.params or project_root() / "params.yaml"
     raw = yaml.safe_load(params_file.read_text())
     _resolve(args)  # a malformed params.yaml fails here, in one line
-    text = dvc_yaml(raw["envs"], raw["methods"], raw["seeds"])
+    from visgoal.agents import view_kind
+
+    text = dvc_yaml(raw["envs"], raw["methods"], raw["seeds"], {m: view_kind(m, raw) for m in raw["methods"]})
     if args.out is None:
         sys.stdout.write(text)
     else:

@@ -3,8 +3,9 @@
 `python -m visgoal dvc-yaml` writes it; tests/test_pipeline.py checks that the committed file
 is what this module generates and that DVC and Snakemake declare the same jobs, commands and
 edges. The matrices stay DVC templates (`${envs}`, `${seeds}`): DVC expands them from
-params.yaml at run time. Only the report's list of inputs and the top-level `plots`, which DVC
-cannot template, are written out from params.yaml's top-level `envs`, `methods` and `seeds`:
+params.yaml at run time. Only the report's list of inputs, the top-level `plots` and which
+training stage runs a method (it depends on what the method sees: `crl.representation`), which DVC
+cannot template, are written out from params.yaml's `envs`, `methods`, `seeds` and `crl`:
 regenerate after changing them.
 """
 
@@ -32,10 +33,21 @@ def _s(path) -> str:
     return str(path)
 
 
-def stages(envs: list[str], methods: list[str]) -> dict:
-    """The `stages` of dvc.yaml; `envs` and `methods` list the report's inputs."""
+def stages(envs: list[str], methods: list[str], views: dict[str, str]) -> dict:
+    """The `stages` of dvc.yaml; `envs` and `methods` list the report's inputs, `views` what each
+    method sees (agents.view_kind: state, latent or pixels)."""
     td3_run, image_run = paths.run_dir(ENV, "td3", SEED), paths.run_dir(ENV, METHOD, SEED)
-    image_methods = [m for m in methods if m != "td3"]
+    latent_methods = [m for m in methods if views[m] == "latent"]
+    pixel_methods = [m for m in methods if views[m] == "pixels"]
+    pixels = {  # a method on pixels alone (crl.representation=pixels): no VAE in, none out
+        "train_pixels": {
+            "matrix": {"env": "${envs}", "method": pixel_methods, "seed": "${seeds}"},
+            "cmd": f"python -m visgoal train --env {ENV} --method {METHOD} --seed {SEED} --out {image_run} --quiet",
+            "deps": [f"envs/{ENV}.yaml", "src/visgoal/agents", "src/visgoal/envs", "src/visgoal/evaluation.py"],
+            "params": ["profile", "render", "train", "td3", "replay", "evaluate", "image_agents", METHOD],
+            "outs": [_s(image_run / paths.POLICY), _s(image_run / paths.CURVE)],
+        }
+    } if pixel_methods else {}
     return {
         "dataset": {
             "matrix": {"env": "${envs}"},
@@ -63,7 +75,7 @@ def stages(envs: list[str], methods: list[str]) -> dict:
             "outs": [_s(td3_run / paths.POLICY), _s(td3_run / paths.CURVE)],
         },
         "train_image": {
-            "matrix": {"env": "${envs}", "method": image_methods, "seed": "${seeds}"},
+            "matrix": {"env": "${envs}", "method": latent_methods, "seed": "${seeds}"},
             "cmd": f"python -m visgoal train --env {ENV} --method {METHOD} --seed {SEED} --vae {paths.vae(ENV)} "
                    f"--dataset {paths.dataset(ENV)} --out {image_run} --quiet",
             "deps": [f"envs/{ENV}.yaml", _s(paths.vae(ENV)), _s(paths.dataset(ENV)), "src/visgoal/agents",
@@ -72,6 +84,7 @@ def stages(envs: list[str], methods: list[str]) -> dict:
                        METHOD],
             "outs": [_s(image_run / paths.POLICY), _s(image_run / paths.RUN_VAE), _s(image_run / paths.CURVE)],
         },
+        **pixels,
         # Its dep is the directory of the method's runs (what `evaluate --runs` reads): every seed's
         # policy.pt (and the image agents' vae.pt), whatever the number of seeds.
         "evaluate": {
@@ -108,7 +121,7 @@ def plots(envs: list[str], methods: list[str], seeds: list[int]) -> list[dict]:
     return charts
 
 
-def dvc_yaml(envs: list[str], methods: list[str], seeds: list[int]) -> str:
-    body = yaml.safe_dump({"stages": stages(envs, methods), "plots": plots(envs, methods, seeds)},
+def dvc_yaml(envs: list[str], methods: list[str], seeds: list[int], views: dict[str, str]) -> str:
+    body = yaml.safe_dump({"stages": stages(envs, methods, views), "plots": plots(envs, methods, seeds)},
                           sort_keys=False, width=120)
     return HEADER + body

@@ -1,6 +1,7 @@
-# Two training rules, because their inputs and outputs differ: the image agents read the VAE and
+# Three training rules, because their inputs and outputs differ: agents on latents read the VAE and
 # its dataset (online fine-tuning) and also write the VAE they were trained with; the state-based
-# td3 baseline reads neither. A killed run resumes from its checkpoint.pt (not an output).
+# td3 baseline reads neither, nor does an agent on pixels (crl.representation=pixels). A killed run
+# resumes from its checkpoint.pt (not an output).
 
 
 rule train_td3:
@@ -29,7 +30,7 @@ rule train_td3:
 
 
 rule train_image:
-    """An image agent (tdm, rig), one seed: VAE latents of the camera image and the goal image."""
+    """An image agent on latents (tdm, rig, crl), one seed: VAE latents of the camera image and the goal image."""
     input:
         spec="envs/{env}.yaml",
         vae=str(paths.vae("{env}", ROOT)),
@@ -43,7 +44,7 @@ rule train_image:
     benchmark:
         logged("{env}/{method}/train_seed{seed}")[1]
     wildcard_constraints:
-        method="tdm|rig",
+        method=LATENT_METHODS,
     params:
         settings=lambda w: settings(
             "render", "train", "td3", "replay", "evaluate", "vae", "image_agents", w.method
@@ -59,6 +60,34 @@ rule train_image:
     shell:
         "python -m visgoal train --env {wildcards.env} --method {wildcards.method} --seed {wildcards.seed}"
         " --vae {input.vae} --dataset {input.dataset} --out {params.run} --quiet > {log} 2>&1"
+
+
+rule train_pixels:
+    """An image agent on pixels alone (crl.representation=pixels), one seed: no VAE."""
+    input:
+        spec="envs/{env}.yaml",
+    output:
+        policy=f"{RUN}/{paths.POLICY}",
+        curve=f"{RUN}/{paths.CURVE}",
+    log:
+        logged("{env}/{method}/train_seed{seed}")[0],
+    benchmark:
+        logged("{env}/{method}/train_seed{seed}")[1]
+    wildcard_constraints:
+        method=PIXEL_METHODS,
+    params:
+        settings=lambda w: settings("render", "train", "td3", "replay", "evaluate", "image_agents", w.method),
+        run=lambda w, output: os.path.dirname(output.policy),
+    threads: 1
+    resources:
+        mem_mb=8192,
+        runtime=1440,
+        gpu=0,  # its convolutional encoder would gain the most from one
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m visgoal train --env {wildcards.env} --method {wildcards.method} --seed {wildcards.seed}"
+        " --out {params.run} --quiet > {log} 2>&1"
 
 
 rule evaluate:

@@ -2,6 +2,7 @@ import os
 import sys
 
 from visgoal import paths
+from visgoal.agents import view_kind
 from visgoal.config import load_params
 
 # Every stage is `python -m visgoal <sub-command> ...`, literally the `cmd` of its dvc.yaml stage.
@@ -15,6 +16,11 @@ PARAMS = load_params()
 ENVS = PARAMS["envs"]
 METHODS = PARAMS["methods"]
 SEEDS = PARAMS["seeds"]
+# What each method sees (state, latent or pixels; crl's depends on crl.representation): which
+# training rule runs it. Wildcard constraints; "(?!)" matches nothing.
+VIEWS = {method: view_kind(method, PARAMS) for method in METHODS}
+LATENT_METHODS = "|".join(m for m in METHODS if VIEWS[m] == "latent") or "(?!)"
+PIXEL_METHODS = "|".join(m for m in METHODS if VIEWS[m] == "pixels") or "(?!)"
 
 # The conda environment of every rule (workflow/envs/visgoal.yaml, pinned like pyproject.toml).
 CONDA_ENV = "../envs/visgoal.yaml"
@@ -48,8 +54,8 @@ def runs(wildcards, *names):
 
 
 def evaluate_inputs(wildcards):
-    """Each seed's policy; image agents also need each run's own (fine-tuned) VAE."""
-    if wildcards.method == "td3":
-        return runs(wildcards, paths.POLICY)
-    return runs(wildcards, paths.POLICY, paths.RUN_VAE)
+    """Each seed's policy; agents on latents also need each run's own (fine-tuned) VAE."""
+    if VIEWS[wildcards.method] == "latent":
+        return runs(wildcards, paths.POLICY, paths.RUN_VAE)
+    return runs(wildcards, paths.POLICY)
 

@@ -31,6 +31,12 @@ def agent_class(method: str) -> type[TD3Agent]:
     return AGENTS[method]
 
 
+def view_kind(method: str, params) -> str:
+    """What a method's runs see with these parameters: "state", "latent" (they read the VAE and its
+    dataset, and write the VAE they acted through) or "pixels" (images only, no VAE)."""
+    return agent_class(method).view_kind(params)
+
+
 def load_policy(run_dir: Path, vae: Path | None = None):
     """(view, policy, meta) of a trained run's policy.pt: what evaluation acts with. Image agents
     act through the run's own (fine-tuned) vae.pt unless `vae` names another."""

@@ -1,18 +1,27 @@
-"""Contrastive RL (Eysenbach, Zhang, Salakhutdinov & Levine 2022) on VAE latents: no reward at all.
+"""Contrastive RL (Eysenbach, Zhang, Salakhutdinov & Levine 2022) from images: no reward at all.
 
 The critic is f(s, a, g) = phi(s, a) . psi(g) / sqrt(d) (section 4, "contrastive RL (NCE)"),
 trained with binary NCE: for a batch of (s_i, a_i, g_i), g_i is a positive for row i and every
 other g_j a negative, so the logits matrix should be high on its diagonal and low elsewhere
-(section 4.2). The positive g_i is the latent reached k steps after (s_i, a_i) in the same
+(section 4.2). The positive g_i is what the camera shows k steps after (s_i, a_i) in the same
 episode, k ~ Geometric(1 - gamma) (the discounted state occupancy of section 3), at most the
 episode's last step: the replay's `geometric` relabelling, the only one. There is no reward, no
 target critic and no reward relabelling. Twin critics, as the reference implementations use.
 
-The actor is deterministic (TD3's, with its exploration noise and its input normalizer) and
-maximizes min_e f_e(s, pi(s, g), g) over the batch's positive goals (section 4.3), divided by
-the mean |f| so that the loss scale does not depend on the logits' (OGBench's DDPG objective).
-Latents, imagined exploration goals and fine-tuning are RIG's (agents/rig.py); the critic
-replaces everything TD3 learns with rewards.
+The actor is deterministic (TD3's, with its exploration noise) and maximizes
+min_e f_e(s, pi(s, g), g), divided by the mean |f| so that the loss scale does not depend on the
+logits' (OGBench's DDPG objective). With `actor_random_goals` it sees every state twice, with its
+own goal and with the next row's (the reference's `random_goals=0.5`), so that it also learns
+to head for goals its state does not lead to. Exploration pursues the env's goal images
+(`exploration_goals: env`, as in the paper) or, on latents, RIG's imagined goals.
+
+Two representations (`crl.representation`), both from the camera image alone:
+  latent  phi, psi and the actor read the VAE's latents (LatentView, RIG's fine-tuning included)
+  pixels  a convolutional encoder reads the images (PixelView; no VAE): the DQN torso (Mnih et
+          al. 2015), as the reference's image networks, then Linear, LayerNorm and tanh. Only the
+          contrastive loss trains it; the actor reads its features detached (DrQ-v2). Both the
+          observations and the goals get DrQ's random shifts (Yarats et al. 2021): pad `shift`
+          pixels by replicating the border, crop back at a random offset, per image.
 """
 
 from __future__ import annotations
@@ -25,19 +34,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visgoal.agents.networks import frozen, mlp
-from visgoal.agents.replay import negative_distance
+from visgoal.agents.networks import Actor, frozen, mlp
+from visgoal.agents.policy import Policy
+from visgoal.agents.replay import no_reward
 from visgoal.agents.rig import RIGAgent, image_td3_config
-from visgoal.agents.td3 import TD3Config
+from visgoal.agents.td3 import ExplorationNoise, TD3Config
+
+REPRESENTATIONS = ("latent", "pixels")
 
 
 @dataclass
 class CRLConfig:
     """The `crl` section of params.yaml."""
 
+    representation: str = "latent"
     discount: float = 0.99
     repr_dim: int = 64
     hidden: tuple = (256, 256)
+    actor_random_goals: bool = True
+    exploration_goals: str = "env"
+    pixels: dict | None = None  # feature_dim, shift, precision
 
     @classmethod
     def from_params(cls, section: dict) -> "CRLConfig":
@@ -55,8 +71,14 @@ class ContrastiveCritic(nn.Module):
 
     def representations(self, obs, action, goal) -> tuple[torch.Tensor, torch.Tensor]:
         """(phi, psi), each (2, n, d)."""
+        return self.state_action(obs, action), self.goal(goal)
+
+    def state_action(self, obs, action) -> torch.Tensor:
         sa = torch.cat([obs, action], dim=-1)
-        return torch.stack([phi(sa) for phi in self.phi]), torch.stack([psi(goal) for psi in self.psi])
+        return torch.stack([phi(sa) for phi in self.phi])
+
+    def goal(self, goal) -> torch.Tensor:
+        return torch.stack([psi(goal) for psi in self.psi])
 
     def logits(self, obs, action, goal) -> torch.Tensor:
         """(2, n, n): every state-action of the batch against every goal of it."""
@@ -69,37 +91,134 @@ class ContrastiveCritic(nn.Module):
         return (phi * psi).sum(-1) * self.scale
 
 
+class ConvEncoder(nn.Module):
+    """Images (n, H, W, 3), uint8 or float in [0, 255] -> features (n, feature_dim) in [-1, 1].
+
+    The DQN torso (32 8x8 filters, stride 4; 64 4x4, stride 2; 64 3x3, stride 1), in channels-last
+    layout (the images' own), with bf16 autocast if asked: on this kind of CPU, 2.7x faster than
+    float32 in (n, C, H, W) for a batch of 64x64 images."""
+
+    LAYERS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
+
+    def __init__(self, image_size: int, feature_dim: int, bf16: bool = True):
+        super().__init__()
+        layers, channels = [], 3
+        for out, kernel, stride in self.LAYERS:
+            layers += [nn.Conv2d(channels, out, kernel, stride), nn.ReLU()]
+            channels = out
+        self.convs = nn.Sequential(*layers, nn.Flatten())
+        flat = self.convs(torch.zeros(1, 3, image_size, image_size)).shape[1]
+        self.head = nn.Sequential(nn.Linear(flat, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
+        self.to(memory_format=torch.channels_last)
+        self.image_size, self.feature_dim, self.bf16 = image_size, feature_dim, bf16
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float() / 255.0 - 0.5  # (n, C, H, W) over channels-last memory
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            hidden = self.convs(x)
+        return self.head(hidden.float())
+
+
+def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
+    """DrQ's augmentation (Yarats et al. 2021): each image (n, H, W, 3) padded by `pad` replicated
+    border pixels and cropped back to H x W at a random integer offset; float, NHWC. Draws from
+    torch's generator, which the run seeds and checkpoints."""
+    n, height, width, _ = images.shape
+    padded = F.pad(images.permute(0, 3, 1, 2).float(), (pad, pad, pad, pad), mode="replicate")
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, n, 1))
+    rows, cols = dy + torch.arange(height), dx + torch.arange(width)  # (n, H), (n, W)
+    return padded[torch.arange(n)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (n, H, W, 3)
+
+
+class PixelActor(nn.Module):
+    """What acts from pixels: the encoder, then the actor on [features(image), features(goal image)].
+    Its input is the observation stacked over the goal image, (n, 2H, W, 3): how `Policy` joins them."""
+
+    def __init__(self, encoder: ConvEncoder, actor: Actor):
+        super().__init__()
+        self.encoder, self.actor = encoder, actor
+
+    @property
+    def action_scale(self) -> torch.Tensor:
+        return self.actor.action_scale
+
+    @property
+    def action_bias(self) -> torch.Tensor:
+        return self.actor.action_bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, height = len(x), x.shape[1] // 2
+        features = self.encoder(torch.cat([x[:, :height], x[:, height:]]))  # both images in one pass
+        return self.actor(torch.cat([features[:n], features[n:]], dim=-1))
+
+
 class CRLAgent(RIGAgent):
     name = "crl"
+    view = "latent"  # the default; `crl.representation` chooses (view_kind)
+    batch_keys = ("obs", "goal", "action")  # no reward, no next state
 
     def __init__(self, obs_dim: int, goal_dim: int, action_dim: int, action_low, action_high, cfg: TD3Config,
-                 crl: CRLConfig, rng: np.random.Generator):
-        self.crl, self.obs_dim, self.goal_dim = crl, obs_dim, goal_dim
-        super().__init__(obs_dim + goal_dim, action_dim, action_low, action_high, cfg, rng)
+                 crl: CRLConfig, rng: np.random.Generator, image_size: int = 0):
+        """Latents: obs_dim and goal_dim are the view's. Pixels: images of `image_size`, and phi, psi
+        and the actor read the encoder's features."""
+        if crl.representation not in REPRESENTATIONS:
+            raise ValueError(f"crl.representation: unknown '{crl.representation}' (choose latent or pixels)")
+        self.cfg, self.crl = cfg, crl
+        self.encoder = None
+        if crl.representation == "pixels":
+            self.encoder = ConvEncoder(image_size, crl.pixels["feature_dim"], crl.pixels["precision"] == "bf16-mixed")
+            obs_dim = goal_dim = crl.pixels["feature_dim"]
+        self.obs_dim, self.goal_dim = obs_dim, goal_dim
+        # Latents get TD3's running normalizer; the encoder's features are bounded already.
+        self.actor = Actor(obs_dim + goal_dim, action_dim, cfg.hidden, action_low, action_high,
+                           cfg.normalize_inputs and self.encoder is None)
+        self.critic = ContrastiveCritic(obs_dim, action_dim, goal_dim, list(crl.hidden), crl.repr_dim)
+        learned = [*self.critic.parameters(), *(self.encoder.parameters() if self.encoder is not None else [])]
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam(learned, lr=cfg.critic_lr, fused=True)
+        self.noise = ExplorationNoise(cfg.exploration, action_dim, cfg.exploration_noise, cfg.exploration_noise_final,
+                                      cfg.exploration_anneal_steps, cfg.ou_theta, rng)
+        self.num_updates = 0
+
+    @classmethod
+    def view_kind(cls, params) -> str:
+        return params["crl"]["representation"]
 
     @classmethod
     def build(cls, params, view, action_low, action_high, rng: np.random.Generator) -> "CRLAgent":
+        crl = CRLConfig.from_params(params["crl"])
+        if crl.exploration_goals == "prior" and crl.representation == "pixels":
+            raise ValueError("crl.exploration_goals=prior needs crl.representation=latent (imagined goals come "
+                             "from the VAE's prior); use crl.exploration_goals=env with pixels")
         agent = cls(view.obs_dim, view.goal_dim, len(action_low), action_low, action_high, image_td3_config(params),
-                    CRLConfig.from_params(params["crl"]), rng)
+                    crl, rng, image_size=params["render"]["image_size"])
         agent.configure(params)
+        agent.exploration_goals = crl.exploration_goals
         return agent
 
-    def make_critic(self, input_dim: int, action_dim: int) -> nn.Module:
-        return ContrastiveCritic(self.obs_dim, action_dim, self.goal_dim, list(self.crl.hidden), self.crl.repr_dim)
-
     def replay_options(self, params, view) -> dict:
-        """Every goal is a geometric future latent; the reward is never used (kept for the replay's API)."""
-        return {"relabel": {"geometric": 1.0}, "reward_fn": negative_distance, "goal_sampler": view.sample_prior,
+        """Every goal is a geometric future observation; no reward."""
+        return {"relabel": {"geometric": 1.0}, "reward_fn": no_reward, "goal_sampler": view.sample_prior,
                 "geometric_discount": self.crl.discount}
+
+    def policy(self, training: bool) -> Policy:
+        return Policy(self.actor if self.encoder is None else PixelActor(self.encoder, self.actor))
 
     # --- learning -----------------------------------------------------------------------
     def update(self, batch: dict[str, torch.Tensor]) -> dict:
-        x = self.inputs(batch["obs"], batch["goal"])
-        self.update_normalizer(x)
-        x = self.normalize(x)  # one normalizer for the actor's input; the critic reads its two halves
-        obs, goal = x[:, : self.obs_dim], x[:, self.obs_dim :]
+        if self.encoder is None:
+            x = self.inputs(batch["obs"], batch["goal"])
+            self.update_normalizer(x)
+            x = self.normalize(x)  # one normalizer for the actor's input; the critic reads its two halves
+            obs, goal = x[:, : self.obs_dim], x[:, self.obs_dim :]
+        else:
+            images = torch.cat([batch["obs"], batch["goal"]])
+            if self.crl.pixels["shift"] > 0:
+                images = random_shift(images, self.crl.pixels["shift"])
+            features = self.encoder(images)
+            obs, goal = features[: len(batch["obs"])], features[len(batch["obs"]) :]
         metrics = self.update_contrastive(obs, batch["action"], goal)
-        metrics.update(self.update_crl_actor(x, obs, goal))
+        metrics.update(self.update_crl_actor(obs.detach(), goal.detach()))
         self.num_updates += 1
         return metrics
 
@@ -120,12 +239,54 @@ class CRLAgent(RIGAgent):
                 "critic/logits_positive": diagonal.mean().item(), "critic/logits_negative": off.item(),
                 "critic/logits_scale": mean.abs().mean().item(), **grad_norm}
 
-    def update_crl_actor(self, x, obs, goal) -> dict:
+    def update_crl_actor(self, obs, goal) -> dict:
+        """obs, goal: what the critic read (normalized latents, or encoder features), detached."""
+        with torch.no_grad():  # psi(g) does not depend on the actor: no gradient, once per goal
+            psi = self.critic.goal(goal)
+        if self.crl.actor_random_goals:
+            obs, goal, psi = torch.cat([obs, obs]), torch.cat([goal, goal.roll(1, 0)]), torch.cat([psi, psi.roll(1, 1)], 1)
+        action = self.actor.from_normalized(torch.cat([obs, goal], dim=-1))
         with frozen(self.critic):
-            q = self.critic(obs, self.actor.from_normalized(x), goal).min(0).values
+            q = ((self.critic.state_action(obs, action) * psi).sum(-1) * self.critic.scale).min(0).values
             loss = -q.mean() / (q.abs().mean().detach() + 1e-6)
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = self._clip(self.actor, "actor")
         self.actor_opt.step()
         return {"losses/actor": loss.item(), "values/q": q.mean().item(), **grad_norm}
+
+    # --- snapshots and policy.pt ---------------------------------------------------------------
+    NETS = ("actor", "critic", "actor_opt", "critic_opt")
+
+    def state_dict(self) -> dict:
+        state = {name: getattr(self, name).state_dict() for name in self.NETS}
+        if self.encoder is not None:
+            state["encoder"] = self.encoder.state_dict()
+        return {**state, "noise_state": self.noise.state.copy(), "num_updates": self.num_updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in self.NETS:
+            getattr(self, name).load_state_dict(state[name])
+        if self.encoder is not None:
+            self.encoder.load_state_dict(state["encoder"])
+        self.noise.state[:] = state["noise_state"]
+        self.num_updates = state["num_updates"]
+
+    def policy_file(self) -> dict:
+        saved = super().policy_file()
+        saved["meta"]["normalize_inputs"] = self.actor.normalizer.enabled
+        if self.encoder is not None:
+            saved["encoder"] = self.encoder.state_dict()
+            saved["meta"]["encoder"] = {"image_size": self.encoder.image_size,
+                                        "feature_dim": self.encoder.feature_dim, "bf16": self.encoder.bf16}
+        return saved
+
+    @classmethod
+    def load_policy(cls, saved: dict) -> Policy:
+        actor = cls.load_actor(saved)
+        spec = saved["meta"].get("encoder")
+        if spec is None:
+            return Policy(actor)
+        encoder = ConvEncoder(spec["image_size"], spec["feature_dim"], spec["bf16"])
+        encoder.load_state_dict(saved["encoder"])
+        return Policy(PixelActor(encoder.eval(), actor))

@@ -10,15 +10,20 @@ replaces a sampled transition's goal, with mixture weights from `replay.relabel`
   episode - an achieved goal anywhere in the same episode
   buffer  - an achieved goal from any stored episode
   prior   - a goal drawn by `goal_sampler(n, rng)` (RIG: a latent from the VAE prior)
-  geometric - the achieved goal k steps later, k ~ Geometric(1 - `geometric_discount`), at most
-            the episode's last step (contrastive RL's positive: the discounted state occupancy)
+  geometric - the achieved goal k steps later, k ~ Geometric(1 - `geometric_discount`) truncated
+            to the steps left in the episode (contrastive RL's positive: the discounted state
+            occupancy, renormalized within the episode as the reference implementation does; capping
+            k at the last step instead would put 0.99^49 = 61% of a 50-step episode's first
+            positives on its last frame)
 The rest keep the episode's own goal. Rewards are recomputed on the final goal by
 `reward_fn(next_achieved, goal, env_reward)`. `batch_hook(batch, rng)` may add to a
 batch afterwards (TDM: the horizon tau).
 
 Image agents store latents as `obs` and `achieved`; with `image_shape` the buffer also
 keeps each frame (uint8), so that `reencode(encoder)` can rewrite every stored latent
-after the VAE is fine-tuned (RIG section 4.1).
+after the VAE is fine-tuned (RIG section 4.1). An agent that learns from pixels stores
+the frames themselves as `obs` (uint8), and its achieved goal is its observation
+(`achieved_is_obs`: one array, not two); its goals are then images too.
 """
 
 from __future__ import annotations
@@ -37,9 +42,22 @@ def negative_distance(next_achieved: np.ndarray, goal: np.ndarray, env_reward: n
     return -np.linalg.norm(next_achieved - goal, axis=-1).astype(np.float32)
 
 
+def no_reward(next_achieved: np.ndarray, goal: np.ndarray, env_reward: np.ndarray) -> np.ndarray:
+    """For a method that learns without rewards (contrastive RL): zeros, never read."""
+    return np.zeros(len(goal), np.float32)
+
+
 def env_reward(next_achieved: np.ndarray, goal: np.ndarray, env_reward: np.ndarray) -> np.ndarray:
     """The environment's own reward (a task without goals)."""
     return env_reward
+
+
+def truncated_geometric(gamma: float, most: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """k in {1, ..., most} with P(k) proportional to gamma^(k-1), by inverting its CDF
+    1 - gamma^k over 1 - gamma^most; one uniform draw per sample."""
+    u = rng.random(len(most))
+    k = np.ceil(np.log1p(-u * (1.0 - gamma ** most)) / np.log(gamma))
+    return np.clip(k, 1, most).astype(np.int64)
 
 
 def mixture(relabel: dict[str, float]) -> np.ndarray:
@@ -57,7 +75,10 @@ class EpisodeReplay:
     def __init__(self, capacity: int, max_length: int, obs_shape: tuple[int, ...], goal_dim: int, action_dim: int,
                  relabel: dict[str, float], reward_fn: RewardFn, obs_dtype=np.float32,
                  goal_sampler: Callable | None = None, batch_hook: Callable | None = None,
-                 image_shape: tuple[int, ...] | None = None, geometric_discount: float = 0.99):
+                 image_shape: tuple[int, ...] | None = None, geometric_discount: float = 0.99,
+                 achieved_is_obs: bool = False):
+        """`goal_dim` is the goals' size, or with `achieved_is_obs` ignored: goals have the observations'
+        shape and dtype, and the achieved goal of a step is its observation."""
         self.max_length, self.geometric_discount = max_length, geometric_discount
         self.n_episodes = max(1, capacity // max_length)
         self.probs = mixture(relabel)
@@ -65,9 +86,11 @@ class EpisodeReplay:
             raise ValueError("replay.relabel.prior > 0 needs a goal_sampler (a latent prior); td3 has none")
         self.reward_fn, self.goal_sampler, self.batch_hook = reward_fn, goal_sampler, batch_hook
         E, T = self.n_episodes, max_length
+        self.achieved_is_obs = achieved_is_obs
         self.obs = np.zeros((E, T + 1, *obs_shape), obs_dtype)  # images: uint8
-        self.achieved = np.zeros((E, T + 1, goal_dim), np.float32)
-        self.goal = np.zeros((E, goal_dim), np.float32)
+        goal_shape, goal_dtype = (tuple(obs_shape), obs_dtype) if achieved_is_obs else ((goal_dim,), np.float32)
+        self.achieved = self.obs if achieved_is_obs else np.zeros((E, T + 1, *goal_shape), goal_dtype)
+        self.goal = np.zeros((E, *goal_shape), goal_dtype)
         self.action = np.zeros((E, T, action_dim), np.float32)
         self.env_reward = np.zeros((E, T), np.float32)
         self.terminated = np.zeros((E, T), np.float32)
@@ -77,7 +100,8 @@ class EpisodeReplay:
 
     @property
     def FIELDS(self) -> tuple[str, ...]:
-        base = ("obs", "achieved", "goal", "action", "env_reward", "terminated", "length")
+        base = ("obs", "goal", "action", "env_reward", "terminated", "length")
+        base = base if self.achieved_is_obs else base[:1] + ("achieved",) + base[1:]
         return base + ("images",) if self.images is not None else base
 
     @property
@@ -91,7 +115,9 @@ class EpisodeReplay:
             raise ValueError(f"episode of {n} steps (obs {len(obs)}, achieved {len(achieved)}) "
                              f"does not fit max_length {self.max_length}")
         i = self.next_index
-        self.obs[i, : n + 1], self.achieved[i, : n + 1], self.goal[i] = obs, achieved, goal
+        self.obs[i, : n + 1], self.goal[i] = obs, goal
+        if not self.achieved_is_obs:
+            self.achieved[i, : n + 1] = achieved
         self.action[i, :n], self.env_reward[i, :n], self.terminated[i, :n] = action, env_reward, terminated
         self.length[i] = n
         if self.images is not None:
@@ -122,8 +148,8 @@ class EpisodeReplay:
         pick = strategy == STRATEGIES.index("prior")
         if pick.any():
             goal[pick] = self.goal_sampler(int(pick.sum()), rng)
-        pick = strategy == STRATEGIES.index("geometric")  # achieved goal k ~ Geom(1 - gamma) steps on
-        idx = np.minimum(t[pick] + rng.geometric(1.0 - self.geometric_discount, size=pick.sum()), n[pick])
+        pick = strategy == STRATEGIES.index("geometric")  # achieved goal k ~ Geom(1 - gamma) steps on, k <= n - t
+        idx = t[pick] + truncated_geometric(self.geometric_discount, n[pick] - t[pick], rng)
         goal[pick], goal_step[pick] = self.achieved[ep[pick], idx], idx
 
         batch = {

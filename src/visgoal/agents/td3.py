@@ -98,7 +98,8 @@ class ExplorationNoise:
 
 class TD3Agent:
     name = "td3"    # its params.yaml section and `--method`
-    view = "state"  # what it sees: "state" (StateView) or "latent" (LatentView)
+    view = "state"  # what it sees: "state" (StateView), "latent" (LatentView) or "pixels" (PixelView)
+    batch_keys = ("obs", "next_obs", "next_achieved", "goal", "action", "reward", "terminated", "tau")  # what update reads
 
     def __init__(self, input_dim: int, action_dim: int, action_low, action_high, cfg: TD3Config,
                  rng: np.random.Generator, device: str = "cpu"):
@@ -116,6 +117,11 @@ class TD3Agent:
         self.noise = ExplorationNoise(cfg.exploration, action_dim, cfg.exploration_noise, cfg.exploration_noise_final,
                                       cfg.exploration_anneal_steps, cfg.ou_theta, rng)
         self.num_updates = 0
+
+    @classmethod
+    def view_kind(cls, params) -> str:
+        """What the agent sees with these parameters (a method may offer more than one `view`)."""
+        return cls.view
 
     @classmethod
     def build(cls, params, view, action_low, action_high, rng: np.random.Generator) -> "TD3Agent":

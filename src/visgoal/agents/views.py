@@ -9,6 +9,8 @@ of putting the VAE in front of the environment):
               goal z_g of the goal image; with `latent_velocity` the observation is
               [z_t, z_t - z_(t-1)]. It owns the VAE, so it also owns what changes the VAE:
               online fine-tuning (RIG section 4.1) and re-encoding the replay after it.
+  PixelView   pixels only, and no model: the camera image itself (uint8, H x W x 3) and the
+              goal image; the agent learns its own encoder (crl's `pixels` representation).
 
 A view keeps one episode's state (the previous latent, the encoded goal): `reset()` at
 each episode's start.
@@ -28,11 +30,13 @@ from visgoal.vae.model import beta_vae_loss
 class StateView:
     kind = "state"
     needs_images = False
+    dtype = np.float32
 
     def __init__(self, goal_conditioned: bool, obs_dim: int, goal_dim: int):
         """`goal_conditioned=False` (td3 on inverted_pendulum): no goal, the env's own reward."""
         self.goal_conditioned = goal_conditioned
         self.obs_dim, self.goal_dim = obs_dim, goal_dim if goal_conditioned else 0
+        self.obs_shape = (self.obs_dim,)
 
     def reset(self) -> None:
         """A state keeps nothing between steps."""
@@ -119,11 +123,13 @@ class LatentView:
     kind = "latent"
     needs_images = True
     goal_conditioned = True
+    dtype = np.float32
 
     def __init__(self, vae, velocity: bool = False, tuner: VAEFineTuner | None = None):
         self.vae, self.velocity, self.tuner = vae, bool(velocity), tuner
         self.goal_dim = vae.latent_dim
         self.obs_dim = 2 * vae.latent_dim if self.velocity else vae.latent_dim
+        self.obs_shape = (self.obs_dim,)
         self.reset()
 
     @classmethod
@@ -211,6 +217,51 @@ class LatentView:
         save_vae(self.vae, Path(run_dir) / RUN_VAE, {"env_steps": env_steps})
 
 
+class PixelView:
+    """The camera image as the observation and the achieved goal, the goal image as the goal."""
+
+    kind = "pixels"
+    needs_images = True
+    goal_conditioned = True
+    dtype = np.uint8
+    tuner = None  # no model to fine-tune
+
+    def __init__(self, image_size: int):
+        self.obs_shape = (image_size, image_size, 3)
+        self.obs_dim = self.goal_dim = int(np.prod(self.obs_shape))
+
+    def reset(self) -> None:
+        """An image keeps nothing between steps."""
+
+    def observe(self, step) -> tuple[np.ndarray, np.ndarray]:
+        return step.image, step.image
+
+    def goal(self, step) -> np.ndarray:
+        return step.goal_image
+
+    def reward(self, step) -> float:
+        """Evaluation scores the true distance."""
+        return -step.distance
+
+    def latent_distance(self, achieved: np.ndarray, goal: np.ndarray) -> str:
+        return ""  # no latent space
+
+    def sample_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        raise ValueError("the pixels representation has no VAE, so no imagined goals: use the env's goal images")
+
+    def meta(self) -> dict:
+        return {"kind": self.kind, "image_size": self.obs_shape[0]}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def save(self, run_dir: Path, env_steps: int = 0) -> None:
+        """Nothing beside policy.pt: the encoder is part of the policy."""
+
+
 def load_view(meta: dict, run_dir: Path, vae: Path | None = None):
     """The view a saved policy acts through: its state view, or its run's (or the given) VAE."""
     from visgoal.paths import RUN_VAE
@@ -218,4 +269,6 @@ def load_view(meta: dict, run_dir: Path, vae: Path | None = None):
 
     if meta["kind"] == "state":
         return StateView(meta["goal_conditioned"], 0, 0)
+    if meta["kind"] == "pixels":
+        return PixelView(meta["image_size"])
     return LatentView(load_vae(vae or Path(run_dir) / RUN_VAE), meta["latent_velocity"])

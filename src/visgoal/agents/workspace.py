@@ -2,7 +2,7 @@
 observation view, the replay buffer, the agent, the MLflow run and the snapshots; the agent
 knows nothing about files (DrQ-v2's Workspace).
 
-    view    = StateView | LatentView (agents/views.py), from the method's `view`
+    view    = StateView | LatentView | PixelView (agents/views.py), from the method's `view_kind`
     agent   = agents.AGENTS[method].build(params, view, ...)
     policy  = agent.policy(training=True): acting, the same code evaluation uses, plus
               `agent.explore`'s noise
@@ -35,7 +35,7 @@ import torch
 from visgoal import paths
 from visgoal.agents import POLICY_FORMAT, agent_class
 from visgoal.agents.replay import EpisodeReplay
-from visgoal.agents.views import LatentView, StateView
+from visgoal.agents.views import LatentView, PixelView, StateView
 from visgoal.evaluation import evaluate_policy, summary
 from visgoal.files import atomic_output
 
@@ -43,7 +43,6 @@ log = logging.getLogger("visgoal")
 
 CURVE_COLUMNS = ("env_steps", "eval_success_rate", "eval_final_distance", "eval_return", "eval_latent_distance",
                  "wall_clock_s")
-BATCH_KEYS = ("obs", "next_obs", "next_achieved", "goal", "action", "reward", "terminated", "tau")
 
 
 def set_seed_everywhere(seed: int) -> np.random.Generator:
@@ -76,23 +75,26 @@ class Workspace:
         from visgoal.envs import make_env
 
         params = self.params
-        latent = agent_cls.view == "latent"
+        kind = agent_cls.view_kind(params)  # state, latent or pixels
         # The VAE first: building it draws from torch's seeded generator before the agent's networks do.
-        view = LatentView.from_params(params, self.vae_path, self.dataset_path, self.seed) if latent else None
+        view = LatentView.from_params(params, self.vae_path, self.dataset_path, self.seed) if kind == "latent" else None
         image_size = params["render"]["image_size"]
-        self.env = make_env(self.env_name, image_size=image_size, render_images=latent)
-        self.eval_env = make_env(self.env_name, image_size=image_size, render_images=latent)
+        self.env = make_env(self.env_name, image_size=image_size, render_images=kind != "state")
+        self.eval_env = make_env(self.env_name, image_size=image_size, render_images=kind != "state")
         first = self.env.reset(seed=self.seed)
-        if view is None:
+        if kind == "pixels":
+            view = PixelView(image_size)
+        elif view is None:
             # The state baseline learns the env's own reward where the goal is not the task (inverted_pendulum).
             view = StateView(self.env_name not in params["td3"]["env_reward_envs"], len(first.state),
                              len(first.desired_goal))
         self.view = view
         low, high = self.env.action_space.low, self.env.action_space.high
         self.agent = agent_cls.build(params, view, low, high, self.rng)
-        keeps_frames = latent and view.tuner is not None  # fine-tuning re-encodes the stored frames
-        self.replay = EpisodeReplay(params["replay"]["capacity"], self.env.spec.episode_length, (view.obs_dim,),
-                                    view.goal_dim, len(low), image_shape=first.image.shape if keeps_frames else None,
+        keeps_frames = view.tuner is not None if kind == "latent" else False  # fine-tuning re-encodes the frames
+        self.replay = EpisodeReplay(params["replay"]["capacity"], self.env.spec.episode_length, view.obs_shape,
+                                    view.goal_dim, len(low), obs_dtype=view.dtype, achieved_is_obs=kind == "pixels",
+                                    image_shape=first.image.shape if keeps_frames else None,
                                     **self.agent.replay_options(params, view))
         self.policy, self.eval_policy = self.agent.policy(training=True), self.agent.policy(training=False)
         return first
@@ -198,6 +200,8 @@ class Workspace:
             stats = {"charts/episode_latent_return": -float(latent.sum()),
                      "charts/episode_latent_final_distance": float(latent[-1])}
             real_goal = self.agent.exploration_goals == "env"
+        elif self.view.kind == "pixels":  # the env's own goal image
+            stats, real_goal = {}, True
         else:
             stats = {"charts/episode_return": sum(rewards) if not self.view.goal_conditioned else
                      -float(np.sum(np.linalg.norm(achieved[1:] - goal, axis=-1)))}
@@ -208,7 +212,9 @@ class Workspace:
 
     def sample(self) -> dict[str, torch.Tensor]:
         batch = self.replay.sample(self.agent.cfg.batch_size, self.rng)
-        return {k: torch.as_tensor(batch[k], dtype=torch.float32) for k in BATCH_KEYS if k in batch}
+        # Images stay uint8 (a quarter of the memory traffic); the agent converts what it uses.
+        return {k: torch.from_numpy(batch[k]) if batch[k].dtype == np.uint8 else
+                torch.as_tensor(batch[k], dtype=torch.float32) for k in self.agent.batch_keys if k in batch}
 
     def log_metrics(self, metrics: list[dict]) -> None:
         import mlflow
