@@ -46,14 +46,15 @@ def test_positive_goals_follow_the_geometric_offset_and_stay_inside_their_episod
                                                            abs=0.03), k
 
 
-def test_the_contrastive_critic_learns_to_pick_the_positive_goal():
+@pytest.mark.parametrize("loss", ["infonce", "binary"])
+def test_the_contrastive_critic_learns_to_pick_the_positive_goal(loss):
     """Goals that the state and action determine: the critic's accuracy at picking each row's own
     goal among the batch's rises from chance (1/64) to many times it, and the actor's loss is finite.
     (BCE over 63 negatives per positive first drives every logit down; the positives separate later.)"""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     agent = CRLAgent(4, 3, 2, -np.ones(2), np.ones(2), TD3Config(hidden=[64, 64], batch_size=64),
-                     CRLConfig(discount=0.9, repr_dim=16, hidden=(64, 64), pixels=PIXELS), rng)
+                     CRLConfig(loss=loss, discount=0.9, repr_dim=16, hidden=(64, 64), pixels=PIXELS), rng)
     mixing = torch.randn(6, 3)
 
     def batch():
