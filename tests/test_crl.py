@@ -164,3 +164,28 @@ def test_imagined_goals_need_the_latent_representation(workdir, tmp_path, capsys
     err = capsys.readouterr().err
     assert "Traceback" not in err and "crl.exploration_goals=prior needs crl.representation=latent" in \
         err.strip().splitlines()[-1], err
+
+
+def test_each_representation_gets_its_own_evaluation_in_mlflow(workdir, tmp_path, smoke_vae, smoke_dataset):
+    """crl on latents and on pixels share a run name (crl, seed k); evaluating one logs into its own
+    training run, which the run's `view` tag tells apart, not into the newest of the two."""
+    import mlflow
+
+    from visgoal.cli import main
+    from visgoal.tracking import experiment_name, init_store
+
+    runs = {}
+    for representation in ("latent", "pixels"):
+        runs[representation] = tmp_path / representation / "seed0"
+        assert main(["train", "--env", "point_maze", "--method", "crl", "--profile", "smoke", "--quiet", "--out",
+                     str(runs[representation]), "--vae", str(smoke_vae), "--dataset", str(smoke_dataset), "--set",
+                     f"crl.representation={representation}", "--set", "train.total_steps=150"]) == 0
+    assert main(["evaluate", "--env", "point_maze", "--method", "crl", "--profile", "smoke", "--quiet", "--runs",
+                 str(runs["latent"].parent), "--out", str(tmp_path / "latent_eval.csv")]) == 0
+    client = mlflow.MlflowClient(init_store())
+    experiment = client.get_experiment_by_name(experiment_name("point_maze", "smoke"))
+    found = client.search_runs([experiment.experiment_id], filter_string="tags.method = 'crl'")
+    by_view = {run.data.tags["view"]: run for run in found if "view" in run.data.tags}
+    assert set(by_view) == {"latent", "pixels"}
+    assert "final_eval/success_rate" in by_view["latent"].data.metrics
+    assert "final_eval/success_rate" not in by_view["pixels"].data.metrics  # the newer run, not evaluated

@@ -143,14 +143,16 @@ def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, e
 
 
 def log_evaluation(env, method, params, per_seed, metas, picture, out_csv) -> None:
-    """Each seed's summary, into its training run (its newest run of that name, else a new one)."""
+    """Each seed's summary, into its training run (the newest of that name that saw what the policy
+    sees: crl on latents and on pixels share a name), else a new one."""
     import mlflow
 
     from visgoal import tracking
 
     for seed, s in per_seed.items():
         with tracking.run(env, method, params.profile, seed,
-                          run_id=tracking.latest_run(env, method, params.profile, seed)):
+                          run_id=tracking.latest_run(env, method, params.profile, seed,
+                                                     view=metas[seed].get("view", {}).get("kind"))):
             mlflow.log_metrics({f"final_eval/{k}": v for k, v in s.items()}, step=int(metas[seed].get("env_steps", 0)))
             mlflow.log_artifact(str(out_csv), artifact_path="evaluation")
             if picture is not None and seed == next(iter(per_seed)):

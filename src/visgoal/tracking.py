@@ -124,8 +124,9 @@ def base_tags(env: str, method: str, profile: str, seed: int | None = None, inpu
     return tags
 
 
-def latest_run(env: str, method: str, profile: str, seed: int | None = None) -> str | None:
-    """The id of the newest run named `run_name(method, seed)` in the env's experiment, or None."""
+def latest_run(env: str, method: str, profile: str, seed: int | None = None, view: str | None = None) -> str | None:
+    """The id of the newest run named `run_name(method, seed)` in the env's experiment (that saw
+    `view`: state, latent or pixels, where given), or None."""
     import mlflow
 
     client = mlflow.MlflowClient(init_store())
@@ -135,6 +136,8 @@ def latest_run(env: str, method: str, profile: str, seed: int | None = None) -> 
     query = f"tags.method = '{method}' and attributes.run_name = '{run_name(method, seed)}'"
     if seed is not None:
         query += f" and tags.seed = '{seed}'"
+    if view is not None:
+        query += f" and tags.view = '{view}'"
     found = client.search_runs([experiment.experiment_id], filter_string=query,
                                order_by=["attributes.start_time DESC"], max_results=1)
     return found[0].info.run_id if found else None

@@ -109,6 +109,7 @@ class Workspace:
         resumed = self.load_checkpoint()
         with tracking.run(self.env_name, self.method, self.params.profile, self.seed, run_id=self.run_id,
                           params=self.params.flat(), inputs=self.input_files()) as self.run_id:
+            mlflow.set_tag("view", self.view.kind)  # what it saw: crl's two representations share a run name
             if resumed:
                 log.info("resumed %s from its checkpoint at env step %d", self.out_dir, self.env_steps)
             total = self.cfg["total_steps"]
