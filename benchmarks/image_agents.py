@@ -7,9 +7,11 @@ Each (env, method, seed) trains to the first milestone, is evaluated by the prot
 (`visgoal evaluate`, all `evaluate.episodes` fixed episodes), then resumes from its
 checkpoint to the next milestone, and so on. Image methods use <results>/<env>/vae.pt
 (made with `visgoal dataset` and `visgoal train-vae` first if missing). Extra
-`--set key=value` pairs go to every training run (ablations). Prints one markdown row
-per (env, method, milestone): success and final distance, mean and std over seeds, and
-the training wall-clock.
+`--set key=value` pairs go to every training run (ablations). A method `crl:pixels` is crl
+with `crl.representation=pixels` (no VAE), in its own folder `crl-pixels`. A milestone already
+evaluated is not run again, so a killed benchmark started again goes on where it stopped.
+Prints one markdown row per (env, method, milestone): success and final distance, mean and
+std over seeds, and the training wall-clock.
 """
 
 from __future__ import annotations
@@ -46,28 +48,42 @@ def ensure_vae(env: str, results: Path) -> None:
                 log=out / "vae.log")
 
 
-def run(env: str, method: str, seed: int, milestones: list[int], results: Path, sets: list[str]) -> list[dict]:
-    runs = results / env / method
+def variant(spec: str) -> tuple[str, str, list[str]]:
+    """'crl:pixels' -> (its folder 'crl-pixels', the method 'crl', ['crl.representation=pixels'])."""
+    method, _, representation = spec.partition(":")
+    if not representation:
+        return method, method, []
+    return f"{method}-{representation}", method, [f"{method}.representation={representation}"]
+
+
+def run(env: str, spec: str, seed: int, milestones: list[int], results: Path, sets: list[str]) -> list[dict]:
+    label, method, own = variant(spec)
+    runs = results / env / label
     out = runs / f"seed{seed}"
     out.mkdir(parents=True, exist_ok=True)
     image = ["--vae", str(results / env / "vae.pt"), "--dataset", str(results / env / "vae_dataset.h5")]
+    sets = [*own, *sets]
     rows, train_seconds = [], 0.0
     for steps in milestones:
-        train_seconds += visgoal("train", "--env", env, "--method", method, "--seed", str(seed), "--out", str(out),
-                                 "--set", f"train.total_steps={steps}", *[a for s in sets for a in ("--set", s)],
-                                 *(image if method != "td3" else []), log=out / "bench.log")
-        reached = torch.load(out / "policy.pt", weights_only=True)["meta"]["env_steps"]
-        if reached != steps:  # a run resumed from a later checkpoint: its policy is not this milestone's
-            sys.exit(f"{out} is at {reached} env steps, past the milestone {steps}; use a new --results folder")
         csv_path = runs / f"eval_seed{seed}_{steps}.csv"
-        visgoal("evaluate", "--env", env, "--method", method, "--seeds", str(seed), "--runs", str(runs),
-                "--out", str(csv_path), log=out / "bench.log")
+        if csv_path.is_file():  # done before this benchmark was stopped: its training time from the curve
+            with open(out / "curve.csv") as f:
+                train_seconds = max(float(r["wall_clock_s"]) for r in csv.DictReader(f) if int(r["env_steps"]) <= steps)
+        else:
+            train_seconds += visgoal("train", "--env", env, "--method", method, "--seed", str(seed), "--out", str(out),
+                                     "--set", f"train.total_steps={steps}", *[a for s in sets for a in ("--set", s)],
+                                     *(image if method != "td3" and not own else []), log=out / "bench.log")
+            reached = torch.load(out / "policy.pt", weights_only=True)["meta"]["env_steps"]
+            if reached != steps:  # a run resumed from a later checkpoint: its policy is not this milestone's
+                sys.exit(f"{out} is at {reached} env steps, past the milestone {steps}; use a new --results folder")
+            visgoal("evaluate", "--env", env, "--method", method, "--seeds", str(seed), "--runs", str(runs),
+                    "--out", str(csv_path), log=out / "bench.log")
         with open(csv_path) as f:
             episodes = list(csv.DictReader(f))
-        rows.append({"env": env, "method": method, "seed": seed, "steps": steps, "train_s": train_seconds,
+        rows.append({"env": env, "method": spec, "seed": seed, "steps": steps, "train_s": train_seconds,
                      "success": np.mean([r["success"] == "True" for r in episodes]),
                      "final_distance": np.mean([float(r["final_distance"]) for r in episodes])})
-        print(f"{env} {method} seed {seed} @ {steps}: success {rows[-1]['success']:.2f}, "
+        print(f"{env} {spec} seed {seed} @ {steps}: success {rows[-1]['success']:.2f}, "
               f"final distance {rows[-1]['final_distance']:.3f}, {train_seconds:.0f} s", flush=True)
     return rows
 
@@ -75,7 +91,7 @@ def run(env: str, method: str, seed: int, milestones: list[int], results: Path, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", default=["fetch_reach"])
-    parser.add_argument("--methods", nargs="+", default=["td3", "rig", "tdm"])
+    parser.add_argument("--methods", nargs="+", default=["td3", "rig", "tdm"], help="td3, rig, tdm, crl, crl:pixels")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", nargs="+", type=int, default=[25000, 50000], help="evaluation milestones")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (one core each)")
@@ -84,7 +100,7 @@ def main() -> None:
     args = parser.parse_args()
 
     for env in args.envs:
-        if any(m != "td3" for m in args.methods):
+        if any(m != "td3" and not variant(m)[2] for m in args.methods):
             ensure_vae(env, args.results)
     jobs = [(env, method, seed) for env in args.envs for method in args.methods for seed in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:

@@ -176,15 +176,16 @@ def test_each_representation_gets_its_own_evaluation_in_mlflow(workdir, tmp_path
 
     runs = {}
     for representation in ("latent", "pixels"):
-        runs[representation] = tmp_path / representation / "seed0"
-        assert main(["train", "--env", "point_maze", "--method", "crl", "--profile", "smoke", "--quiet", "--out",
+        runs[representation] = tmp_path / representation / "seed7"  # a seed no other test of the store uses
+        assert main(["train", "--env", "point_maze", "--method", "crl", "--seed", "7", "--profile", "smoke", "--quiet",
+                     "--out",
                      str(runs[representation]), "--vae", str(smoke_vae), "--dataset", str(smoke_dataset), "--set",
                      f"crl.representation={representation}", "--set", "train.total_steps=150"]) == 0
-    assert main(["evaluate", "--env", "point_maze", "--method", "crl", "--profile", "smoke", "--quiet", "--runs",
-                 str(runs["latent"].parent), "--out", str(tmp_path / "latent_eval.csv")]) == 0
+    assert main(["evaluate", "--env", "point_maze", "--method", "crl", "--seeds", "7", "--profile", "smoke", "--quiet",
+                 "--runs", str(runs["latent"].parent), "--out", str(tmp_path / "latent_eval.csv")]) == 0
     client = mlflow.MlflowClient(init_store())
     experiment = client.get_experiment_by_name(experiment_name("point_maze", "smoke"))
-    found = client.search_runs([experiment.experiment_id], filter_string="tags.method = 'crl'")
+    found = client.search_runs([experiment.experiment_id], filter_string="tags.method = 'crl' and tags.seed = '7'")
     by_view = {run.data.tags["view"]: run for run in found if "view" in run.data.tags}
     assert set(by_view) == {"latent", "pixels"}
     assert "final_eval/success_rate" in by_view["latent"].data.metrics
