@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
+        log.removeHandler(handler)  # called again in one process (tests, scripts): no doubled lines, no stale stream
 
 
 def _terminate(signum, frame) -> None:
