@@ -190,3 +190,17 @@ def test_each_representation_gets_its_own_evaluation_in_mlflow(workdir, tmp_path
     assert set(by_view) == {"latent", "pixels"}
     assert "final_eval/success_rate" in by_view["latent"].data.metrics
     assert "final_eval/success_rate" not in by_view["pixels"].data.metrics  # the newer run, not evaluated
+
+
+@pytest.mark.parametrize("env", ["point_maze", "inverted_pendulum"])
+def test_state_diagnostic_pursues_the_goal_without_images(env, workdir, tmp_path):
+    """crl.representation=state: the oracle's state and goal vector, goal-conditioned even where td3
+    learns the env's own reward (inverted_pendulum), with no VAE."""
+    from visgoal.agents import load_policy
+    from visgoal.cli import main
+
+    run = tmp_path / "crl" / "seed0"
+    assert main(["train", "--env", env, "--method", "crl", "--profile", "smoke", "--quiet", "--out", str(run),
+                 "--set", "crl.representation=state", "--set", "train.total_steps=200"]) == 0
+    view, _, meta = load_policy(run)
+    assert view.kind == "state" and meta["view"]["goal_conditioned"] and not view.needs_images

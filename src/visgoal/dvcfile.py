@@ -38,7 +38,7 @@ def stages(envs: list[str], methods: list[str], views: dict[str, str]) -> dict:
     method sees (agents.view_kind: state, latent or pixels)."""
     td3_run, image_run = paths.run_dir(ENV, "td3", SEED), paths.run_dir(ENV, METHOD, SEED)
     latent_methods = [m for m in methods if views[m] == "latent"]
-    pixel_methods = [m for m in methods if views[m] == "pixels"]
+    pixel_methods = [m for m in methods if m != "td3" and views[m] != "latent"]  # pixels, or crl's state diagnostic
     pixels = {  # a method on pixels alone (crl.representation=pixels): no VAE in, none out
         "train_pixels": {
             "matrix": {"env": "${envs}", "method": pixel_methods, "seed": "${seeds}"},

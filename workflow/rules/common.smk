@@ -20,7 +20,7 @@ SEEDS = PARAMS["seeds"]
 # training rule runs it. Wildcard constraints; "(?!)" matches nothing.
 VIEWS = {method: view_kind(method, PARAMS) for method in METHODS}
 LATENT_METHODS = "|".join(m for m in METHODS if VIEWS[m] == "latent") or "(?!)"
-PIXEL_METHODS = "|".join(m for m in METHODS if VIEWS[m] == "pixels") or "(?!)"
+PIXEL_METHODS = "|".join(m for m in METHODS if m != "td3" and VIEWS[m] != "latent") or "(?!)"  # no VAE
 
 # The conda environment of every rule (workflow/envs/visgoal.yaml, pinned like pyproject.toml).
 CONDA_ENV = "../envs/visgoal.yaml"

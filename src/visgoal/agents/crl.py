@@ -28,6 +28,9 @@ Two representations (`crl.representation`), both from the camera image alone:
           contrastive loss trains it; the actor reads its features detached (DrQ-v2). Both the
           observations and the goals get DrQ's random shifts (Yarats et al. 2021): pad `shift`
           pixels by replicating the border, crop back at a random offset, per image.
+and a diagnostic, not an image agent:
+  state   the simulator's state and goal vector (StateView), as the td3 oracle sees them: where
+          crl fails from images, this tells the representation's share from the rest.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from visgoal.agents.replay import no_reward
 from visgoal.agents.rig import RIGAgent, image_td3_config
 from visgoal.agents.td3 import ExplorationNoise, TD3Config
 
-REPRESENTATIONS = ("latent", "pixels")
+REPRESENTATIONS = ("latent", "pixels", "state")
 
 
 @dataclass
@@ -169,7 +172,7 @@ class CRLAgent(RIGAgent):
         """Latents: obs_dim and goal_dim are the view's. Pixels: images of `image_size`, and phi, psi
         and the actor read the encoder's features."""
         if crl.representation not in REPRESENTATIONS:
-            raise ValueError(f"crl.representation: unknown '{crl.representation}' (choose latent or pixels)")
+            raise ValueError(f"crl.representation: unknown '{crl.representation}' (choose latent, pixels or state)")
         self.cfg, self.crl = cfg, crl
         self.encoder = None
         if crl.representation == "pixels":
@@ -194,9 +197,9 @@ class CRLAgent(RIGAgent):
     @classmethod
     def build(cls, params, view, action_low, action_high, rng: np.random.Generator) -> "CRLAgent":
         crl = CRLConfig.from_params(params["crl"])
-        if crl.exploration_goals == "prior" and crl.representation == "pixels":
-            raise ValueError("crl.exploration_goals=prior needs crl.representation=latent (imagined goals come "
-                             "from the VAE's prior); use crl.exploration_goals=env with pixels")
+        if crl.exploration_goals == "prior" and crl.representation != "latent":
+            raise ValueError(f"crl.exploration_goals=prior needs crl.representation=latent (imagined goals come "
+                             f"from the VAE's prior); use crl.exploration_goals=env with {crl.representation}")
         agent = cls(view.obs_dim, view.goal_dim, len(action_low), action_low, action_high, image_td3_config(params),
                     crl, rng, image_size=params["render"]["image_size"])
         agent.configure(params)
@@ -205,8 +208,8 @@ class CRLAgent(RIGAgent):
 
     def replay_options(self, params, view) -> dict:
         """Every goal is a geometric future observation; no reward."""
-        return {"relabel": {"geometric": 1.0}, "reward_fn": no_reward, "goal_sampler": view.sample_prior,
-                "geometric_discount": self.crl.discount}
+        return {"relabel": {"geometric": 1.0}, "reward_fn": no_reward, "geometric_discount": self.crl.discount,
+                "goal_sampler": getattr(view, "sample_prior", None)}  # the state view has no prior
 
     def policy(self, training: bool) -> Policy:
         return Policy(self.actor if self.encoder is None else PixelActor(self.encoder, self.actor))

@@ -31,6 +31,7 @@ class StateView:
     kind = "state"
     needs_images = False
     dtype = np.float32
+    tuner = None  # no model to fine-tune
 
     def __init__(self, goal_conditioned: bool, obs_dim: int, goal_dim: int):
         """`goal_conditioned=False` (td3 on inverted_pendulum): no goal, the env's own reward."""
