@@ -195,6 +195,10 @@ class CRLAgent(RIGAgent):
         return params["crl"]["representation"]
 
     @classmethod
+    def pursues_goal(cls, params, env: str) -> bool:
+        return True  # its state diagnostic too, on every env
+
+    @classmethod
     def build(cls, params, view, action_low, action_high, rng: np.random.Generator) -> "CRLAgent":
         crl = CRLConfig.from_params(params["crl"])
         if crl.exploration_goals == "prior" and crl.representation != "latent":
@@ -209,7 +213,7 @@ class CRLAgent(RIGAgent):
     def replay_options(self, params, view) -> dict:
         """Every goal is a geometric future observation; no reward."""
         return {"relabel": {"geometric": 1.0}, "reward_fn": no_reward, "geometric_discount": self.crl.discount,
-                "goal_sampler": getattr(view, "sample_prior", None)}  # the state view has no prior
+                "goal_sampler": getattr(view, "sample_prior", None)}  # a VAE's prior, latents only
 
     def policy(self, training: bool) -> Policy:
         return Policy(self.actor if self.encoder is None else PixelActor(self.encoder, self.actor))
@@ -271,21 +275,9 @@ class CRLAgent(RIGAgent):
         return {"losses/actor": loss.item(), "values/q": q.mean().item(), **grad_norm}
 
     # --- snapshots and policy.pt ---------------------------------------------------------------
-    NETS = ("actor", "critic", "actor_opt", "critic_opt")
-
-    def state_dict(self) -> dict:
-        state = {name: getattr(self, name).state_dict() for name in self.NETS}
-        if self.encoder is not None:
-            state["encoder"] = self.encoder.state_dict()
-        return {**state, "noise_state": self.noise.state.copy(), "num_updates": self.num_updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        for name in self.NETS:
-            getattr(self, name).load_state_dict(state[name])
-        if self.encoder is not None:
-            self.encoder.load_state_dict(state["encoder"])
-        self.noise.state[:] = state["noise_state"]
-        self.num_updates = state["num_updates"]
+    def nets(self) -> tuple[str, ...]:
+        """No target networks; the pixels encoder where there is one."""
+        return ("actor", "critic", "actor_opt", "critic_opt") + (("encoder",) if self.encoder is not None else ())
 
     def policy_file(self) -> dict:
         saved = super().policy_file()

@@ -124,6 +124,12 @@ class TD3Agent:
         return cls.view
 
     @classmethod
+    def pursues_goal(cls, params, env: str) -> bool:
+        """Whether it learns to reach the goal: TD3 learns the env's own reward instead where the goal
+        is not the task (`td3.env_reward_envs`: inverted_pendulum)."""
+        return env not in params["td3"]["env_reward_envs"]
+
+    @classmethod
     def build(cls, params, view, action_low, action_high, rng: np.random.Generator) -> "TD3Agent":
         """The agent for a view, from params.yaml's sections."""
         return cls(view.obs_dim + view.goal_dim, len(action_low), action_low, action_high,
@@ -218,14 +224,16 @@ class TD3Agent:
         return {}
 
     # --- snapshots ----------------------------------------------------------------------
+    def nets(self) -> tuple[str, ...]:
+        """The attributes a checkpoint carries, each with its own state_dict."""
+        return ("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt")
+
     def state_dict(self) -> dict:
-        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-                "actor_target": self.actor_target.state_dict(), "critic_target": self.critic_target.state_dict(),
-                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+        return {**{name: getattr(self, name).state_dict() for name in self.nets()},
                 "noise_state": self.noise.state.copy(), "num_updates": self.num_updates}
 
     def load_state_dict(self, state: dict) -> None:
-        for name in ("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt"):
+        for name in self.nets():
             getattr(self, name).load_state_dict(state[name])
         self.noise.state[:] = state["noise_state"]
         self.num_updates = state["num_updates"]

@@ -247,9 +247,6 @@ class PixelView:
     def latent_distance(self, achieved: np.ndarray, goal: np.ndarray) -> str:
         return ""  # no latent space
 
-    def sample_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        raise ValueError("the pixels representation has no VAE, so no imagined goals: use the env's goal images")
-
     def meta(self) -> dict:
         return {"kind": self.kind, "image_size": self.obs_shape[0]}
 

@@ -85,10 +85,8 @@ class Workspace:
         if kind == "pixels":
             view = PixelView(image_size)
         elif view is None:
-            # The state baseline learns the env's own reward where the goal is not the task (inverted_pendulum);
-            # another method on states (crl's diagnostic) always pursues the goal.
-            reward_only = agent_cls.name == "td3" and self.env_name in params["td3"]["env_reward_envs"]
-            view = StateView(not reward_only, len(first.state), len(first.desired_goal))
+            view = StateView(agent_cls.pursues_goal(params, self.env_name), len(first.state),
+                             len(first.desired_goal))
         self.view = view
         low, high = self.env.action_space.low, self.env.action_space.high
         self.agent = agent_cls.build(params, view, low, high, self.rng)
