@@ -3,6 +3,7 @@
     python benchmarks/td3_core.py
 
 - TD3 updates per second (batch 256, FetchReach sizes: 10-d state + 3-d goal, 4-d action), 1 thread;
+- replay sampling of 64x64 images (crl on pixels), gathering what crl reads beside every field;
 - the actor's update at the image agents' sizes (16-d latents, [128, 128]), as it is (Q1 alone, the
   critic frozen) beside the plain one (both Qs, critic gradients computed and discarded), alternating;
 - replay sampling with HER relabelling, batches per second;
@@ -16,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from visgoal.agents.replay import EpisodeReplay, negative_distance
+from visgoal.agents.replay import EpisodeReplay, negative_distance, no_reward
 from visgoal.agents.td3 import TD3Agent, TD3Config
 
 
@@ -61,6 +62,22 @@ def main() -> None:
         replay.add_episode(rng.normal(size=(51, 10)), rng.normal(size=(51, 3)), rng.normal(size=3),
                            rng.normal(size=(50, 4)), np.zeros(50), np.zeros(50))
     print(f"replay sample + HER (batch 256):         {timed(lambda: replay.sample(256, rng), 2000):8.0f} batches/s")
+
+    images = EpisodeReplay(20_000, 50, (64, 64, 3), 0, 4, {"geometric": 1.0}, no_reward,
+                           obs_dtype=np.uint8, achieved_is_obs=True)
+    for _ in range(400):
+        frames = rng.integers(0, 256, (51, 64, 64, 3), dtype=np.uint8)
+        images.add_episode(frames, frames, rng.integers(
+            0, 256, (64, 64, 3), dtype=np.uint8), np.zeros((50, 4)), np.zeros(50), np.zeros(50))
+    read = {"lean": [], "all": []}
+    for _ in range(5):  # alternating
+        images.reads = ("obs", "goal", "action")
+        read["lean"].append(timed(lambda: images.sample(256, rng), 100))
+        images.reads = None
+        read["all"].append(timed(lambda: images.sample(256, rng), 100))
+    lean, every = np.median(read["lean"]), np.median(read["all"])
+    print(f"replay sample of 64x64 images (batch 256): {1e3 / lean:.2f} ms reading crl's fields, "
+          f"{1e3 / every:.2f} ms gathering every field")
 
     for label, shape, dtype in (("64x64 uint8 images", (64, 64, 3), np.uint8),
                                 ("128x128 uint8 images", (128, 128, 3), np.uint8),

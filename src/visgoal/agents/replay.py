@@ -76,10 +76,12 @@ class EpisodeReplay:
                  relabel: dict[str, float], reward_fn: RewardFn, obs_dtype=np.float32,
                  goal_sampler: Callable | None = None, batch_hook: Callable | None = None,
                  image_shape: tuple[int, ...] | None = None, geometric_discount: float = 0.99,
-                 achieved_is_obs: bool = False):
+                 achieved_is_obs: bool = False, reads: tuple[str, ...] | None = None):
         """`goal_dim` is the goals' size, or with `achieved_is_obs` ignored: goals have the observations'
-        shape and dtype, and the achieved goal of a step is its observation."""
-        self.max_length, self.geometric_discount = max_length, geometric_discount
+        shape and dtype, and the achieved goal of a step is its observation. `reads` names the batch
+        fields the agent uses (None: all): `sample` gathers no other stored step, nor a reward unless
+        it is read (crl on pixels would copy three batches of images for nothing)."""
+        self.max_length, self.geometric_discount, self.reads = max_length, geometric_discount, reads
         self.n_episodes = max(1, capacity // max_length)
         self.probs = mixture(relabel)
         if self.probs[STRATEGIES.index("prior")] > 0 and goal_sampler is None:
@@ -152,13 +154,16 @@ class EpisodeReplay:
         idx = t[pick] + truncated_geometric(self.geometric_discount, n[pick] - t[pick], rng)
         goal[pick], goal_step[pick] = self.achieved[ep[pick], idx], idx
 
-        batch = {
-            "obs": self.obs[ep, t], "next_obs": self.obs[ep, t + 1], "action": self.action[ep, t],
-            "achieved": self.achieved[ep, t], "next_achieved": self.achieved[ep, t + 1], "goal": goal,
-            "env_reward": self.env_reward[ep, t], "terminated": self.terminated[ep, t],
-            "t": t, "length": n, "strategy": strategy, "goal_step": goal_step,
-        }
-        batch["reward"] = self.reward_fn(batch["next_achieved"], goal, batch["env_reward"])
+        wanted = (lambda key: True) if self.reads is None else self.reads.__contains__
+        batch = {"action": self.action[ep, t], "goal": goal, "env_reward": self.env_reward[ep, t],
+                 "terminated": self.terminated[ep, t], "t": t, "length": n, "strategy": strategy,
+                 "goal_step": goal_step}
+        for key, array, step in (("obs", self.obs, t), ("next_obs", self.obs, t + 1), ("achieved", self.achieved, t),
+                                 ("next_achieved", self.achieved, t + 1)):
+            if wanted(key) or (key == "next_achieved" and wanted("reward")):  # the reward is computed on it
+                batch[key] = array[ep, step]
+        if wanted("reward"):
+            batch["reward"] = self.reward_fn(batch["next_achieved"], goal, batch["env_reward"])
         return self.batch_hook(batch, rng) if self.batch_hook else batch
 
     def sample_images(self, n: int, rng: np.random.Generator) -> np.ndarray:

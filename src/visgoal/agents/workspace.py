@@ -94,7 +94,7 @@ class Workspace:
         self.replay = EpisodeReplay(params["replay"]["capacity"], self.env.spec.episode_length, view.obs_shape,
                                     view.goal_dim, len(low), obs_dtype=view.dtype, achieved_is_obs=kind == "pixels",
                                     image_shape=first.image.shape if keeps_frames else None,
-                                    **self.agent.replay_options(params, view))
+                                    reads=self.agent.batch_keys, **self.agent.replay_options(params, view))
         self.policy, self.eval_policy = self.agent.policy(training=True), self.agent.policy(training=False)
         return first
 
