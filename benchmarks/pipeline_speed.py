@@ -10,6 +10,8 @@ with the default profile (evaluations included, as `train` runs them), then, in 
 process, runs the loop that only steps the simulator, renders and encodes (no learning, no
 evaluation): the limit proxy. It prints both rates and their ratio, and the share of the
 training run spent in evaluations (`--profile-top N` adds cProfile's top N functions).
+`--serial-too` trains a second time with the updates on the loop's own thread
+(`train.update_thread=false`) and prints it beside the first.
 """
 
 from __future__ import annotations
@@ -42,16 +44,14 @@ def stage_times(results: Path) -> None:
     print(f"{'sum of stages (jobs run in parallel overlap)':<48} {total:>8.1f}")
 
 
-def agent_loop(env: str, method: str, vae: Path | None, dataset: Path | None, steps: int, top: int) -> None:
-    import torch
-
-    from visgoal.agents.views import LatentView
+def train_loop(env: str, method: str, vae: Path | None, dataset: Path | None, steps: int, top: int,
+               update_thread: bool):
+    """Train one seed for `steps` env steps; return (env steps/s, seconds in evaluations, seconds, view, profile)."""
     from visgoal.agents.workspace import Workspace
     from visgoal.config import load_params
-    from visgoal.envs import make_env
 
-    params = load_params(profile="default", overrides=[f"train.total_steps={steps}"])
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp()}/mlflow.db")
+    params = load_params(profile="default", overrides=[f"train.total_steps={steps}",
+                                                       f"train.update_thread={str(update_thread).lower()}"])
     with tempfile.TemporaryDirectory() as out:
         workspace = Workspace(env, method, 0, Path(out), params, vae, dataset, progress=False)
         evaluating = 0.0
@@ -74,6 +74,21 @@ def agent_loop(env: str, method: str, vae: Path | None, dataset: Path | None, st
         seconds = time.perf_counter() - start
         view = workspace.view
         workspace.close()
+    return steps / seconds, evaluating, seconds, view, params, profiler
+
+
+def agent_loop(env: str, method: str, vae: Path | None, dataset: Path | None, steps: int, top: int,
+               serial_too: bool) -> None:
+    import torch
+
+    from visgoal.agents.views import LatentView
+    from visgoal.envs import make_env
+
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp()}/mlflow.db")
+    runs = {"updates on a second thread": train_loop(env, method, vae, dataset, steps, top, True)}
+    if serial_too:
+        runs["updates on the loop's thread"] = train_loop(env, method, vae, dataset, steps, 0, False)
+    _, _, _, view, params, profiler = runs["updates on a second thread"]
 
     torch.set_num_threads(1)
     render = method != "td3"
@@ -89,13 +104,12 @@ def agent_loop(env: str, method: str, vae: Path | None, dataset: Path | None, st
                 step = e.reset()
                 view.reset()
         proxy = steps / (time.perf_counter() - start)
-    train = steps / seconds
     what = "render and encode" if isinstance(view, LatentView) else "simulate only"
     print(f"{env}/{method}, {steps} env steps (default profile, evaluations included):")
-    print(f"  training loop      {train:8.1f} env steps/s")
-    print(f"  limit proxy        {proxy:8.1f} env steps/s  (step, {what}; no learning, no evaluation)")
-    print(f"  ratio              {train / proxy:8.2f}")
-    print(f"  evaluations        {evaluating / seconds:8.1%} of the run ({evaluating:.1f} s of {seconds:.1f} s)")
+    print(f"  {'':<36} {'env steps/s':>11} {'ratio':>6} {'evaluations':>12}")
+    for name, (rate, evaluating, seconds, *_) in runs.items():
+        print(f"  {'training, ' + name:<36} {rate:11.1f} {rate / proxy:6.2f} {evaluating / seconds:12.1%}")
+    print(f"  {'limit proxy':<36} {proxy:11.1f} {1:6.2f}   (step, {what}; no learning, no evaluation)")
     if profiler:
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
@@ -110,13 +124,15 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, default=None, help="its dataset (for fine-tuning, if on)")
     parser.add_argument("--steps", type=int, default=3000, help="env steps of the agent loop and of the proxy")
     parser.add_argument("--profile-top", type=int, default=0, help="print cProfile's top N functions")
+    parser.add_argument("--serial-too", action="store_true",
+                        help="also train with the updates on the loop's thread (train.update_thread=false)")
     args = parser.parse_args()
     if not (args.results or args.agent):
         parser.error("give --results, --agent, or both")
     if args.results:
         stage_times(args.results)
     if args.agent:
-        agent_loop(*args.agent, args.vae, args.dataset, args.steps, args.profile_top)
+        agent_loop(*args.agent, args.vae, args.dataset, args.steps, args.profile_top, args.serial_too)
 
 
 if __name__ == "__main__":

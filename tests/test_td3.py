@@ -207,6 +207,22 @@ def test_evaluations_during_training_do_not_change_what_is_learned(method, tmp_p
 
 
 @pytest.mark.parametrize("method", ["td3", "rig", "tdm", "crl", "crl-pixels"])
+def test_updates_on_a_second_thread_learn_the_same_weights(method, tmp_path, workdir, smoke_vae, smoke_dataset):
+    """train.update_thread overlaps a step's updates with the env's step and render: it is a speed
+    setting, so the weights (and a fine-tuned VAE, and the pixels encoder) are the same, byte for byte."""
+    def train(out, threaded):
+        assert main(["train", "--env", "point_maze", "--profile", "smoke", "--quiet", "--out", str(out),
+                     "--set", "train.total_steps=300", "--set", f"train.update_thread={str(threaded).lower()}",
+                     *method_args(method, smoke_vae, smoke_dataset)]) == 0
+
+    train(tmp_path / "threaded", True)
+    train(tmp_path / "serial", False)
+    names = {"td3": ["policy.pt"], "crl-pixels": ["policy.pt"]}.get(method, ["policy.pt", "vae.pt"])
+    for name in names:
+        assert (tmp_path / "threaded" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("method", ["td3", "rig", "tdm", "crl", "crl-pixels"])
 def test_resumed_run_equals_uninterrupted_run(method, tmp_path, workdir, smoke_vae, smoke_dataset):
     """Checkpoints carry every RNG state (and the fine-tuned VAE): stopping and continuing changes nothing."""
     def train(out, total):

@@ -18,6 +18,11 @@ knows nothing about files (DrQ-v2's Workspace).
   vae.pt         - image agents: the VAE the policy acts through (fine-tuned or not)
 A run killed at any moment and started again with the same command continues from
 its last checkpoint, in the same MLflow run.
+
+With `train.update_thread` a step's gradient updates run on a second thread while the env
+steps, renders and encodes on this one: the replay holds finished episodes only, so an update
+never reads the step being taken, and the next action waits for it. The two share no state and
+draw from the RNGs in the same order, so the weights are the same, byte for byte.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import logging
 import pickle
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +75,7 @@ class Workspace:
         self.curve: list[dict] = []
         self.episode_stats: dict[str, float] = {}  # the latest finished episode, logged with the losses
         self.run_id: str | None = None
+        self.updater = ThreadPoolExecutor(1, thread_name_prefix="updates") if self.cfg["update_thread"] else None
 
     def build(self, agent_cls):
         """Make the view, env, eval_env, agent, replay and policies; return the first (seeded) reset."""
@@ -164,6 +171,8 @@ class Workspace:
                 self.policy.skip()  # the horizon's countdown moves on all the same
             else:
                 action = self.agent.explore(self.policy(obs[-1], goal), self.env_steps)
+            updating = self.env_steps + 1 >= self.cfg["learning_starts"] and self.replay.size > 0
+            pending = self.updater.submit(self.updates) if updating and self.updater else None
             step = self.env.step(self.policy.env_action(action))
             next_obs, next_achieved = self.view.observe(step)
             obs.append(next_obs), achieved.append(next_achieved), actions.append(action)
@@ -173,9 +182,8 @@ class Workspace:
             # kitchen) says nothing about relabelled goals, and -distance is ~0 from there on anyway.
             rewards.append(step.reward), terminated.append(step.terminated and not self.view.goal_conditioned)
             self.env_steps += 1
-            if self.env_steps >= self.cfg["learning_starts"] and self.replay.size > 0:
-                for _ in range(self.cfg["updates_per_step"]):
-                    metrics.append(self.agent.update(self.sample()))
+            if updating:
+                metrics.extend(pending.result() if pending else self.updates())
             if self.env_steps % self.cfg["log_every"] == 0 and metrics:
                 self.log_metrics(metrics)
                 metrics = []
@@ -209,6 +217,10 @@ class Workspace:
         if real_goal:
             stats.update({"charts/episode_success": float(step.success), "charts/episode_final_distance": step.distance})
         return stats
+
+    def updates(self) -> list[dict]:
+        """One env step's gradient updates, each on a fresh batch."""
+        return [self.agent.update(self.sample()) for _ in range(self.cfg["updates_per_step"])]
 
     def sample(self) -> dict[str, torch.Tensor]:
         batch = self.replay.sample(self.agent.cfg.batch_size, self.rng)
@@ -340,6 +352,8 @@ class Workspace:
         return True
 
     def close(self) -> None:
+        if self.updater:
+            self.updater.shutdown()
         self.env.close()
         self.eval_env.close()
 
