@@ -350,3 +350,7 @@ def test_checkpoint_of_other_parameters_is_not_resumed(tmp_path, workdir, caplog
     # Only the step budget may change: a finished run is extended from its checkpoint.
     assert main([*base[:-1], "train.total_steps=300", "--set", "td3.actor_lr=0.0005"]) == 0
     assert "from its checkpoint at env step 200" in caplog.text
+    # and a setting that changes no number: where the updates run
+    assert main([*base[:-1], "train.total_steps=400", "--set", "td3.actor_lr=0.0005",
+                 "--set", "train.update_thread=false"]) == 0
+    assert "from its checkpoint at env step 300" in caplog.text

@@ -304,12 +304,14 @@ class Workspace:
 
     def fingerprint(self) -> dict[str, str]:
         """What a checkpoint must match to be resumed, part by part: the run (env, method, seed), every
-        parameter but train.total_steps (so that a finished run can be extended), the package version,
+        parameter but train.total_steps (so that a finished run can be extended) and train.update_thread
+        (it changes no number), the package version,
         and the content of every file the run reads: envs/<env>.yaml, and for image agents the VAE and,
         when fine-tuning, its dataset. A changed part starts the run afresh."""
         from visgoal.tracking import fingerprint
 
-        flat = {k: v for k, v in self.params.flat().items() if k != "train.total_steps" and not k.startswith("profiles.")}
+        flat = {k: v for k, v in self.params.flat().items()
+                if k not in ("train.total_steps", "train.update_thread") and not k.startswith("profiles.")}
         return fingerprint(flat, self.input_files(), run=f"{self.env_name}/{self.method}/seed{self.seed}")
 
     def input_files(self) -> dict[str, Path]:
