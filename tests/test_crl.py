@@ -12,6 +12,7 @@ from conftest import ENVS
 from visgoal.agents.crl import ConvEncoder, CRLAgent, CRLConfig, random_shift
 from visgoal.agents.replay import STRATEGIES, EpisodeReplay, negative_distance
 from visgoal.agents.td3 import TD3Config
+from visgoal.config import load_params
 
 PIXELS = {"feature_dim": 16, "shift": 4, "precision": "bf16-mixed"}
 
@@ -44,6 +45,27 @@ def test_positive_goals_follow_the_geometric_offset_and_stay_inside_their_episod
     for k in (1, 2, 3):
         assert np.mean(offset[near] == k) == pytest.approx(gamma ** (k - 1) * (1 - gamma) / (1 - gamma ** 3),
                                                            abs=0.03), k
+
+
+def test_positive_goals_past_an_absorbing_end_land_on_its_final_state():
+    """An episode that ended in an absorbing state (the pendulum's fall) stays there: the offset
+    keeps its whole geometric law, and what lies past the end is the final state."""
+    gamma, n = 0.9, 30
+    rng = np.random.default_rng(0)
+    replay = EpisodeReplay(10 * n, n, (1,), 1, 1, {"geometric": 1.0}, negative_distance, geometric_discount=gamma)
+    steps = np.arange(n + 1, dtype=np.float32)[:, None]
+    for cut in (False, True):  # one episode of each kind, told apart by their achieved goals
+        terminated = np.zeros(n)
+        terminated[-1] = cut
+        replay.add_episode(steps, steps + 1000 * cut, np.zeros(1), np.zeros((n, 1)), np.zeros(n), terminated)
+    batch = replay.sample(100_000, rng)
+    offset, left = batch["goal_step"] - batch["t"], batch["length"] - batch["t"]
+    fell = batch["goal"][:, 0] >= 1000
+    near = fell & (left == 3)  # P(1) = 1 - gamma, P(2) = gamma (1 - gamma), the final state the rest
+    for k, p in ((1, 1 - gamma), (2, gamma * (1 - gamma)), (3, gamma ** 2)):
+        assert np.mean(offset[near] == k) == pytest.approx(p, abs=0.03), k
+    near = ~fell & (left == 3)  # cut short: renormalized within the episode, as before
+    assert np.mean(offset[near] == 3) == pytest.approx(gamma ** 2 * (1 - gamma) / (1 - gamma ** 3), abs=0.03)
 
 
 @pytest.mark.parametrize("loss", ["infonce", "binary"])
@@ -204,3 +226,27 @@ def test_state_diagnostic_pursues_the_goal_without_images(env, workdir, tmp_path
                  "--set", "crl.representation=state", "--set", "train.total_steps=200"]) == 0
     view, _, meta = load_policy(run)
     assert view.kind == "state" and meta["view"]["goal_conditioned"] and not view.needs_images
+
+
+def test_a_fall_is_terminal_for_every_goal_and_a_stop_at_the_goal_is_not(workdir, tmp_path):
+    """inverted_pendulum's fall (`termination: absorbing`) is stored as terminal, also by an agent
+    pursuing its own goals; the kitchen's stop at its own goal (`cut`, the default) is not."""
+    from tqdm import tqdm
+
+    from visgoal.agents.workspace import Workspace
+
+    params = load_params(profile="smoke", overrides=["crl.representation=state", "train.learning_starts=1000"])
+    pendulum = Workspace("inverted_pendulum", "crl", 0, tmp_path / "p", params, progress=False)
+    kitchen = Workspace("franka_kitchen", "crl", 0, tmp_path / "k", params, progress=False)
+    try:
+        assert pendulum.view.goal_conditioned and pendulum.terminal_for_goals
+        assert kitchen.view.goal_conditioned and not kitchen.terminal_for_goals
+        pendulum.bar = tqdm(disable=True)
+        for _ in range(3):  # random actions: the pole falls long before the 200-step limit
+            pendulum.run_episode(1000)
+        lengths = pendulum.replay.length[:3]
+        assert (lengths < 200).all()
+        assert all(pendulum.replay.terminated[i, n - 1] == 1 and not pendulum.replay.terminated[i, : n - 1].any()
+                   for i, n in enumerate(lengths))
+    finally:
+        pendulum.close(), kitchen.close()

@@ -144,13 +144,18 @@ def test_tdm_target_at_tau_zero_is_the_latent_distance(distance):
     n, d = 64, 3
     goal, next_z = torch.randn(n, d), torch.randn(n, d)
     next_x = agent.normalize(torch.cat([next_z, goal, torch.zeros(n, 1)], dim=-1))
-    tau = torch.zeros(n)
-    target = agent.targets(goal, next_x, next_z, tau)
+    tau, alive = torch.zeros(n), torch.zeros(n)
+    target = agent.targets(goal, next_x, next_z, tau, alive)
     expected = -(next_z - goal).abs() if distance == "vectorized" else -torch.linalg.vector_norm(next_z - goal, dim=-1)
     torch.testing.assert_close(target, expected)
-    # tau > 0 bootstraps from the target critics instead: not the one-step distance.
-    target = agent.targets(goal, next_x, next_z, torch.full((n,), 3.0))
+    # tau > 0 bootstraps from the target critics instead: not the one-step distance...
+    target = agent.targets(goal, next_x, next_z, torch.full((n,), 3.0), alive)
     assert not torch.allclose(target, expected)
+    # ... unless the step ended the episode: the agent stays where it fell, at every horizon.
+    fell = torch.arange(n) % 2 == 0
+    target = agent.targets(goal, next_x, next_z, torch.full((n,), 3.0), fell.float())
+    torch.testing.assert_close(target[fell], expected[fell])
+    assert not torch.allclose(target[~fell], expected[~fell])
 
 
 def test_tdm_bootstrap_is_the_min_of_the_target_critics():
@@ -159,7 +164,7 @@ def test_tdm_bootstrap_is_the_min_of_the_target_critics():
     n = 32
     goal, next_z = torch.randn(n, 3), torch.randn(n, 3)
     next_x = agent.normalize(torch.cat([next_z, goal, torch.full((n, 1), 0.4)], dim=-1))
-    target = agent.targets(goal, next_x, next_z, torch.full((n,), 2.0))
+    target = agent.targets(goal, next_x, next_z, torch.full((n,), 2.0), torch.zeros(n))
     with torch.no_grad():
         f1, f2 = agent.critic_target(next_x, agent.actor_target.from_normalized(next_x))
     torch.testing.assert_close(target, torch.min(-(f1 - goal).abs(), -(f2 - goal).abs()))

@@ -20,6 +20,7 @@ import torch
 from conftest import ENVS, ROOT
 from visgoal.agents.replay import STRATEGIES, EpisodeReplay, negative_distance
 from visgoal.agents.td3 import TD3Agent, TD3Config
+from visgoal.agents.views import StateView
 from visgoal.cli import main
 from visgoal.config import load_params
 from visgoal.tracking import experiment_name
@@ -147,6 +148,26 @@ def test_terminal_steps_do_not_bootstrap():
     reward = torch.arange(5.0)
     metrics = agent.update_critic(x, torch.zeros(5, 1), reward, x, torch.ones(5))
     assert metrics["values/target_q"] == pytest.approx(reward.mean().item())
+
+
+def test_a_terminal_state_keeps_its_goal_distance_forever():
+    """With -distance rewards a terminal state is absorbing: its target is -d / (1 - gamma),
+    worth less than any bootstrapped path that keeps going at a smaller distance."""
+    cfg = TD3Config(hidden=[8], gamma=0.9)
+    agent = TD3Agent(3, 1, [-1], [1], cfg, np.random.default_rng(0), terminal_keeps_reward=True)
+    x, distance = torch.randn(6, 3), torch.tensor([0.0, 0.5, 1.0, 0.5, 1.0, 2.0])
+    terminated = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    with torch.no_grad():  # what the bootstrapped rows must get
+        action = agent.actor_target.from_normalized(x)
+    agent.cfg.target_noise = 0.0
+    with torch.no_grad():
+        future = torch.min(*agent.critic_target(x, action)).squeeze(-1)
+    metrics = agent.update_critic(x, torch.zeros(6, 1), -distance, x, terminated)
+    expected = torch.cat([-distance[:3] / (1 - 0.9), -distance[3:] + 0.9 * future[3:]])
+    assert metrics["values/target_q"] == pytest.approx(expected.mean().item(), rel=1e-5)
+    # A state-based agent told to reach a goal gets the same (`build` passes view.goal_conditioned).
+    assert TD3Agent.build(load_params(profile="smoke"), StateView(True, 3, 2), np.array([-1.0]), np.array([1.0]),
+                          np.random.default_rng(0)).terminal_keeps_reward
 
 
 # --- resume: every method ---------------------------------------------------------------------

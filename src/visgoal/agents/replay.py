@@ -52,6 +52,9 @@ def env_reward(next_achieved: np.ndarray, goal: np.ndarray, env_reward: np.ndarr
     return env_reward
 
 
+ABSORBED_HORIZON = 10**6  # steps: "forever" for a geometric law with gamma < 0.99999
+
+
 def truncated_geometric(gamma: float, most: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """k in {1, ..., most} with P(k) proportional to gamma^(k-1), by inverting its CDF
     1 - gamma^k over 1 - gamma^most; one uniform draw per sample."""
@@ -151,7 +154,13 @@ class EpisodeReplay:
         if pick.any():
             goal[pick] = self.goal_sampler(int(pick.sum()), rng)
         pick = strategy == STRATEGIES.index("geometric")  # achieved goal k ~ Geom(1 - gamma) steps on, k <= n - t
-        idx = t[pick] + truncated_geometric(self.geometric_discount, n[pick] - t[pick], rng)
+        # An episode cut short (a time limit, a stop at the env's goal) has an unknown future: k is
+        # drawn within it. One that ended in an absorbing state stays there: k is drawn from the
+        # whole law and a k past the end lands on the final state.
+        absorbed = self.terminated[ep[pick], n[pick] - 1] > 0
+        steps_left = n[pick] - t[pick]
+        k = truncated_geometric(self.geometric_discount, np.where(absorbed, ABSORBED_HORIZON, steps_left), rng)
+        idx = t[pick] + np.minimum(k, steps_left)
         goal[pick], goal_step[pick] = self.achieved[ep[pick], idx], idx
 
         wanted = (lambda key: True) if self.reads is None else self.reads.__contains__

@@ -33,7 +33,7 @@ class RIGAgent(TD3Agent):
     @classmethod
     def build(cls, params, view, action_low, action_high, rng: np.random.Generator) -> "RIGAgent":
         agent = cls(view.obs_dim + view.goal_dim, len(action_low), action_low, action_high,
-                    image_td3_config(params), rng)
+                    image_td3_config(params), rng, terminal_keeps_reward=True)  # -latent distance
         agent.configure(params)
         return agent
 

@@ -102,8 +102,10 @@ class TD3Agent:
     batch_keys = ("obs", "next_obs", "next_achieved", "goal", "action", "reward", "terminated", "tau")  # what update reads
 
     def __init__(self, input_dim: int, action_dim: int, action_low, action_high, cfg: TD3Config,
-                 rng: np.random.Generator, device: str = "cpu"):
-        self.cfg, self.device = cfg, device
+                 rng: np.random.Generator, device: str = "cpu", terminal_keeps_reward: bool = False):
+        """`terminal_keeps_reward`: the reward is a goal distance, which a terminal state keeps
+        forever (see `update_critic`); otherwise (the env's own reward) a terminal state pays nothing more."""
+        self.cfg, self.device, self.terminal_keeps_reward = cfg, device, terminal_keeps_reward
         self.actor = Actor(input_dim, action_dim, cfg.hidden, action_low, action_high, cfg.normalize_inputs).to(device)
         self.critic = self.make_critic(input_dim, action_dim).to(device)
         self.actor_target = Actor(input_dim, action_dim, cfg.hidden, action_low, action_high,
@@ -133,7 +135,7 @@ class TD3Agent:
     def build(cls, params, view, action_low, action_high, rng: np.random.Generator) -> "TD3Agent":
         """The agent for a view, from params.yaml's sections."""
         return cls(view.obs_dim + view.goal_dim, len(action_low), action_low, action_high,
-                   TD3Config.from_params(params["td3"]), rng)
+                   TD3Config.from_params(params["td3"]), rng, terminal_keeps_reward=view.goal_conditioned)
 
     def make_critic(self, input_dim: int, action_dim: int) -> nn.Module:
         return Critic(input_dim, action_dim, self.cfg.hidden)
@@ -175,8 +177,18 @@ class TD3Agent:
                 -self.cfg.target_noise_clip, self.cfg.target_noise_clip)
             next_action = (self.actor_target.from_normalized(next_x) + noise).clamp(-1.0, 1.0)
             target_q1, target_q2 = self.critic_target(next_x, next_action)
-            # Clipped double Q (section 4.2); a terminal step has no future, a time-limit cut does.
-            target_q = reward + self.cfg.gamma * (1.0 - terminated) * torch.min(target_q1, target_q2)
+            future = torch.min(target_q1, target_q2)  # clipped double Q (section 4.2)
+            # A time-limit cut has a future (bootstrapped); a terminal state is absorbing: no action
+            # leaves it, so its value is what it pays forever. For the env's own reward that is
+            # nothing (the pendulum's alive bonus stops). For a goal distance it is the distance
+            # it ends at, -d/(1 - gamma): the state stays where it fell, and so does its distance
+            # to any goal. Bootstrapping instead would value the fallen state by Q(s_fallen, .),
+            # which no transition ever trains, and zero (the standard done mask) would make a fall
+            # worth more than every step of -d it cuts short: with negative distances, ending early
+            # would look cheap. Kept distances value a fall by where it leaves the agent, also
+            # for relabelled goals (falling where the goal is costs nothing).
+            absorbed = reward / (1.0 - self.cfg.gamma) if self.terminal_keeps_reward else torch.zeros_like(reward)
+            target_q = reward + self.cfg.gamma * torch.where(terminated > 0, absorbed, future)
         q1, q2 = self.critic(x, action)
         loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
         self.critic_opt.zero_grad(set_to_none=True)

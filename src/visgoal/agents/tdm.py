@@ -157,15 +157,17 @@ class TDMAgent(RIGAgent):
         next_x = torch.cat([next_obs, goal, tau_input((tau - 1).clamp_min(0), self.tdm.tau_max)], dim=-1)
         self.update_normalizer(x)
         x, next_x = self.normalize(x), self.normalize(next_x)
-        metrics = self.update_critic(x, batch["action"], goal, next_x, next_z, tau)
+        metrics = self.update_critic(x, batch["action"], goal, next_x, next_z, tau, batch["terminated"])
         self.num_updates += 1
         if self.num_updates % self.cfg.policy_delay == 0:
             metrics.update(self.update_tdm_actor(x, goal))
             self.update_targets()
         return metrics
 
-    def targets(self, goal, next_x, next_z, tau) -> torch.Tensor:
-        """The TDM target: the reached distance at tau = 0, the bootstrapped one at tau - 1 otherwise."""
+    def targets(self, goal, next_x, next_z, tau, terminated) -> torch.Tensor:
+        """The TDM target: the reached distance at tau = 0, the bootstrapped one at tau - 1 otherwise.
+        A terminal state is absorbing (TD3Agent.update_critic): the agent stays where it fell, so
+        the distance it reached is the distance at every horizon."""
         with torch.no_grad():
             noise = (torch.randn(len(next_x), self.actor.net[-1].out_features) * self.cfg.target_noise).clamp(
                 -self.cfg.target_noise_clip, self.cfg.target_noise_clip)
@@ -173,11 +175,11 @@ class TDMAgent(RIGAgent):
             f1, f2 = self.critic_target(next_x, next_action)
             bootstrap = torch.min(self.q(f1, goal), self.q(f2, goal))
             reached = self.q(next_z, goal)
-            done = (tau == 0).view(-1, *([1] * (reached.ndim - 1)))
+            done = ((tau == 0) | (terminated > 0)).view(-1, *([1] * (reached.ndim - 1)))
             return torch.where(done, reached, bootstrap)
 
-    def update_critic(self, x, action, goal, next_x, next_z, tau) -> dict:
-        target = self.targets(goal, next_x, next_z, tau)
+    def update_critic(self, x, action, goal, next_x, next_z, tau, terminated) -> dict:
+        target = self.targets(goal, next_x, next_z, tau, terminated)
         f1, f2 = self.critic(x, action)
         q1, q2 = self.q(f1, goal), self.q(f2, goal)
         loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)

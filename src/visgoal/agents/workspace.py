@@ -103,6 +103,7 @@ class Workspace:
                                     image_shape=first.image.shape if keeps_frames else None,
                                     reads=self.agent.batch_keys, **self.agent.replay_options(params, view))
         self.policy, self.eval_policy = self.agent.policy(training=True), self.agent.policy(training=False)
+        self.terminal_for_goals = not view.goal_conditioned or self.env.spec.termination == "absorbing"
         return first
 
     # --- the loop -------------------------------------------------------------------------
@@ -178,9 +179,10 @@ class Workspace:
             obs.append(next_obs), achieved.append(next_achieved), actions.append(action)
             if images is not None:
                 images.append(step.image)
-            # A goal-reaching task has no terminal states: an env that stops at its own goal (the
-            # kitchen) says nothing about relabelled goals, and -distance is ~0 from there on anyway.
-            rewards.append(step.reward), terminated.append(step.terminated and not self.view.goal_conditioned)
+            # An env that stops at its own goal (the kitchen) says nothing about relabelled goals: a
+            # cut, like a time limit. A fall (the pendulum's; `termination: absorbing`) is terminal
+            # for every goal: the agent stays there (TD3Agent.update_critic values it).
+            rewards.append(step.reward), terminated.append(step.terminated and self.terminal_for_goals)
             self.env_steps += 1
             if updating:
                 metrics.extend(pending.result() if pending else self.updates())

@@ -49,6 +49,7 @@ class EnvSpec:
     task_kwargs: dict = field(default_factory=dict)
     hide: dict = field(default_factory=dict)
     restyle: dict = field(default_factory=dict)
+    termination: str = "cut"  # or "absorbing": see env.schema.json
     description: str = ""
 
     @property
