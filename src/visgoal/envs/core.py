@@ -58,6 +58,56 @@ class EnvSpec:
         return TASKS[self.task].unit
 
 
+def floor_colour(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """RGB in [0, 1] of the floor at normalized position (a, b) in [0, 1]^2: red grows along x,
+    green along y, both dark enough that a bright agent stands out on every tile."""
+    return np.stack([0.1 + 0.45 * a, 0.1 + 0.45 * b, np.full_like(a, 0.35)], axis=-1)
+
+
+def paint_floor(model, geom: int, extent, env: str = "") -> None:
+    """Repaint a plane's texture so that each point of `extent` = [xmin, ymin, xmax, ymax] (metres)
+    shows a colour of its own (`floor_colour`), as OGBench colours its pixel mazes' floors: a 64x64
+    picture then shows where the agent is, not only that it is somewhere in a corridor.
+
+    The plane keeps its texture, repeated every 1.5 extents: a texel shows the one point of
+    [xmin - width / 4, xmax + width / 4) it covers, so the colours run without a seam across the
+    extent (outside it they are clamped).
+    Must run before the renderer's context is made (which uploads the textures)."""
+    if model.geom_type[geom] != mujoco.mjtGeom.mjGEOM_PLANE or model.geom_matid[geom] < 0:
+        raise ConfigError(f"envs/{env}.yaml: restyle.floor.geom '{mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_GEOM, geom)}' "
+                          f"is not a plane with a material; name the floor plane")
+    material = model.geom_matid[geom]
+    texture = model.mat_texid[material, mujoco.mjtTextureRole.mjTEXROLE_RGB]
+    if texture < 0 or model.tex_type[texture] != mujoco.mjtTexture.mjTEXTURE_2D:
+        raise ConfigError(f"envs/{env}.yaml: restyle.floor.geom '{mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_GEOM, geom)}' "
+                          f"has no 2D texture to paint; name a textured floor plane")
+    xmin, ymin, xmax, ymax = map(float, extent)
+    if not (xmax > xmin and ymax > ymin):
+        raise ConfigError(f"envs/{env}.yaml: restyle.floor.extent must be [xmin, ymin, xmax, ymax] with "
+                          f"xmax > xmin and ymax > ymin, got {list(extent)}")
+    period = 1.5 * np.array([xmax - xmin, ymax - ymin])
+    half = model.geom_size[geom, :2]  # a plane's texture spans 2 * half / texrepeat metres per repeat
+    model.mat_texuniform[material] = 0
+    model.mat_texrepeat[material] = 2 * half / period
+    width, height, channels = model.tex_width[texture], model.tex_height[texture], model.tex_nchannel[texture]
+    u = (np.arange(width) + 0.5) / width
+    v = (np.arange(height) + 0.5) / height
+    # A repeat is centred on the plane's centre (the floor is not rotated); columns run along +x,
+    # rows along -y (measured by rendering a ramp).
+    # The seam where a repeat wraps lies a sixth of a period outside the extent on each side.
+    x0, y0 = xmin - period[0] / 6, ymin - period[1] / 6
+    x = x0 + np.mod(model.geom_pos[geom, 0] + (u - 0.5) * period[0] - x0, period[0])
+    y = y0 + np.mod(model.geom_pos[geom, 1] + (0.5 - v) * period[1] - y0, period[1])
+    a = np.clip((x - xmin) / (xmax - xmin), 0, 1)[None, :]
+    b = np.clip((y - ymin) / (ymax - ymin), 0, 1)[:, None]
+    rgb = floor_colour(np.broadcast_to(a, (height, width)), np.broadcast_to(b, (height, width)))
+    pixels = np.round(rgb * 255).astype(np.uint8)
+    if channels == 4:
+        pixels = np.concatenate([pixels, np.full((height, width, 1), 255, np.uint8)], axis=-1)
+    start = model.tex_adr[texture]
+    model.tex_data[start:start + width * height * channels] = pixels.reshape(-1)
+
+
 def available_envs(root: Path | None = None) -> list[str]:
     return sorted(p.stem for p in ((root or project_root()) / "envs").glob("*.yaml"))
 
@@ -151,13 +201,17 @@ class ImageGoalEnv:
                 rgba[self._index(kind, name, "hide"), 3] = 0.0
 
     def _restyle_sites(self) -> None:
-        """Draw sites in another colour or size. Sites have no physics: only the images change."""
+        """Draw sites in another colour or size, and colour a floor by position. Sites and textures
+        have no physics: only the images change."""
         for name, style in self.spec.restyle.get("sites", {}).items():
             index = self._index("sites", name, "restyle")
             if "rgba" in style:
                 self.model.site_rgba[index] = style["rgba"]
             if "size" in style:
                 self.model.site_size[index] = style["size"]
+        if "floor" in self.spec.restyle:
+            floor = self.spec.restyle["floor"]
+            paint_floor(self.model, self._index("geoms", floor["geom"], "restyle"), floor["extent"], self.spec.name)
 
     # --- the simulator state ------------------------------------------------------------
     def get_state(self) -> np.ndarray:
