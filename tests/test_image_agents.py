@@ -174,7 +174,7 @@ def test_tdm_latent_regulariser_enters_the_loss():
     torch.manual_seed(0)
     next_obs = torch.randn(16, 3)
     batch = {"obs": torch.randn(16, 3), "next_obs": next_obs, "next_achieved": next_obs, "goal": torch.randn(16, 3),
-             "action": torch.rand(16, 2) * 2 - 1, "tau": torch.randint(0, 6, (16,)).float()}
+             "action": torch.rand(16, 2) * 2 - 1, "tau": torch.randint(0, 6, (16,)).float(), "terminated": torch.zeros(16)}
     losses = {}
     for weight in (0.0, 1.0):
         torch.manual_seed(1)  # the same initial weights and target noise for both
