@@ -84,7 +84,12 @@ class EpisodeReplay:
         shape and dtype, and the achieved goal of a step is its observation. `reads` names the batch
         fields the agent uses (None: all): `sample` gathers no other stored step, nor a reward unless
         it is read (crl on pixels would copy three batches of images for nothing)."""
-        self.max_length, self.geometric_discount, self.reads = max_length, geometric_discount, reads
+        self.max_length, self.geometric_discount = max_length, geometric_discount
+        wanted = set(reads) if reads is not None else {"obs", "next_obs", "achieved", "next_achieved", "reward"}
+        self.rewarded = "reward" in wanted
+        # the stored steps a batch gathers, decided once: the reward is computed on next_achieved
+        self.gathered = [key for key in ("obs", "next_obs", "achieved", "next_achieved")
+                         if key in wanted or (key == "next_achieved" and self.rewarded)]
         self.n_episodes = max(1, capacity // max_length)
         self.probs = mixture(relabel)
         if self.probs[STRATEGIES.index("prior")] > 0 and goal_sampler is None:
@@ -163,15 +168,13 @@ class EpisodeReplay:
         idx = t[pick] + np.minimum(k, steps_left)
         goal[pick], goal_step[pick] = self.achieved[ep[pick], idx], idx
 
-        wanted = (lambda key: True) if self.reads is None else self.reads.__contains__
         batch = {"action": self.action[ep, t], "goal": goal, "env_reward": self.env_reward[ep, t],
                  "terminated": self.terminated[ep, t], "t": t, "length": n, "strategy": strategy,
                  "goal_step": goal_step}
-        for key, array, step in (("obs", self.obs, t), ("next_obs", self.obs, t + 1), ("achieved", self.achieved, t),
-                                 ("next_achieved", self.achieved, t + 1)):
-            if wanted(key) or (key == "next_achieved" and wanted("reward")):  # the reward is computed on it
-                batch[key] = array[ep, step]
-        if wanted("reward"):
+        for key in self.gathered:
+            array = self.obs if key.endswith("obs") else self.achieved
+            batch[key] = array[ep, t + 1 if key.startswith("next_") else t]
+        if self.rewarded:
             batch["reward"] = self.reward_fn(batch["next_achieved"], goal, batch["env_reward"])
         return self.batch_hook(batch, rng) if self.batch_hook else batch
 
