@@ -11,7 +11,7 @@ process, runs the loop that only steps the simulator, renders and encodes (no le
 evaluation): the limit proxy. It prints both rates and their ratio, and the share of the
 training run spent in evaluations (`--profile-top N` adds cProfile's top N functions).
 `--serial-too` trains a second time with the updates on the loop's own thread
-(`train.update_thread=false`) and prints it beside the first.
+(`speed.update_thread=false`) and prints it beside the first.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def train_loop(env: str, method: str, vae: Path | None, dataset: Path | None, st
     from visgoal.config import load_params
 
     params = load_params(profile="default", overrides=[f"train.total_steps={steps}",
-                                                       f"train.update_thread={str(update_thread).lower()}"])
+                                                       f"speed.update_thread={str(update_thread).lower()}"])
     with tempfile.TemporaryDirectory() as out:
         workspace = Workspace(env, method, 0, Path(out), params, vae, dataset, progress=False)
         evaluating = 0.0
@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000, help="env steps of the agent loop and of the proxy")
     parser.add_argument("--profile-top", type=int, default=0, help="print cProfile's top N functions")
     parser.add_argument("--serial-too", action="store_true",
-                        help="also train with the updates on the loop's thread (train.update_thread=false)")
+                        help="also train with the updates on the loop's thread (speed.update_thread=false)")
     args = parser.parse_args()
     if not (args.results or args.agent):
         parser.error("give --results, --agent, or both")

@@ -31,7 +31,7 @@ LAYERS = [
     ["visgoal.vae"],
     ["visgoal.data", "visgoal.envs"],
     ["visgoal.tracking", "visgoal.figures", "visgoal.paths"],
-    ["visgoal.config", "visgoal.files", "visgoal.gl"],
+    ["visgoal.config", "visgoal.files", "visgoal.gl", "visgoal.processes"],
 ]
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import run_cli
 from visgoal.data import DatasetError, ImageDataset, write_dataset
-from visgoal.envs import make_env
+from visgoal.envs.core import ImageGoalEnv
 
 
 def test_cli_writes_dataset_and_samples(smoke_dataset):
@@ -31,24 +31,40 @@ def test_same_seed_gives_byte_identical_file(smoke_dataset, tmp_path):
     assert other.read_bytes() != smoke_dataset.read_bytes()
 
 
-def test_interrupted_write_leaves_no_file(tmp_path):
+def test_two_processes_write_the_same_file(tmp_path):
+    """speed.processes deals the chunks out to processes, each stepping through the frames before
+    its own: the same bytes. Chunks of 7 frames split observation-goal pairs; the pendulum's
+    episodes end within the 96 frames."""
+    files = []
+    for processes in (1, 2):
+        out = tmp_path / f"p{processes}.h5"
+        result = run_cli("dataset", "--env", "inverted_pendulum", "--profile", "smoke", "--out", str(out), "--quiet",
+                         "--set", "dataset.frames=96", "--set", "dataset.chunk_frames=7",
+                         "--set", f"speed.processes={processes}")
+        assert result.returncode == 0, result.stderr
+        files.append(out.read_bytes())
+    assert files[0] == files[1]
+    with h5py.File(tmp_path / "p1.h5") as f:
+        assert f["images"].chunks[0] == 7 and f["is_goal"][:4].tolist() == [False, True, False, True]
+
+
+def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
     class Interrupt(Exception):
         pass
 
-    env = make_env("inverted_pendulum", image_size=16)
     calls = {"n": 0}
-    step = env.step
+    step = ImageGoalEnv.step
 
-    def failing_step(action):
+    def failing_step(self, action):
         calls["n"] += 1
         if calls["n"] > 10:
             raise Interrupt
-        return step(action)
+        return step(self, action)
 
-    env.step = failing_step
+    monkeypatch.setattr(ImageGoalEnv, "step", failing_step)
     with pytest.raises(Interrupt):
-        write_dataset(env, tmp_path / "cut.h5", frames=64, seed=0, chunk_frames=8, progress=False)
-    env.close()
+        write_dataset("inverted_pendulum", tmp_path / "cut.h5", frames=64, seed=0, image_size=16, chunk_frames=8,
+                      progress=False)
     assert list(tmp_path.iterdir()) == [], "no file, not even a temporary one"
 
 

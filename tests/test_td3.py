@@ -60,18 +60,23 @@ def test_train_and_evaluate_through_the_cli(env, workdir):
     assert sorted(summary) == ["final_distance", "final_distance_std", "success_rate", "success_rate_std"]  # DVC's
 
 
-def test_evaluation_is_deterministic(workdir):
+def test_evaluation_is_deterministic_whichever_process_runs_an_episode(workdir):
+    """speed.processes deals the protocol's episodes out to processes: the same files, byte for byte,
+    with the pictured episodes split between them (pictures are made where their episode runs)."""
     run = workdir / "fetch_reach" / "td3"
     if not (run / "seed0" / "policy.pt").is_file():
         assert main(["train", "--env", "fetch_reach", "--method", "td3", "--profile", "smoke", "--quiet",
                      "--out", str(run / "seed0")]) == 0
-    texts = []
-    for i in range(2):
+    files = []
+    for i, processes in enumerate([1, 1, 2]):
         out = workdir / f"det{i}" / "td3_eval.csv"
         assert main(["evaluate", "--env", "fetch_reach", "--method", "td3", "--profile", "smoke", "--quiet",
-                     "--runs", str(run), "--out", str(out)]) == 0
-        texts.append(out.read_text() + out.with_suffix(".json").read_text())
-    assert texts[0] == texts[1]
+                     "--runs", str(run), "--out", str(out), "--set", "evaluate.episodes=5",
+                     "--set", "evaluate.picture_episodes=3", "--set", f"speed.processes={processes}"]) == 0
+        files.append([out.with_suffix(suffix).read_bytes() for suffix in (".csv", ".json", ".png")])
+    assert len(files[0][0].splitlines()) == 1 + 5
+    assert files[0] == files[1], "the same run twice"
+    assert files[0] == files[2], "one process against two"
 
 
 # --- replay and relabelling ------------------------------------------------------------------
@@ -229,11 +234,11 @@ def test_evaluations_during_training_do_not_change_what_is_learned(method, tmp_p
 
 @pytest.mark.parametrize("method", ["td3", "rig", "crl-pixels"])  # each view; rig also fine-tunes its VAE
 def test_updates_on_a_second_thread_learn_the_same_weights(method, tmp_path, workdir, smoke_vae, smoke_dataset):
-    """train.update_thread overlaps a step's updates with the env's step and render: it is a speed
+    """speed.update_thread overlaps a step's updates with the env's step and render: it is a speed
     setting, so the weights (and a fine-tuned VAE, and the pixels encoder) are the same, byte for byte."""
     def train(out, threaded):
         assert main(["train", "--env", "point_maze", "--profile", "smoke", "--quiet", "--out", str(out),
-                     "--set", "train.total_steps=300", "--set", f"train.update_thread={str(threaded).lower()}",
+                     "--set", "train.total_steps=300", "--set", f"speed.update_thread={str(threaded).lower()}",
                      *method_args(method, smoke_vae, smoke_dataset)]) == 0
 
     train(tmp_path / "threaded", True)
@@ -373,5 +378,5 @@ def test_checkpoint_of_other_parameters_is_not_resumed(tmp_path, workdir, caplog
     assert "from its checkpoint at env step 200" in caplog.text
     # and a setting that changes no number: where the updates run
     assert main([*base[:-1], "train.total_steps=400", "--set", "td3.actor_lr=0.0005",
-                 "--set", "train.update_thread=false"]) == 0
+                 "--set", "speed.update_thread=false"]) == 0
     assert "from its checkpoint at env step 300" in caplog.text

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +30,15 @@ log = logging.getLogger("visgoal")
 def dataset(env: str, out: Path, params: Params, progress: bool = True) -> Path:
     """Collect the VAE's image dataset (half goal images, half observations) and its sample picture."""
     from visgoal.data import write_dataset
-    from visgoal.envs import make_env
     from visgoal.figures import save_labelled_grid
 
     cfg = params["dataset"]
     check_writable(out)
     start = time.perf_counter()
-    with make_env(env, image_size=params["render"]["image_size"]) as e:
-        write_dataset(e, out, frames=cfg["frames"], seed=cfg["seed"], chunk_frames=cfg["chunk_frames"],
-                      compression_level=cfg["compression_level"],
-                      attrs={"profile": params.profile, "dataset": cfg, "render": params["render"]},
-                      progress=progress)
+    write_dataset(env, out, frames=cfg["frames"], seed=cfg["seed"], image_size=params["render"]["image_size"],
+                  chunk_frames=cfg["chunk_frames"], compression_level=cfg["compression_level"],
+                  attrs={"profile": params.profile, "dataset": cfg, "render": params["render"]},
+                  progress=progress, processes=params["speed"]["processes"])
     seconds = time.perf_counter() - start
     log.info("%d frames in %.1f s: %.1f frames/s", cfg["frames"], seconds, cfg["frames"] / seconds)
     samples = Path(out).with_name(paths.dataset_samples(env).name)
@@ -84,43 +83,43 @@ def train(env: str, method: str, seed: int, out: Path, params: Params, vae: Path
 def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, eval_seed: int | None = None,
              runs: Path | None = None, vae: Path | None = None, progress: bool = True) -> Path:
     """Every seed's policy on the protocol's fixed episodes: `<method>_eval.csv` (a row per seed and
-    episode), `.json` (the summary over seeds) and `.png` (first frame, final frame, goal image)."""
-    import torch
+    episode), `.json` (the summary over seeds) and `.png` (first frame, final frame, goal image).
+    `speed.processes` processes share the episodes; each episode is the same whoever runs it."""
     from tqdm import tqdm
 
     from visgoal.agents import load_policy
-    from visgoal.envs import make_env
-    from visgoal.evaluation import COLUMNS, episode_seed, run_episode, summary, write_summary
     from visgoal.envs import load_spec
+    from visgoal.evaluation import COLUMNS, summary, write_summary
     from visgoal.figures import save_labelled_grid
+    from visgoal.processes import deal, share_out
 
     check_writable(out_csv)
-    torch.set_num_threads(1)
     cfg = params["evaluate"]
     seeds = list(seeds or params["seeds"])
     eval_seed = cfg["eval_seed"] if eval_seed is None else eval_seed
     runs = Path(runs) if runs else paths.runs(env, method, paths.root(params.profile))
     out_csv = Path(out_csv)
-    loaded = {seed: load_policy(paths.seed_dir(runs, seed), vae) for seed in seeds}
-    needs_images = any(view.needs_images for view, _, _ in loaded.values())
+    metas = {seed: load_policy(paths.seed_dir(runs, seed), vae)[2] for seed in seeds}  # a bad run fails here, first
 
-    rows, pictures, captions = [], [], []
+    episodes = [(seed, i) for seed in seeds for i in range(cfg["episodes"])]
+    pictured = frozenset((seeds[0], i) for i in range(min(cfg["picture_episodes"], cfg["episodes"])))
+    protocol = partial(protocol_episodes, env, params["render"]["image_size"], runs, vae, eval_seed, pictured)
+    results = {}
+    with tqdm(total=len(episodes), desc=f"evaluate {env}/{method}", disable=not progress) as bar:
+        def keep(item):
+            results.update([item])
+            bar.update()
+        share_out(protocol, deal(episodes, params["speed"]["processes"]), keep)
+
     unit = load_spec(env).distance_unit
-    with make_env(env, image_size=params["render"]["image_size"],
-                  render_images=needs_images or cfg["picture_episodes"] > 0) as e:
-        bar = tqdm(total=len(seeds) * cfg["episodes"], desc=f"evaluate {env}/{method}", disable=not progress)
-        for seed, (view, policy, _) in loaded.items():
-            for i in range(cfg["episodes"]):
-                frames = seed == seeds[0] and i < cfg["picture_episodes"]
-                e.render_images = frames or needs_images  # the sim is unaffected by rendering
-                result = run_episode(e, view, policy, episode_seed(eval_seed, i), frames=frames)
-                if frames:
-                    pictures.append(result.pop("frames"))
-                    captions.append(f"episode {i}\n{'success' if result['success'] else 'failure'}, "
-                                    f"{result['final_distance']:.3f} {unit}")
-                rows.append({"env": env, "method": method, "seed": seed, "episode": i, **result})
-                bar.update()
-        bar.close()
+    rows, pictures, captions = [], [], []
+    for seed, i in episodes:
+        result = dict(results[seed, i])
+        if (seed, i) in pictured:
+            pictures.append(result.pop("frames"))
+            captions.append(f"episode {i}\n{'success' if result['success'] else 'failure'}, "
+                            f"{result['final_distance']:.3f} {unit}")
+        rows.append({"env": env, "method": method, "seed": seed, "episode": i, **result})
 
     with atomic_output(out_csv) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -137,9 +136,29 @@ def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, e
     for seed, s in per_seed.items():
         log.info("%s/%s seed %d: success %.3f, final distance %.4f over %d episodes",
                  env, method, seed, s["success_rate"], s["final_distance"], cfg["episodes"])
-    log_evaluation(env, method, params, per_seed, {seed: meta for seed, (_, _, meta) in loaded.items()},
-                   picture, out_csv)
+    log_evaluation(env, method, params, per_seed, metas, picture, out_csv)
     return out_csv
+
+
+def protocol_episodes(env_name: str, image_size: int, runs: Path, vae: Path | None, eval_seed: int,
+                      pictured: frozenset, episodes: list[tuple[int, int]]):
+    """Yield ((seed, i), result) for each of the protocol's `episodes`, (seed, episode) pairs, in
+    one env, with each seed's policy from `runs`/seed<k> (through `vae` if given, else its own);
+    the episodes in `pictured` keep their frames. Any process gives the same results."""
+    import torch
+
+    from visgoal.agents import load_policy
+    from visgoal.envs import make_env
+    from visgoal.evaluation import episode_seed, run_episode
+
+    torch.set_num_threads(1)
+    policies = {seed: load_policy(paths.seed_dir(runs, seed), vae)[:2] for seed in sorted({s for s, _ in episodes})}
+    needs_images = any(view.needs_images for view, _ in policies.values())
+    with make_env(env_name, image_size=image_size, render_images=needs_images or bool(pictured)) as env:
+        for seed, i in episodes:
+            view, policy = policies[seed]
+            env.render_images = needs_images or (seed, i) in pictured  # the sim is unaffected by rendering
+            yield (seed, i), run_episode(env, view, policy, episode_seed(eval_seed, i), frames=(seed, i) in pictured)
 
 
 def log_evaluation(env, method, params, per_seed, metas, picture, out_csv) -> None:

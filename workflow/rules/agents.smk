@@ -106,7 +106,7 @@ rule evaluate:
     params:
         settings=settings("seeds", "render", "evaluate"),
         runs=lambda w, input: os.path.dirname(os.path.dirname(input[0])),  # <runs>/seed<k>/policy.pt
-    threads: 1
+    threads: PARAMS["speed"]["processes"]  # the processes sharing its episodes
     resources:
         mem_mb=4096,
         runtime=60,

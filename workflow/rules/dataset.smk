@@ -11,7 +11,7 @@ rule dataset:
         logged("{env}/dataset")[1]
     params:
         settings=settings("render", "dataset"),
-    threads: 1
+    threads: PARAMS["speed"]["processes"]  # the processes making its frames
     resources:
         mem_mb=2048,
         runtime=60,

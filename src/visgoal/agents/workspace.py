@@ -19,7 +19,7 @@ knows nothing about files (DrQ-v2's Workspace).
 A run killed at any moment and started again with the same command continues from
 its last checkpoint, in the same MLflow run.
 
-With `train.update_thread` a step's gradient updates run on a second thread while the env
+With `speed.update_thread` a step's gradient updates run on a second thread while the env
 steps, renders and encodes on this one: the replay holds finished episodes only, so an update
 never reads the step being taken, and the next action waits for it. The two share no state and
 draw from the RNGs in the same order, so the weights are the same, byte for byte.
@@ -75,7 +75,7 @@ class Workspace:
         self.curve: list[dict] = []
         self.episode_stats: dict[str, float] = {}  # the latest finished episode, logged with the losses
         self.run_id: str | None = None
-        self.updater = ThreadPoolExecutor(1, thread_name_prefix="updates") if self.cfg["update_thread"] else None
+        self.updater = ThreadPoolExecutor(1, thread_name_prefix="updates") if self.params["speed"]["update_thread"] else None
 
     def build(self, agent_cls):
         """Make the view, env, eval_env, agent, replay and policies; return the first (seeded) reset."""
@@ -306,14 +306,14 @@ class Workspace:
 
     def fingerprint(self) -> dict[str, str]:
         """What a checkpoint must match to be resumed, part by part: the run (env, method, seed), every
-        parameter but train.total_steps (so that a finished run can be extended) and train.update_thread
-        (it changes no number), the package version,
-        and the content of every file the run reads: envs/<env>.yaml, and for image agents the VAE and,
-        when fine-tuning, its dataset. A changed part starts the run afresh."""
+        parameter but train.total_steps (so that a finished run can be extended) and `speed` (it
+        changes no number), the package version, and the content of every file the run reads:
+        envs/<env>.yaml, and for image agents the VAE and, when fine-tuning, its dataset. A changed
+        part starts the run afresh."""
         from visgoal.tracking import fingerprint
 
         flat = {k: v for k, v in self.params.flat().items()
-                if k not in ("train.total_steps", "train.update_thread") and not k.startswith("profiles.")}
+                if k != "train.total_steps" and not k.startswith(("speed.", "profiles."))}
         return fingerprint(flat, self.input_files(), run=f"{self.env_name}/{self.method}/seed{self.seed}")
 
     def input_files(self) -> dict[str, Path]:

@@ -17,6 +17,7 @@ chunks, so the same seed and parameters give a byte-identical file.
 from __future__ import annotations
 
 import json
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
@@ -39,63 +40,87 @@ def package_versions() -> dict[str, str]:
     return {name: metadata.version(name) for name in VERSIONED_PACKAGES}
 
 
-def collect_frames(env, frames: int, seed: int):
-    """Yield (image, is_goal, state, achieved, desired): observation then goal image, alternating.
+def collect_frames(env, frames: int, seed: int, drawn=None):
+    """Yield (index, (image, is_goal, state, achieved, desired)): an observation then a goal image,
+    alternating, for the frames of the sequence that `drawn` holds (all of them by default).
 
     Observations come from uniformly random actions; each goal image shows a fresh
     goal from the env's own distribution applied to the current scene (report section 4).
+    The other frames are stepped through without drawing them: the same simulation and the
+    same random draws, so that processes can each make a share of one sequence.
     """
+    drawn = range(frames) if drawn is None else drawn
+    last = max(drawn, default=-1)
+    env.render_images = False  # draw only the frames asked for (a goal image is drawn from the state)
     step = env.reset(seed=seed)
-    for _ in range(frames // 2):
-        yield step.image, False, step.state, step.achieved_goal, step.desired_goal
+    for index in range(0, last + 1, 2):
+        if index in drawn:
+            yield index, (env.render(), False, step.state, step.achieved_goal, step.desired_goal)
         goal = env.sample_goal()
-        yield env.render_goal(goal), True, step.state, goal, goal
+        if index + 1 in drawn:
+            yield index + 1, (env.render_goal(goal), True, step.state, goal, goal)
         step = env.step(env.action_space.sample())
         if step.terminated or step.truncated:
             step = env.reset()
 
 
-def write_dataset(env, path: str | Path, frames: int, seed: int, chunk_frames: int = 64,
-                  compression_level: int = 4, attrs: dict | None = None, progress: bool = True) -> Path:
-    """Write `frames` frames to `path` incrementally (memory bounded by one chunk), atomically."""
-    if frames % 2:
-        raise ValueError(f"frames must be even (half observations, half goals), got {frames}")
-    path = Path(path)
-    first = env.reset(seed=seed)
-    size = env.image_size
-    state_dim, goal_dim = first.state.shape[0], first.achieved_goal.shape[0]
-    chunk_frames = min(chunk_frames, frames)
-    compression = {"compression": "gzip", "compression_opts": compression_level} if compression_level else {}
-    with atomic_output(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
-        columns = {
-            "images": f.create_dataset("images", (frames, size, size, 3), np.uint8,
-                                       chunks=(chunk_frames, size, size, 3), track_times=False, **compression),
-            "is_goal": f.create_dataset("is_goal", (frames,), bool, track_times=False),
-            "state": f.create_dataset("state", (frames, state_dim), np.float32, track_times=False),
-            "achieved_goal": f.create_dataset("achieved_goal", (frames, goal_dim), np.float64, track_times=False),
-            "desired_goal": f.create_dataset("desired_goal", (frames, goal_dim), np.float64, track_times=False),
-        }
-        buffers = {name: [] for name in FIELDS}
-        start = 0
-        bar = tqdm(total=frames, desc=f"dataset {env.spec.name}", unit="frame", disable=not progress)
-        for record in collect_frames(env, frames, seed):
+def frame_chunks(env_name: str, image_size: int, frames: int, seed: int, chunk_frames: int, starts: list[int]):
+    """Yield (start, {field: array}) for the chunks of the sequence that begin at `starts`."""
+    from visgoal.envs import make_env
+
+    wanted = set().union(*(range(start, min(start + chunk_frames, frames)) for start in starts))
+    buffers, start = {name: [] for name in FIELDS}, None
+    with make_env(env_name, image_size=image_size) as env:
+        for index, record in collect_frames(env, frames, seed, drawn=wanted):
+            start = index if start is None else start
             for name, value in zip(FIELDS, record):
                 buffers[name].append(value)
-            if len(buffers["images"]) == chunk_frames:
-                start = _flush(columns, buffers, start)
-                bar.update(chunk_frames)
-        if buffers["images"]:
-            n = len(buffers["images"])
-            start = _flush(columns, buffers, start)
-            bar.update(n)
+            if index + 1 == min(start + chunk_frames, frames):
+                yield start, {name: np.stack(values) for name, values in buffers.items()}
+                buffers, start = {name: [] for name in FIELDS}, None
+
+
+def write_dataset(env_name: str, path: str | Path, frames: int, seed: int, image_size: int = 64,
+                  chunk_frames: int = 64, compression_level: int = 4, attrs: dict | None = None,
+                  progress: bool = True, processes: int = 1) -> Path:
+    """Write `frames` frames of `env_name` to `path`, atomically. `processes` make its chunks in
+    turn; they are written in order as they come, so the file is the same for any number, and
+    memory holds the few chunks made ahead of their turn."""
+    from visgoal.envs import load_spec
+    from visgoal.processes import deal, share_out
+
+    if frames % 2:
+        raise ValueError(f"frames must be even (half observations, half goals), got {frames}")
+    path, spec = Path(path), load_spec(env_name)
+    chunk_frames = min(chunk_frames, frames)
+    starts = list(range(0, frames, chunk_frames))
+    compression = {"compression": "gzip", "compression_opts": compression_level} if compression_level else {}
+    with atomic_output(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
+        columns, waiting, turn = {}, {}, [0]  # turn: the next chunk to write
+        bar = tqdm(total=frames, desc=f"dataset {env_name}", unit="frame", disable=not progress)
+
+        def write(item) -> None:
+            waiting.update([item])
+            while turn[0] in waiting:
+                values = waiting.pop(turn[0])
+                if not columns:
+                    columns.update(_create_columns(f, values, frames, chunk_frames, compression))
+                n = len(values["images"])
+                for name, value in values.items():
+                    columns[name][turn[0] : turn[0] + n] = value
+                turn[0] += n
+                bar.update(n)
+
+        share_out(partial(frame_chunks, env_name, image_size, frames, seed, chunk_frames), deal(starts, processes),
+                  write)
         bar.close()
         f.attrs.update({
             "format": FORMAT,
-            "env": env.spec.name,
-            "gym_id": env.spec.gym_id,
+            "env": spec.name,
+            "gym_id": spec.gym_id,
             "seed": seed,
-            "image_size": size,
-            "success_threshold": env.spec.success_threshold,
+            "image_size": columns["images"].shape[1],
+            "success_threshold": spec.success_threshold,
             "versions": json.dumps(package_versions(), sort_keys=True),
             "params": json.dumps(attrs or {}, sort_keys=True),
         })
@@ -103,12 +128,19 @@ def write_dataset(env, path: str | Path, frames: int, seed: int, chunk_frames: i
     return path
 
 
-def _flush(columns: dict, buffers: dict, start: int) -> int:
-    n = len(buffers["images"])
-    for name, values in buffers.items():
-        columns[name][start : start + n] = np.stack(values)
-        values.clear()
-    return start + n
+def _create_columns(f: h5py.File, first: dict, frames: int, chunk_frames: int, compression: dict) -> dict:
+    """The file's datasets, shaped from the first chunk: images chunked and compressed."""
+    size = first["images"].shape[1]
+    return {
+        "images": f.create_dataset("images", (frames, size, size, 3), np.uint8,
+                                   chunks=(chunk_frames, size, size, 3), track_times=False, **compression),
+        "is_goal": f.create_dataset("is_goal", (frames,), bool, track_times=False),
+        "state": f.create_dataset("state", (frames, first["state"].shape[1]), np.float32, track_times=False),
+        "achieved_goal": f.create_dataset("achieved_goal", (frames, first["achieved_goal"].shape[1]), np.float64,
+                                          track_times=False),
+        "desired_goal": f.create_dataset("desired_goal", (frames, first["desired_goal"].shape[1]), np.float64,
+                                         track_times=False),
+    }
 
 
 class ImageDataset:
