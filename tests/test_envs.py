@@ -239,6 +239,46 @@ def test_camera_views_sit_side_by_side():
         FastRenderer(env.model, 33, 33, [front, side])
 
 
+def test_a_camera_can_follow_a_body():
+    """camera {track: <body>}: the view moves with the body, so the ball stays in the middle of
+    the picture wherever it is (in the goal image too), and a floor coloured by position tells
+    where it is; the physics is the same."""
+    import dataclasses
+
+    from visgoal.envs.core import ImageGoalEnv
+
+    spec = load_spec("point_maze")
+    follow = {"track": "particle", "distance": 1.5, "azimuth": 90.0, "elevation": -90.0}
+    floor = {"geom": "ground", "extent": [-1.5, -1.5, 1.5, 1.5]}
+    tracked = ImageGoalEnv(dataclasses.replace(spec, camera=follow, restyle={**spec.restyle, "floor": floor}),
+                           image_size=64)
+    fixed = ImageGoalEnv(spec, image_size=64)
+    goal = np.array([1.0, 1.0])
+    first, _ = tracked.reset(seed=3, goal=goal), fixed.reset(seed=3, goal=goal)
+    for _ in range(15):  # along the top corridor, from its left end (seed 3)
+        moved, _ = tracked.step(np.array([1.0, 0.0])), fixed.step(np.array([1.0, 0.0]))
+    assert np.array_equal(tracked.get_state(), fixed.get_state())
+
+    def ball_centre(image):
+        yellow = (image[..., 0] > 200) & (image[..., 1] > 180) & (image[..., 2] < 100)
+        assert yellow.sum() > 20, "the ball is in the picture"
+        return np.argwhere(yellow).mean(axis=0)
+
+    for image in (first.image, moved.image, first.goal_image):
+        assert np.abs(ball_centre(image) - 31.5).max() < 3, "the ball stays in the middle"
+    assert np.linalg.norm(first.achieved_goal - moved.achieved_goal) > 0.2, "the ball has moved"
+    assert not np.array_equal(first.image, moved.image), "so has the floor under it"
+    # The same spot of the picture, floor up and left of the ball, has the colour of where the ball
+    # is: red grows with x (-0.96, then -0.68, then the goal's 1.0), green with y (0.80, 0.80, 1.0).
+    first_spot, moved_spot, goal_spot = (image[12, 12].astype(int) for image in (first.image, moved.image,
+                                                                                    first.goal_image))
+    assert first_spot[0] < moved_spot[0] < goal_spot[0] - 50, (first_spot, moved_spot, goal_spot)
+    assert first_spot[1] == moved_spot[1] < goal_spot[1], (first_spot, moved_spot, goal_spot)
+    tracked.close(), fixed.close()
+    with pytest.raises(ValueError, match="camera track: body 'nope' is not in the model"):
+        ImageGoalEnv(dataclasses.replace(spec, camera={**follow, "track": "nope"}), image_size=32)
+
+
 def test_camera_list_is_validated(tmp_path, root):
     (tmp_path / "envs").mkdir()
     text = (root / "envs" / "inverted_pendulum.yaml").read_text()

@@ -136,10 +136,18 @@ def make_camera(model: "mujoco.MjModel", spec: dict) -> "mujoco.MjvCamera":
             raise ValueError(f"camera '{spec['name']}' is not in the model (cameras: {', '.join(names) or 'none'})")
         camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
         camera.fixedcamid = camera_id
+        return camera
+    if "track" in spec:  # a free camera that follows the body's subtree: the agent stays in the picture
+        body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, spec["track"])
+        if body < 0:
+            names = [model.body(i).name for i in range(model.nbody)]
+            raise ValueError(f"camera track: body '{spec['track']}' is not in the model (bodies: {', '.join(names)})")
+        camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+        camera.trackbodyid = body
     else:
         camera.type = mujoco.mjtCamera.mjCAMERA_FREE
         camera.lookat[:] = spec["lookat"]
-        camera.distance = spec["distance"]
-        camera.azimuth = spec["azimuth"]
-        camera.elevation = spec["elevation"]
+    camera.distance = spec["distance"]
+    camera.azimuth = spec["azimuth"]
+    camera.elevation = spec["elevation"]
     return camera
