@@ -1,5 +1,11 @@
 """HDF5 datasets: deterministic bytes, atomic writes, clear errors for bad files, via the real CLI."""
 
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -46,6 +52,41 @@ def test_two_processes_write_the_same_file(tmp_path):
     assert files[0] == files[1]
     with h5py.File(tmp_path / "p1.h5") as f:
         assert f["images"].chunks[0] == 7 and f["is_goal"][:4].tolist() == [False, True, False, True]
+
+
+def test_sigterm_stops_both_processes_at_once_and_leaves_no_file(tmp_path):
+    """SIGTERM to a dataset made by two processes: both stop within seconds (the other process is
+    not left to finish its share) and no file is left, not even a temporary one."""
+    out = tmp_path / "d.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "visgoal", "dataset", "--env", "point_maze", "--profile", "smoke",
+                             "--out", str(out), "--quiet", "--set", "dataset.frames=20000",
+                             "--set", "speed.processes=2"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (children := _children(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert children, "the second process started"
+    time.sleep(3)  # both are making frames
+    proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    proc.wait(timeout=30)
+    assert time.monotonic() - started < 10 and proc.returncode != 0
+    while any(map(_alive, children)) and time.monotonic() - started < 10:
+        time.sleep(0.2)
+    assert not any(map(_alive, children)), "the other process is gone"
+    assert list(tmp_path.iterdir()) == []
+
+
+def _alive(pid: int) -> bool:
+    """A process that runs (a zombie has ended: its parent has not collected it yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in found]
 
 
 def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):

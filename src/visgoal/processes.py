@@ -10,17 +10,24 @@ writes, counts or keeps the items, so its output is the same file for any number
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 import queue
-from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Iterable, Iterator
 
 _FINISHED = None  # what a worker sends after its share's last item; shares never yield None
-_items = None  # a worker process's queue back to the parent
+
+
+class _Failed:
+    """A worker's error, sent back to be raised in the parent."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
 
 
 def share_out(work: Callable[[list], Iterator], shares: list[list], handle: Callable[[object], None]) -> None:
     """`handle(item)` here for every item of every `work(share)`; `work` must pickle (a module-level
-    function, or a functools.partial of one). A worker's error is raised here, once its share ends."""
+    function, or a functools.partial of one). A worker's error is raised here; an error here (or
+    SIGTERM) stops the workers at once."""
     shares = [share for share in shares if share] or [[]]
     if len(shares) == 1:
         for item in work(shares[0]):
@@ -28,45 +35,53 @@ def share_out(work: Callable[[list], Iterator], shares: list[list], handle: Call
         return
     context = multiprocessing.get_context("spawn")
     items = context.Queue()
-    with ProcessPoolExecutor(len(shares) - 1, mp_context=context, initializer=_send_to, initargs=(items,)) as pool:
-        others = [pool.submit(_run, work, share) for share in shares[1:]]
-        running = len(others)
+    workers = [context.Process(target=_run, args=(work, share, items), daemon=True) for share in shares[1:]]
+    for worker in workers:
+        worker.start()
+    running = len(workers)
 
-        def receive(wait: float | None) -> None:
-            nonlocal running
-            while running:
-                try:
-                    item = items.get(timeout=wait) if wait else items.get_nowait()
-                except queue.Empty:
-                    return
-                if item is _FINISHED:
-                    running -= 1
-                else:
-                    handle(item)
+    def receive(wait: float | None) -> None:
+        nonlocal running
+        while running:
+            try:
+                item = items.get(timeout=wait) if wait else items.get_nowait()
+            except queue.Empty:
+                return
+            if item is _FINISHED:
+                running -= 1
+            elif isinstance(item, _Failed):
+                raise item.error
+            else:
+                handle(item)
 
+    try:
         for item in work(shares[0]):
             handle(item)
             receive(wait=None)
         while running:
             receive(wait=0.2)
-            for future in others:  # a worker that died without finishing (killed, out of memory)
-                if future.done() and future.exception() is not None and running:
-                    raise future.exception()
-        for future in others:
-            future.result()  # a worker's own error, raised here
+            if running and any(worker.exitcode not in (None, 0) for worker in workers):
+                died = next(worker for worker in workers if worker.exitcode not in (None, 0))
+                raise RuntimeError(f"a worker process died (exit code {died.exitcode}) before its share was done")
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
 
 
-def _send_to(items) -> None:
-    global _items
-    _items = items
-
-
-def _run(work: Callable[[list], Iterable], share: list) -> None:
+def _run(work: Callable[[list], Iterable], share: list, items) -> None:
     try:
         for item in work(share):
-            _items.put(item)
+            items.put(item)
+    except BaseException as error:  # noqa: BLE001 (sent to the parent, which raises it)
+        try:
+            pickle.dumps(error)
+        except Exception:  # noqa: BLE001 (an error that cannot travel: its type and message can)
+            error = RuntimeError(f"{type(error).__name__}: {error}")
+        items.put(_Failed(error))
     finally:
-        _items.put(_FINISHED)
+        items.put(_FINISHED)
 
 
 def deal(items: list, n: int) -> list[list]:

@@ -114,6 +114,8 @@ def write_dataset(env_name: str, path: str | Path, frames: int, seed: int, image
         share_out(partial(frame_chunks, env_name, image_size, frames, seed, chunk_frames), deal(starts, processes),
                   write)
         bar.close()
+        if turn[0] != frames:  # never marked complete with a chunk missing
+            raise RuntimeError(f"{path}: only {turn[0]} of {frames} frames were made; run the dataset stage again")
         f.attrs.update({
             "format": FORMAT,
             "env": spec.name,
