@@ -11,7 +11,10 @@ process, runs the loop that only steps the simulator, renders and encodes (no le
 evaluation): the limit proxy. It prints both rates and their ratio, and the share of the
 training run spent in evaluations (`--profile-top N` adds cProfile's top N functions).
 `--serial-too` trains a second time with the updates on the loop's own thread
-(`speed.update_thread=false`) and prints it beside the first.
+(`speed.update_thread=false`) and prints it beside the first. `--processes ENV [RUNS]` makes
+ENV's dataset, and evaluates the seeds in RUNS (a results/<env>/<method> folder) if given, with
+`speed.processes` 1 and 2, one after the other, and prints their wall-clock side by side, and
+whether the files are the same bytes.
 """
 
 from __future__ import annotations
@@ -116,6 +119,30 @@ def agent_loop(env: str, method: str, vae: Path | None, dataset: Path | None, st
         print(text.getvalue())
 
 
+def stage_processes(env: str, runs: Path | None) -> None:
+    """The dataset (and evaluate, on `runs`) with one process and with two: seconds, same bytes."""
+    import subprocess
+    import sys
+
+    jobs = [("dataset", ["dataset", "--env", env], [".h5"])]
+    if runs:
+        jobs.append(("evaluate", ["evaluate", "--env", env, "--method", runs.name, "--runs", str(runs)],
+                     [".csv", ".json", ".png"]))
+    print(f"{'stage':<10} {'1 process s':>12} {'2 processes s':>14} {'speed-up':>9}  same bytes")
+    with tempfile.TemporaryDirectory() as tmp:
+        for stage, command, suffixes in jobs:
+            seconds, files = [], []
+            for n in (1, 2):
+                out = Path(tmp) / f"{stage}{n}" / ("vae_dataset.h5" if stage == "dataset" else "eval.csv")
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "visgoal", *command, "--out", str(out), "--quiet",
+                                "--set", f"speed.processes={n}"], check=True, capture_output=True)
+                seconds.append(time.perf_counter() - start)
+                files.append([out.with_suffix(suffix).read_bytes() for suffix in suffixes])
+            print(f"{stage:<10} {seconds[0]:>12.1f} {seconds[1]:>14.1f} {seconds[0] / seconds[1]:>8.2f}x  "
+                  f"{'yes' if files[0] == files[1] else 'NO'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, help="a results folder with Snakemake's benchmarks/")
@@ -126,13 +153,17 @@ def main() -> None:
     parser.add_argument("--profile-top", type=int, default=0, help="print cProfile's top N functions")
     parser.add_argument("--serial-too", action="store_true",
                         help="also train with the updates on the loop's thread (speed.update_thread=false)")
+    parser.add_argument("--processes", nargs="+", metavar=("ENV", "RUNS"),
+                        help="the dataset (and evaluate on RUNS) with one process and with two")
     args = parser.parse_args()
-    if not (args.results or args.agent):
-        parser.error("give --results, --agent, or both")
+    if not (args.results or args.agent or args.processes):
+        parser.error("give --results, --agent or --processes")
     if args.results:
         stage_times(args.results)
     if args.agent:
         agent_loop(*args.agent, args.vae, args.dataset, args.steps, args.profile_top, args.serial_too)
+    if args.processes:
+        stage_processes(args.processes[0], Path(args.processes[1]) if len(args.processes) > 1 else None)
 
 
 if __name__ == "__main__":
