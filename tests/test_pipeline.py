@@ -251,6 +251,7 @@ def test_dvc_stages_declare_params_metrics_and_plots(tmp_path):
     for stage in stages:
         assert "profile" in stage["params"] and set(stage["params"]) <= top_level, (stage["name"], stage["params"])
         assert "profiles" not in stage["params"], stage["name"]  # DVC runs the sections, never a profile
+        assert "speed" not in stage["params"], stage["name"]  # how fast, never what: it reruns nothing
     by_name = {s["name"]: s for s in stages}
     assert by_name["train_vae@fetch_reach"]["metrics"] == ["results/fetch_reach/vae_metrics.json"]
     assert by_name["evaluate@fetch_reach-tdm"]["metrics"] == ["results/fetch_reach/tdm_eval.json"]
@@ -473,11 +474,16 @@ def test_sigterm_during_training_then_rerun_finishes(tmp_path):
 
 @E2E
 def test_changed_params_retrain_from_scratch(tmp_path):
-    """A changed td3 parameter reruns training (Snakemake's params trigger), from scratch."""
+    """A changed td3 parameter reruns training (Snakemake's params trigger), from scratch; a
+    changed `speed` section reruns nothing, since it changes no file."""
     work = copy_pipeline(tmp_path / "pipeline", profile="smoke")
     target = "results/point_maze/td3_eval.csv"
     snakemake(work, target, "--cores", "1", timeout=600)
     params = yaml.safe_load((work / "params.yaml").read_text())
+    params["speed"] = {"update_thread": not params["speed"]["update_thread"], "processes": 3}
+    params["profiles"]["smoke"]["speed"] = {"processes": 2}
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "Nothing to be done" in snakemake(work, "-n", target).stdout
     params["td3"]["actor_lr"] = 0.0005
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dry = snakemake(work, "-n", target).stdout
