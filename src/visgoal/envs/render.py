@@ -130,20 +130,13 @@ class FastRenderer:
 def make_camera(model: "mujoco.MjModel", spec: dict) -> "mujoco.MjvCamera":
     camera = mujoco.MjvCamera()
     if "name" in spec:
-        camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, spec["name"])
-        if camera_id < 0:
-            names = [model.camera(i).name for i in range(model.ncam)]
-            raise ValueError(f"camera '{spec['name']}' is not in the model (cameras: {', '.join(names) or 'none'})")
         camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
-        camera.fixedcamid = camera_id
+        camera.fixedcamid = _named(model, mujoco.mjtObj.mjOBJ_CAMERA, model.ncam, spec["name"], "camera", "cameras")
         return camera
     if "track" in spec:  # a free camera that follows the body's subtree: the agent stays in the picture
-        body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, spec["track"])
-        if body < 0:
-            names = [model.body(i).name for i in range(model.nbody)]
-            raise ValueError(f"camera track: body '{spec['track']}' is not in the model (bodies: {', '.join(names)})")
         camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
-        camera.trackbodyid = body
+        camera.trackbodyid = _named(model, mujoco.mjtObj.mjOBJ_BODY, model.nbody, spec["track"], "camera track: body",
+                                    "bodies")
     else:
         camera.type = mujoco.mjtCamera.mjCAMERA_FREE
         camera.lookat[:] = spec["lookat"]
@@ -151,3 +144,12 @@ def make_camera(model: "mujoco.MjModel", spec: dict) -> "mujoco.MjvCamera":
     camera.azimuth = spec["azimuth"]
     camera.elevation = spec["elevation"]
     return camera
+
+
+def _named(model: "mujoco.MjModel", kind, count: int, name: str, what: str, plural: str) -> int:
+    """The model's index of the `kind` object `name`, else one line listing the names it has."""
+    index = mujoco.mj_name2id(model, kind, name)
+    if index < 0:
+        names = [mujoco.mj_id2name(model, kind, i) or "" for i in range(count)]
+        raise ValueError(f"{what} '{name}' is not in the model ({plural}: {', '.join(names) or 'none'})")
+    return index
