@@ -83,43 +83,67 @@ def test_train_and_evaluate_through_the_cli(method, workdir, env_vae, env="point
     assert found[0].info.status == "FINISHED" and found[0].info.end_time / 1000 <= trained_by
 
 
-@pytest.mark.parametrize("method", ["rig", "tdm"])
-def test_latent_velocity_trains_fine_tunes_and_evaluates(method, workdir, env_vae, env="point_maze"):
-    """`image_agents.latent_velocity`: the actor reads [z, z - z_prev] (and the goal, and tau for tdm)."""
+@pytest.mark.parametrize("method,history", [("rig", "latent_velocity=true"), ("tdm", "latent_velocity=true"),
+                                            ("crl", "latent_frames=3")])
+def test_latent_history_trains_fine_tunes_and_evaluates(method, history, workdir, env_vae, env="point_maze"):
+    """`image_agents.latent_velocity`: the actor reads [z, z - z_prev]; `latent_frames=3`: the last 3 latents
+    (and the goal, and tau for tdm)."""
     out = env_vae(env)
-    run = out / f"{method}_velocity"
+    run = out / f"{method}_{history.partition('=')[0]}"
     assert main(["train", "--env", env, "--method", method, "--seed", "0", "--profile", "smoke", "--quiet",
-                 "--set", "image_agents.latent_velocity=true", "--out", str(run / "seed0")]) == 0
+                 "--set", f"image_agents.{history}", "--out", str(run / "seed0")]) == 0
     view, _, meta = load_policy(run / "seed0")
     d = SMOKE["vae"]["latent_dim"]
-    assert view.velocity and meta["input_dim"] == 3 * d + (method == "tdm")
+    if method == "crl":
+        assert view.frames == 3 and not view.velocity and view.obs_dim == 3 * d
+    else:
+        assert view.velocity and meta["input_dim"] == 3 * d + (method == "tdm")
     assert main(["evaluate", "--env", env, "--method", method, "--profile", "smoke", "--quiet", "--runs", str(run),
                  "--out", str(run / "eval.csv")]) == 0
     with open(run / "eval.csv") as f:
         assert len(list(csv.DictReader(f))) == SMOKE["evaluate"]["episodes"]
 
 
-def velocity_view(latent_dim: int = 3, **kwargs) -> LatentView:
+def latent_view(latent_dim: int = 3, **kwargs) -> LatentView:
     return LatentView(VAE(image_size=16, latent_dim=latent_dim, encoder_channels=[8], decoder_channels=[8, 8]).eval(),
-                      velocity=True, **kwargs)
+                      **kwargs)
 
 
-def test_reencoded_velocity_observations_are_the_observed_ones():
+@pytest.mark.parametrize("history", [{"velocity": True}, {"frames": 3}, {}])
+def test_reencoded_observations_are_the_observed_ones(history):
     """The replay's re-encoding rebuilds an episode's observations as `observe` builds them step by step."""
-    view = velocity_view()
-    z = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
-    stepwise = [view.observation(z[t], z[t - 1] if t else None) for t in range(len(z))]
-    np.testing.assert_array_equal(view.episode_observations(z), np.array(stepwise))
-    assert not view.episode_observations(z)[0, 3:].any()  # no velocity at an episode's first step
-    torch_obs = latent_observation(torch.from_numpy(z[2]), torch.from_numpy(z[1]))
-    np.testing.assert_array_equal(torch_obs.numpy(), stepwise[2])
-    # `observe` is that same observation of the encoded image, with the previous latent kept.
-    images = np.random.default_rng(1).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
-    view.reset()
+    view = latent_view(**history)
+    images = np.random.default_rng(1).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
     observed = [view.observe(SimpleNamespace(image=image)) for image in images]
-    latents = [view.encode(image[None])[0] for image in images]
-    np.testing.assert_array_equal(observed[1][0], view.observation(latents[1], latents[0]))
-    np.testing.assert_array_equal(observed[1][1], latents[1])
+    z = np.stack([view.encode(image[None])[0] for image in images])
+    np.testing.assert_array_equal(np.stack([achieved for _, achieved in observed]), z)
+    np.testing.assert_allclose(view.episode_observations(z), np.stack([obs for obs, _ in observed]), atol=1e-6)
+    view.reset()  # a new episode forgets the last one's latents
+    np.testing.assert_allclose(view.observe(SimpleNamespace(image=images[3]))[0], view.episode_observations(z[3:4])[0],
+                               atol=1e-6)
+
+
+def test_latent_velocity_and_frames_mean_what_they_say():
+    z = np.arange(12, dtype=np.float32).reshape(4, 3) ** 2
+    velocity = latent_view(velocity=True).episode_observations(z)
+    np.testing.assert_array_equal(velocity[:, :3], z)
+    assert not velocity[0, 3:].any()  # no velocity at an episode's first step
+    np.testing.assert_array_equal(velocity[2, 3:], z[2] - z[1])
+    torch_obs = latent_observation(torch.from_numpy(z[2]), torch.from_numpy(z[1]))
+    np.testing.assert_array_equal(torch_obs.numpy(), velocity[2])
+    stacked = latent_view(frames=3).episode_observations(z)
+    assert stacked.shape == (4, 9)
+    np.testing.assert_array_equal(stacked[3], np.concatenate([z[1], z[2], z[3]]))  # oldest first
+    np.testing.assert_array_equal(stacked[1], np.concatenate([z[0], z[0], z[1]]))  # the first repeats
+    np.testing.assert_array_equal(latent_view().episode_observations(z), z)
+
+
+def test_latent_velocity_with_frames_fails_in_one_line(workdir, capsys):
+    assert main(["train", "--env", "point_maze", "--method", "rig", "--profile", "smoke", "--quiet",
+                 "--set", "image_agents.latent_velocity=true", "--set", "image_agents.latent_frames=2",
+                 "--vae", str(workdir / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "latent_velocity" in err and "latent_frames" in err and "Traceback" not in err
 
 
 def test_train_without_a_vae_fails_in_one_line(workdir, capsys):

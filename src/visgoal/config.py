@@ -176,7 +176,16 @@ def load_params(
     source = f"{path} (profile {chosen}, after --set)"
     validate(values, "params.schema.json", source)
     check_relabel(values, source)
+    check_latent_history(values, source)
     return Params(profile=chosen, values=values)
+
+
+def check_latent_history(values: dict, source: str) -> None:
+    """`image_agents.latent_velocity` and `latent_frames` > 1 are two ways of showing the past: one at a time."""
+    cfg = values.get("image_agents", {})
+    if cfg.get("latent_velocity") and cfg.get("latent_frames", 1) > 1:
+        raise ConfigError(f"{source}: keys 'image_agents.latent_velocity' and 'image_agents.latent_frames' both show "
+                          f"the agent the past; set latent_velocity false or latent_frames 1")
 
 
 def check_relabel(values: dict, source: str) -> None:

@@ -7,7 +7,8 @@ of putting the VAE in front of the environment):
   StateView   the oracle: the simulator's state, the achieved and desired goal vectors
   LatentView  pixels only: z = the VAE encoder's mean of the camera image (RIG section 3), the
               goal z_g of the goal image; with `latent_velocity` the observation is
-              [z_t, z_t - z_(t-1)]. It owns the VAE, so it also owns what changes the VAE:
+              [z_t, z_t - z_(t-1)], with `latent_frames` k the last k latents. It owns the
+              VAE, so it also owns what changes the VAE:
               online fine-tuning (RIG section 4.1) and re-encoding the replay after it.
   PixelView   pixels only, and no model: the camera image itself (uint8, H x W x 3) and the
               goal image; the agent learns its own encoder (crl's `pixels` representation).
@@ -76,6 +77,14 @@ def latent_observation(z, last_z):
     return lib.concatenate([z, z - (z if last_z is None else last_z)], -1)
 
 
+def stacked_latents(z: np.ndarray, frames: int) -> np.ndarray:
+    """Each step's last `frames` latents [z_(t-k+1), ..., z_t], oldest first, (n, k * d), from one
+    episode's latents (n, d): DrQ-v2's frame stack, on latents. Before an episode's first step the
+    first latent repeats, as DrQ-v2 repeats its first frame."""
+    steps = np.arange(len(z))[:, None] - np.arange(frames - 1, -1, -1)
+    return z[np.maximum(steps, 0)].reshape(len(z), -1)
+
+
 class VAEFineTuner:
     """Online VAE training on a mixture of dataset frames and replay frames (RIG section 4.1)."""
 
@@ -126,10 +135,12 @@ class LatentView:
     goal_conditioned = True
     dtype = np.float32
 
-    def __init__(self, vae, velocity: bool = False, tuner: VAEFineTuner | None = None):
-        self.vae, self.velocity, self.tuner = vae, bool(velocity), tuner
+    def __init__(self, vae, velocity: bool = False, tuner: VAEFineTuner | None = None, frames: int = 1):
+        if velocity and frames > 1:
+            raise ValueError("a latent view shows the past as a velocity or as a frame stack, not both")
+        self.vae, self.velocity, self.frames, self.tuner = vae, bool(velocity), int(frames), tuner
         self.goal_dim = vae.latent_dim
-        self.obs_dim = 2 * vae.latent_dim if self.velocity else vae.latent_dim
+        self.obs_dim = (2 if self.velocity else self.frames) * vae.latent_dim
         self.obs_shape = (self.obs_dim,)
         self.reset()
 
@@ -149,23 +160,23 @@ class LatentView:
         if finetune["every"] > 0:
             frames = read_dataset_sample(dataset_path, finetune["dataset_frames"], seed)
             tuner = VAEFineTuner(vae, frames, finetune, params["vae"])
-        return cls(vae, cfg["latent_velocity"], tuner)
+        return cls(vae, cfg["latent_velocity"], tuner, cfg["latent_frames"])
 
     # --- one episode ----------------------------------------------------------------------
     def reset(self) -> None:
-        self.last_z, self.goal_z = None, None
+        self.past, self.goal_z = [], None  # the episode's latents so far (the last `frames` at most)
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         return self.vae.encode(images)
 
-    def observation(self, z: np.ndarray, last_z: np.ndarray | None) -> np.ndarray:
-        return latent_observation(z, last_z) if self.velocity else z
+    @property
+    def sees_past(self) -> bool:
+        return self.velocity or self.frames > 1
 
     def observe(self, step) -> tuple[np.ndarray, np.ndarray]:
         z = self.encode(step.image[None])[0]
-        obs = self.observation(z, self.last_z)
-        self.last_z = z
-        return obs, z
+        self.past = (self.past + [z])[-max(self.frames, 2):]
+        return self.episode_observations(np.stack(self.past))[-1], z
 
     def goal(self, step) -> np.ndarray:
         """The latent of the episode's goal image, encoded once per episode."""
@@ -186,18 +197,21 @@ class LatentView:
 
     # --- what changes the VAE ---------------------------------------------------------------
     def episode_observations(self, z: np.ndarray) -> np.ndarray:
-        """`observation` over one episode's latents (n, d) at once: what `observe` gave step by step."""
-        return self.observation(z, np.concatenate([z[:1], z[:-1]]))
+        """The observations of one episode's latents (n, d) at once: what `observe` gave step by step."""
+        if self.velocity:
+            return latent_observation(z, np.concatenate([z[:1], z[:-1]]))
+        return stacked_latents(z, self.frames)
 
     def finetune(self, replay: EpisodeReplay, rng: np.random.Generator) -> dict:
         """Train the VAE on dataset and replay frames, then re-encode every stored latent."""
         metrics = self.tuner.fit(replay, rng)
-        replay.reencode(self.encode, observation=self.episode_observations if self.velocity else None)
+        replay.reencode(self.encode, observation=self.episode_observations if self.sees_past else None)
         return metrics
 
     # --- files ------------------------------------------------------------------------------
     def meta(self) -> dict:
-        return {"kind": self.kind, "latent_dim": self.vae.latent_dim, "latent_velocity": self.velocity}
+        return {"kind": self.kind, "latent_dim": self.vae.latent_dim, "latent_velocity": self.velocity,
+                "latent_frames": self.frames}
 
     def state_dict(self) -> dict:
         state = {"vae": self.vae.state_dict()}
@@ -269,4 +283,5 @@ def load_view(meta: dict, run_dir: Path, vae: Path | None = None):
         return StateView(meta["goal_conditioned"], 0, 0)
     if meta["kind"] == "pixels":
         return PixelView(meta["image_size"])
-    return LatentView(load_vae(vae or Path(run_dir) / RUN_VAE), meta["latent_velocity"])
+    return LatentView(load_vae(vae or Path(run_dir) / RUN_VAE), meta["latent_velocity"],
+                      frames=meta.get("latent_frames", 1))  # policies from before frame stacks have one
