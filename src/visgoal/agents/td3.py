@@ -50,6 +50,7 @@ class TD3Config:
     max_grad_norm: float = 0.0
     normalize_inputs: bool = True
     batch_size: int = 256
+    absorbing: str = "kept"
 
 
     @classmethod
@@ -119,6 +120,7 @@ class TD3Agent:
         self.noise = ExplorationNoise(cfg.exploration, action_dim, cfg.exploration_noise, cfg.exploration_noise_final,
                                       cfg.exploration_anneal_steps, cfg.ou_theta, rng)
         self.num_updates = 0
+        self.farthest = torch.zeros(())  # the farthest goal distance the updates have seen (`absorbing: farthest`)
 
     @classmethod
     def view_kind(cls, params) -> str:
@@ -180,14 +182,13 @@ class TD3Agent:
             future = torch.min(target_q1, target_q2)  # clipped double Q (section 4.2)
             # A time-limit cut has a future (bootstrapped); a terminal state is absorbing: no action
             # leaves it, so its value is what it pays forever. For the env's own reward that is
-            # nothing (the pendulum's alive bonus stops). For a goal distance it is the distance
-            # it ends at, -d/(1 - gamma): the state stays where it fell, and so does its distance
-            # to any goal. Bootstrapping instead would value the fallen state by Q(s_fallen, .),
-            # which no transition ever trains, and zero (the standard done mask) would make a fall
-            # worth more than every step of -d it cuts short: with negative distances, ending early
-            # would look cheap. Kept distances value a fall by where it leaves the agent, also
-            # for relabelled goals (falling where the goal is costs nothing).
-            absorbed = reward / (1.0 - self.cfg.gamma) if self.terminal_keeps_reward else torch.zeros_like(reward)
+            # nothing (the pendulum's alive bonus stops). For a goal distance it is a distance kept
+            # forever, -d/(1 - gamma) (`fall_distance`). Bootstrapping instead would value the
+            # fallen state by Q(s_fallen, .), which no transition ever trains, and zero (the
+            # standard done mask) would make a fall worth more than every step of -d it cuts short:
+            # with negative distances, ending early would look cheap.
+            absorbed = (-self.fall_distance(-reward) / (1.0 - self.cfg.gamma) if self.terminal_keeps_reward
+                        else torch.zeros_like(reward))
             target_q = reward + self.cfg.gamma * torch.where(terminated > 0, absorbed, future)
         q1, q2 = self.critic(x, action)
         loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
@@ -236,19 +237,39 @@ class TD3Agent:
         return {}
 
     # --- snapshots ----------------------------------------------------------------------
+    def fall_distance(self, distance: torch.Tensor) -> torch.Tensor:
+        """The goal distance an absorbing state (a fall, `termination: absorbing`) keeps forever, for rows
+        whose reached distance is `distance` (n, 1), or (n, d) per latent dimension for TDM.
+
+        `kept`: its own. The state stays where it fell, and so does its distance to any goal; that
+        values a fall by where it leaves the agent, and falling where the goal is costs nothing.
+        That holds where the distance sees the fall: the state's pole angle counts in radians.
+        `farthest`: the farthest distance (per dimension) that any update has seen so far, so that a
+        fall is never worth more than any state the agent reached. In a VAE's latent space the
+        fallen pole is near its goal: the inverted_pendulum VAE puts a 0.2-rad tilt (where the
+        episode ends) 1.03 from upright, and the pole lying flat 1.04, about what 4 cm of cart
+        offset costs (2.0 for 10 cm). Kept, a fall beside the cart's target looks like success, and
+        so the latent agents never learn to balance; the true distance has no such blind spot."""
+        if self.cfg.absorbing == "kept":
+            return distance
+        self.farthest = torch.maximum(self.farthest, distance.detach().amax(0))
+        return self.farthest.expand_as(distance)
+
     def nets(self) -> tuple[str, ...]:
         """The attributes a checkpoint carries, each with its own state_dict."""
         return ("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt")
 
     def state_dict(self) -> dict:
         return {**{name: getattr(self, name).state_dict() for name in self.nets()},
-                "noise_state": self.noise.state.copy(), "num_updates": self.num_updates}
+                "noise_state": self.noise.state.copy(), "num_updates": self.num_updates,
+                "farthest": self.farthest.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         for name in self.nets():
             getattr(self, name).load_state_dict(state[name])
         self.noise.state[:] = state["noise_state"]
         self.num_updates = state["num_updates"]
+        self.farthest = state.get("farthest", torch.zeros(()))  # checkpoints from before `absorbing`
 
     # --- policy.pt ------------------------------------------------------------------------
     def policy_file(self) -> dict:

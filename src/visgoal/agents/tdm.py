@@ -167,7 +167,7 @@ class TDMAgent(RIGAgent):
     def targets(self, goal, next_x, next_z, tau, terminated) -> torch.Tensor:
         """The TDM target: the reached distance at tau = 0, the bootstrapped one at tau - 1 otherwise.
         A terminal state is absorbing (TD3Agent.update_critic): the agent stays where it fell, so
-        the distance it reached is the distance at every horizon."""
+        the distance it keeps (`fall_distance`) is the distance at every horizon."""
         with torch.no_grad():
             noise = (torch.randn(len(next_x), self.actor.net[-1].out_features) * self.cfg.target_noise).clamp(
                 -self.cfg.target_noise_clip, self.cfg.target_noise_clip)
@@ -175,8 +175,9 @@ class TDMAgent(RIGAgent):
             f1, f2 = self.critic_target(next_x, next_action)
             bootstrap = torch.min(self.q(f1, goal), self.q(f2, goal))
             reached = self.q(next_z, goal)
-            done = ((tau == 0) | (terminated > 0)).view(-1, *([1] * (reached.ndim - 1)))
-            return torch.where(done, reached, bootstrap)
+            rows = (-1, *([1] * (reached.ndim - 1)))
+            fallen = -self.fall_distance(-reached)
+            return torch.where((terminated > 0).view(rows), fallen, torch.where((tau == 0).view(rows), reached, bootstrap))
 
     def update_critic(self, x, action, goal, next_x, next_z, tau, terminated) -> dict:
         target = self.targets(goal, next_x, next_z, tau, terminated)
