@@ -101,6 +101,7 @@ class TD3Agent:
     name = "td3"    # its params.yaml section and `--method`
     view = "state"  # what it sees: "state" (StateView), "latent" (LatentView) or "pixels" (PixelView)
     batch_keys = ("obs", "next_obs", "next_achieved", "goal", "action", "reward", "terminated", "tau")  # what update reads
+    farthest = torch.zeros(())  # the farthest goal distance its updates have seen (`absorbing: farthest`)
 
     def __init__(self, input_dim: int, action_dim: int, action_low, action_high, cfg: TD3Config,
                  rng: np.random.Generator, device: str = "cpu", terminal_keeps_reward: bool = False):
@@ -120,7 +121,6 @@ class TD3Agent:
         self.noise = ExplorationNoise(cfg.exploration, action_dim, cfg.exploration_noise, cfg.exploration_noise_final,
                                       cfg.exploration_anneal_steps, cfg.ou_theta, rng)
         self.num_updates = 0
-        self.farthest = torch.zeros(())  # the farthest goal distance the updates have seen (`absorbing: farthest`)
 
     @classmethod
     def view_kind(cls, params) -> str:
