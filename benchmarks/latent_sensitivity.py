@@ -21,8 +21,7 @@ import numpy as np
 
 def joint_slots(model) -> list[tuple[str, int]]:
     """(joint name, its first qpos index) for every joint with a name."""
-    return [(mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j), int(model.jnt_qposadr[j]))
-            for j in range(model.njnt) if mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j)]
+    return [(model.joint(j).name, int(model.jnt_qposadr[j])) for j in range(model.njnt) if model.joint(j).name]
 
 
 def main() -> None:

@@ -136,8 +136,7 @@ class LatentView:
     dtype = np.float32
 
     def __init__(self, vae, velocity: bool = False, tuner: VAEFineTuner | None = None, frames: int = 1):
-        if velocity and frames > 1:
-            raise ValueError("a latent view shows the past as a velocity or as a frame stack, not both")
+        """`velocity` or `frames` > 1, not both (params are checked: config.check_latent_history)."""
         self.vae, self.velocity, self.frames, self.tuner = vae, bool(velocity), int(frames), tuner
         self.goal_dim = vae.latent_dim
         self.obs_dim = (2 if self.velocity else self.frames) * vae.latent_dim
@@ -168,10 +167,6 @@ class LatentView:
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         return self.vae.encode(images)
-
-    @property
-    def sees_past(self) -> bool:
-        return self.velocity or self.frames > 1
 
     def observe(self, step) -> tuple[np.ndarray, np.ndarray]:
         z = self.encode(step.image[None])[0]
@@ -205,7 +200,7 @@ class LatentView:
     def finetune(self, replay: EpisodeReplay, rng: np.random.Generator) -> dict:
         """Train the VAE on dataset and replay frames, then re-encode every stored latent."""
         metrics = self.tuner.fit(replay, rng)
-        replay.reencode(self.encode, observation=self.episode_observations if self.sees_past else None)
+        replay.reencode(self.encode, observation=self.episode_observations)
         return metrics
 
     # --- files ------------------------------------------------------------------------------
