@@ -6,6 +6,8 @@
 - replay sampling of 64x64 images (crl on pixels), gathering what crl reads beside every field;
 - the actor's update at the image agents' sizes (16-d latents, [128, 128]), as it is (Q1 alone, the
   critic frozen) beside the plain one (both Qs, critic gradients computed and discarded), alternating;
+- DrQ's random shift of crl's pixel batch (512 64x64 images) as it is (uint8 windows from `unfold`)
+  beside padding and gathering in float, alternating, and the encoder's whole update beside it;
 - replay sampling with HER relabelling, batches per second;
 - replay memory per 100k transitions for uint8 images at 64x64 and 128x128, and for latents.
 """
@@ -17,6 +19,7 @@ import time
 import numpy as np
 import torch
 
+from visgoal.agents.crl import ConvEncoder, random_shift
 from visgoal.agents.replay import EpisodeReplay, negative_distance, no_reward
 from visgoal.agents.td3 import TD3Agent, TD3Config
 
@@ -48,6 +51,38 @@ def actor_update_side_by_side(rng: np.random.Generator, rounds: int = 5, n: int 
           f"and critic gradients ({lean / full:.2f}x faster; medians of {rounds} alternating rounds)")
 
 
+def float_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
+    """The same shift by padding in float and gathering every pixel (the comparison)."""
+    n, height, width, _ = images.shape
+    padded = torch.nn.functional.pad(images.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate")
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, n, 1))
+    rows, cols = dy + torch.arange(height), dx + torch.arange(width)
+    return padded[torch.arange(n)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+
+
+def shift_side_by_side(rounds: int = 5, n: int = 10) -> None:
+    images = torch.randint(0, 256, (512, 64, 64, 3), dtype=torch.uint8)
+    encoder = ConvEncoder(64, 64)
+    optimizer = torch.optim.Adam(encoder.parameters(), fused=True)
+
+    def update(shift):
+        features = encoder(shift(images, 4))
+        optimizer.zero_grad(set_to_none=True)
+        features.square().mean().backward()
+        optimizer.step()
+
+    rates = {name: [] for name in ("shift", "float shift", "update", "update, float shift")}
+    for _ in range(rounds):  # alternating
+        rates["shift"].append(timed(lambda: random_shift(images, 4), n))
+        rates["float shift"].append(timed(lambda: float_shift(images, 4), n))
+        rates["update"].append(timed(lambda: update(random_shift), n))
+        rates["update, float shift"].append(timed(lambda: update(float_shift), n))
+    ms = {name: 1e3 / np.median(rate) for name, rate in rates.items()}
+    print(f"crl pixels, DrQ shift of 512 64x64 images: {ms['shift']:.1f} ms as used, {ms['float shift']:.1f} ms "
+          f"in float; the encoder's update with it: {ms['update']:.1f} ms against {ms['update, float shift']:.1f} ms "
+          f"(medians of {rounds} alternating rounds)")
+
+
 def main() -> None:
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -56,6 +91,7 @@ def main() -> None:
              "action": torch.rand(256, 4) * 2 - 1, "reward": -torch.rand(256), "terminated": torch.zeros(256)}
     print(f"td3 update (batch 256, [64, 64] nets):   {timed(lambda: agent.update(batch), 2000):8.0f} updates/s")
     actor_update_side_by_side(rng)
+    shift_side_by_side()
 
     replay = EpisodeReplay(100_000, 50, (10,), 3, 4, {"future": 0.8}, negative_distance)
     for _ in range(400):

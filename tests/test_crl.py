@@ -119,7 +119,7 @@ def test_random_shift_crops_the_border_padded_image_at_one_offset_per_image():
     torch.manual_seed(0)
     images = torch.randint(0, 256, (64, 12, 12, 3), dtype=torch.uint8)
     shifted = random_shift(images, 2)
-    assert shifted.shape == (64, 12, 12, 3) and shifted.dtype == torch.float32
+    assert shifted.shape == (64, 12, 12, 3) and shifted.dtype == torch.uint8 and shifted.is_contiguous()
     padded = np.pad(images.numpy(), ((0, 0), (2, 2), (2, 2), (0, 0)), mode="edge")
     offsets = set()
     for image, out in zip(padded, shifted.numpy()):
@@ -127,7 +127,11 @@ def test_random_shift_crops_the_border_padded_image_at_one_offset_per_image():
         assert found, "not a crop of the padded image"
         offsets.add(found[0])
     assert len(offsets) > 10  # each image its own offset, from the 25 possible
-    assert torch.equal(random_shift(images, 0), images.float())
+    assert torch.equal(random_shift(images, 0), images)
+    torch.manual_seed(1)
+    as_float = random_shift(images.float(), 3)  # any dtype, the same draws
+    torch.manual_seed(1)
+    assert torch.equal(as_float, random_shift(images, 3).float())
 
 
 def test_pixel_encoder_learns_with_the_contrastive_loss_and_acts_from_images():

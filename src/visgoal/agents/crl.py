@@ -131,13 +131,23 @@ class ConvEncoder(nn.Module):
 
 def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
     """DrQ's augmentation (Yarats et al. 2021): each image (n, H, W, 3) padded by `pad` replicated
-    border pixels and cropped back to H x W at a random integer offset; float, NHWC. Draws from
-    torch's generator, which the run seeds and checkpoints."""
+    border pixels and cropped back to H x W at a random integer offset; the images' dtype, NHWC.
+    Draws from torch's generator, which the run seeds and checkpoints. In the images' own dtype and
+    layout, one window per image from `unfold`: 6x faster on uint8 than padding and gathering in
+    float (benchmarks/td3_core.py)."""
+    if pad == 0:
+        return images
     n, height, width, _ = images.shape
-    padded = F.pad(images.permute(0, 3, 1, 2).float(), (pad, pad, pad, pad), mode="replicate")
-    dy, dx = torch.randint(0, 2 * pad + 1, (2, n, 1))
-    rows, cols = dy + torch.arange(height), dx + torch.arange(width)  # (n, H), (n, W)
-    return padded[torch.arange(n)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (n, H, W, 3)
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, n))
+    windows = edge_pad(images, pad).unfold(1, height, 1).unfold(2, width, 1)  # (n, 2p+1, 2p+1, 3, H, W)
+    return windows[torch.arange(n), dy, dx].permute(0, 2, 3, 1).contiguous()
+
+
+def edge_pad(images: torch.Tensor, pad: int) -> torch.Tensor:
+    """(n, H, W, C) -> (n, H + 2 pad, W + 2 pad, C), the border pixels repeated (any dtype)."""
+    rows = images[:, :1].expand(-1, pad, -1, -1), images, images[:, -1:].expand(-1, pad, -1, -1)
+    tall = torch.cat(rows, 1)
+    return torch.cat([tall[:, :, :1].expand(-1, -1, pad, -1), tall, tall[:, :, -1:].expand(-1, -1, pad, -1)], 2)
 
 
 class PixelActor(nn.Module):
