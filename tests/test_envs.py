@@ -73,7 +73,9 @@ def test_goal_markers_are_hidden(env):
     hidden = env.spec.hide.get("sites", [])
     if env.spec.name in ("fetch_reach", "point_maze", "ant_maze", "adroit_relocate"):
         assert hidden, f"{env.spec.name} draws a goal marker that must be hidden"
-    env.reset(seed=7)
+    first = env.reset(seed=7)
+    if "track" in env.spec.camera:  # it shows what it follows and little else: a goal beside the ball
+        env.reset(seed=7, goal=first.achieved_goal + 0.2)
     for name in hidden:
         site = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_SITE, name)
         assert env.model.site_rgba[site, 3] == 0
@@ -136,6 +138,11 @@ def test_restyled_sites_change_the_images_and_nothing_else():
         ImageGoalEnv(bad, image_size=32)
 
 
+# point_maze's whole maze from above (its camera follows the ball): the view the pixel checks below
+# count rows and columns in.
+TOP_DOWN = {"lookat": [0.0, 0.0, 0.0], "distance": 4.2, "azimuth": 90.0, "elevation": -90.0}
+
+
 def test_a_floor_coloured_by_position_changes_the_images_and_nothing_else():
     """restyle.floor paints point_maze's floor so that red grows along +x and green along +y,
     without a seam inside the extent; the physics is the same."""
@@ -143,10 +150,11 @@ def test_a_floor_coloured_by_position_changes_the_images_and_nothing_else():
 
     from visgoal.envs.core import ImageGoalEnv
 
-    spec = load_spec("point_maze")
-    floor = {"geom": "ground", "extent": [-1.5, -1.5, 1.5, 1.5]}
-    plain = ImageGoalEnv(spec, image_size=64)
-    styled = ImageGoalEnv(dataclasses.replace(spec, restyle={**spec.restyle, "floor": floor}), image_size=64)
+    spec = dataclasses.replace(load_spec("point_maze"), camera=TOP_DOWN)
+    floor = spec.restyle["floor"]
+    assert floor == {"geom": "ground", "extent": [-1.5, -1.5, 1.5, 1.5]}
+    plain = ImageGoalEnv(dataclasses.replace(spec, restyle={"sites": spec.restyle["sites"]}), image_size=64)
+    styled = ImageGoalEnv(spec, image_size=64)
     a, b = plain.reset(seed=3, goal=np.array([-1.0, -1.0])), styled.reset(seed=3, goal=np.array([-1.0, -1.0]))
     assert not np.array_equal(a.image, b.image)
     for action in np.random.default_rng(0).uniform(-1, 1, (20, 2)):
@@ -252,7 +260,7 @@ def test_a_camera_can_follow_a_body():
     floor = {"geom": "ground", "extent": [-1.5, -1.5, 1.5, 1.5]}
     tracked = ImageGoalEnv(dataclasses.replace(spec, camera=follow, restyle={**spec.restyle, "floor": floor}),
                            image_size=64)
-    fixed = ImageGoalEnv(spec, image_size=64)
+    fixed = ImageGoalEnv(dataclasses.replace(spec, camera=TOP_DOWN), image_size=64)
     goal = np.array([1.0, 1.0])
     first, _ = tracked.reset(seed=3, goal=goal), fixed.reset(seed=3, goal=goal)
     for _ in range(15):  # along the top corridor, from its left end (seed 3)
