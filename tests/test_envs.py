@@ -173,6 +173,40 @@ def test_a_floor_coloured_by_position_changes_the_images_and_nothing_else():
             ImageGoalEnv(dataclasses.replace(spec, restyle={"floor": bad}), image_size=32)
 
 
+def test_a_backdrop_coloured_by_position_is_drawn_and_changes_nothing_else():
+    """restyle.backdrop draws a wall, red growing along x, into the pictures only: the model has
+    no more geoms and the physics is the same. Behind the cart-pole, with a camera that follows the
+    cart, the wall's colour says where the cart is."""
+    import dataclasses
+
+    from visgoal.envs.core import ImageGoalEnv
+
+    spec = load_spec("inverted_pendulum")
+    wall = {"extent": [-2.5, -1.5, 2.5, 1.5], "y": 0.6, "tiles": [50, 1]}
+    follow = {"track": "cart", "distance": 1.6, "azimuth": 90.0, "elevation": -5.0}
+    plain = ImageGoalEnv(dataclasses.replace(spec, camera=follow, restyle={}), image_size=64)
+    walled = ImageGoalEnv(dataclasses.replace(spec, camera=follow, restyle={"backdrop": wall}), image_size=64)
+    assert walled.model.ngeom == plain.model.ngeom
+    a, b = plain.reset(seed=4), walled.reset(seed=4)
+    assert not np.array_equal(a.image, b.image) and not np.array_equal(a.goal_image, b.goal_image)
+    for action in np.random.default_rng(0).uniform(-1, 1, (10, 1)):
+        plain.step(action), walled.step(action)
+    assert np.array_equal(plain.get_state(), walled.get_state())
+
+    def picture(cart: float) -> np.ndarray:
+        walled.data.qpos[:] = [cart, 0.0]
+        mujoco.mj_forward(walled.model, walled.data)
+        return walled.render().astype(int)
+
+    # The top left corner is wall wherever the cart is: its red rises with the cart's x, and its
+    # green stays (the wall's one row of tiles).
+    corners = np.array([picture(x)[2:6, 2:6].mean(axis=(0, 1)) for x in (-0.8, -0.4, 0.0, 0.4, 0.8)])
+    assert (np.diff(corners[:, 0]) > 3).all() and np.ptp(corners[:, 1]) < 2, corners
+    plain.close(), walled.close()
+    with pytest.raises(ConfigError, match="restyle.backdrop.extent must be"):
+        ImageGoalEnv(dataclasses.replace(spec, restyle={"backdrop": {**wall, "extent": [1, 0, -1, 1]}}), image_size=32)
+
+
 def test_reset_is_deterministic_per_seed(env):
     a = env.reset(seed=11)
     b = env.reset(seed=11)

@@ -64,6 +64,28 @@ def floor_colour(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.stack([0.1 + 0.45 * a, 0.1 + 0.45 * b, np.full_like(a, 0.35)], axis=-1)
 
 
+def backdrop_tiles(backdrop: dict, env: str = "") -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`restyle.backdrop` as flat boxes (half-sizes, centre, rgba), a wall in the x-z plane at
+    y = `y` whose tile at normalized position (a, b) of `extent` = [xmin, zmin, xmax, zmax] has
+    `floor_colour(a, b)`: red grows along x, green along z. The renderer draws them into each
+    picture; the model never holds them, so nothing touches them and nothing else changes."""
+    xmin, zmin, xmax, zmax = map(float, backdrop["extent"])
+    if not (xmax > xmin and zmax > zmin):
+        raise ConfigError(f"envs/{env}.yaml: restyle.backdrop.extent must be [xmin, zmin, xmax, zmax] with "
+                          f"xmax > xmin and zmax > zmin, got {list(backdrop['extent'])}")
+    nx, nz = backdrop["tiles"]
+    width, height = (xmax - xmin) / nx, (zmax - zmin) / nz
+    half = np.array([width / 2, 0.005, height / 2])
+    tiles = []
+    for i in range(nx):
+        for j in range(nz):
+            a, b = (i + 0.5) / nx, (j + 0.5) / nz
+            centre = np.array([xmin + (i + 0.5) * width, backdrop["y"], zmin + (j + 0.5) * height])
+            rgba = np.append(floor_colour(np.array(a), np.array(b)), 1.0).astype(np.float32)
+            tiles.append((half, centre, rgba))
+    return tiles
+
+
 def paint_floor(model, geom: int, extent, env: str = "") -> None:
     """Repaint a plane's texture so that each point of `extent` = [xmin, ymin, xmax, ymax] (metres)
     shows a colour of its own (`floor_colour`), as OGBench colours its pixel mazes' floors: a 64x64
@@ -173,7 +195,9 @@ class ImageGoalEnv:
         self._hide_markers()
         self._restyle_sites()
         self.task = TASKS[spec.task](self.unwrapped, self.model, self.data, **spec.task_kwargs)
-        self.renderer = FastRenderer(self.model, self.image_size, self.image_size, spec.camera) if render_images else None
+        backdrop = backdrop_tiles(spec.restyle["backdrop"], spec.name) if "backdrop" in spec.restyle else []
+        self.renderer = (FastRenderer(self.model, self.image_size, self.image_size, spec.camera, decor=backdrop)
+                         if render_images else None)
         self.action_space = self._env.action_space
         self.rng = np.random.default_rng()
         self.goal: np.ndarray | None = None

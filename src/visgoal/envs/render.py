@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 
 # A context of this size serves every renderer in the process (paper profile: 128x128).
 _MAX_SIDE = 1024
+_UPRIGHT = np.eye(3).ravel()  # decor boxes are not rotated
 _context: "mujoco.GLContext | None" = None
 _live: "weakref.WeakSet[FastRenderer]" = weakref.WeakSet()
 
@@ -78,7 +79,10 @@ class FastRenderer:
     what the first sees only as depth).
     """
 
-    def __init__(self, model: "mujoco.MjModel", width: int, height: int, camera: "dict | list[dict]"):
+    def __init__(self, model: "mujoco.MjModel", width: int, height: int, camera: "dict | list[dict]",
+                 decor: "list[tuple[np.ndarray, np.ndarray, np.ndarray]]" = ()):
+        """`decor`: boxes (half-sizes, centre, rgba) drawn into every picture, lit like the scene,
+        which the model does not hold (a backdrop: `backdrop_tiles`)."""
         if max(width, height) > _MAX_SIDE:
             raise ValueError(f"image size {width}x{height} exceeds the {_MAX_SIDE} pixel limit")
         cameras = camera if isinstance(camera, list) else [camera]
@@ -94,7 +98,8 @@ class FastRenderer:
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, height)
         self._model = model
-        self._scene = mujoco.MjvScene(model, maxgeom=10_000)
+        self._scene = mujoco.MjvScene(model, maxgeom=10_000 + len(decor))
+        self._decor = list(decor)
         lean_scene_flags(self._scene)
         self._option = mujoco.MjvOption()
         self._cameras = [make_camera(model, spec) for spec in cameras]
@@ -115,9 +120,20 @@ class FastRenderer:
             mujoco.mjv_updateScene(
                 self._model, data, self._option, None, camera, mujoco.mjtCatBit.mjCAT_ALL, self._scene
             )
+            self._add_decor()
             mujoco.mjr_render(view, self._scene, self._mjr)
         mujoco.mjr_readPixels(self._pixels, None, self._viewport, self._mjr)
         return np.flipud(self._pixels).copy()  # OpenGL's origin is bottom-left
+
+    def _add_decor(self) -> None:
+        scene = self._scene
+        if scene.ngeom + len(self._decor) > scene.maxgeom:
+            raise RuntimeError(f"the scene holds {scene.maxgeom} geoms, too few for the model's and {len(self._decor)} more")
+        for half, centre, rgba in self._decor:
+            geom = scene.geoms[scene.ngeom]
+            mujoco.mjv_initGeom(geom, mujoco.mjtGeom.mjGEOM_BOX, half, centre, _UPRIGHT, rgba)
+            geom.specular, geom.emission = 0.0, 0.6  # its own colour, not the light's highlight
+            scene.ngeom += 1
 
     def close(self) -> None:
         if self._mjr is not None and _context is not None:
