@@ -133,7 +133,7 @@ def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
     """DrQ's augmentation (Yarats et al. 2021): each image (n, H, W, 3) padded by `pad` replicated
     border pixels and cropped back to H x W at a random integer offset; the images' dtype, NHWC.
     Draws from torch's generator, which the run seeds and checkpoints. In the images' own dtype and
-    layout, one window per image from `unfold`: 6x faster on uint8 than padding and gathering in
+    layout, one window per image from `unfold`: 5x faster on uint8 than padding and gathering in
     float (benchmarks/td3_core.py)."""
     if pad == 0:
         return images

@@ -81,8 +81,9 @@ class FastRenderer:
 
     def __init__(self, model: "mujoco.MjModel", width: int, height: int, camera: "dict | list[dict]",
                  decor: "list[tuple[np.ndarray, np.ndarray, np.ndarray]]" = ()):
-        """`decor`: boxes (half-sizes, centre, rgba) drawn into every picture, lit like the scene,
-        which the model does not hold (a backdrop: `backdrop_tiles`)."""
+        """`decor`: boxes (half-sizes, centre, rgba) drawn into every picture, which the model does
+        not hold (a backdrop: `backdrop_tiles`). They glow a little and have no highlight, so
+        that their colour shows as it is under any light."""
         if max(width, height) > _MAX_SIDE:
             raise ValueError(f"image size {width}x{height} exceeds the {_MAX_SIDE} pixel limit")
         cameras = camera if isinstance(camera, list) else [camera]
