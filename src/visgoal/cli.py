@@ -11,13 +11,13 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
 from visgoal import paths
 from visgoal.agents import AGENTS
 from visgoal.config import PROFILE_ENV_VAR, PROFILES, ConfigError, Params, load_params
+from visgoal.processes import sigterm_unwinds
 
 log = logging.getLogger("visgoal")
 
@@ -186,22 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     log.addHandler(handler)
     log.setLevel(os.environ.get("VISGOAL_LOG", "INFO"))
     args = build_parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return args.func(args)
+        with sigterm_unwinds():
+            return args.func(args)
     except (ConfigError, ValueError, RuntimeError, OSError) as err:
         if os.environ.get("VISGOAL_DEBUG"):
             raise
         print(f"visgoal {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     finally:
-        signal.signal(signal.SIGTERM, previous)
         log.removeHandler(handler)  # called again in one process (tests, scripts): no doubled lines, no stale stream
-
-
-def _terminate(signum, frame) -> None:
-    """SIGTERM unwinds like Ctrl-C: the MLflow run ends KILLED, temporary files are removed."""
-    raise SystemExit(128 + signum)
 
 
 def _one_line(err: Exception) -> str:

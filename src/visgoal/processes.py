@@ -1,4 +1,5 @@
-"""A stage's work shared out between processes, one per core: `share_out`.
+"""A stage's work shared out between processes, one per core (`share_out`), and how a stage's
+process stops when it is told to (`sigterm_unwinds`).
 
 The dataset's frames and the evaluation protocol's episodes are independent of who makes them,
 so a stage can deal them out in shares. The first share runs in this process; each other share
@@ -9,9 +10,13 @@ writes, counts or keeps the items, so its output is the same file for any number
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import pickle
 import queue
+import signal
+import time
 from typing import Callable, Iterable, Iterator
 
 _FINISHED = None  # what a worker sends after its share's last item; shares never yield None
@@ -88,3 +93,41 @@ def deal(items: list, n: int) -> list[list]:
     """`items` dealt out in turn into `n` shares (balanced when items differ in cost)."""
     return [items[k::n] for k in range(n)]
 
+
+
+_OURS = os.path.dirname(__file__) + os.sep  # where visgoal's own code lies, as its frames name it
+_LOOK_AGAIN = 0.01  # seconds
+_PATIENCE = 2.0  # seconds
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C (the MLflow run ends KILLED, temporary files are removed), from
+    visgoal's own code only.
+
+    Raised in a library's code, the exit can fall between a lock's release and its taking back (a
+    Future's wait on the update thread, SQLAlchemy's pool): the unwinding then releases a lock it
+    does not hold, and the run ends with "cannot release un-acquired lock" instead of SIGTERM's
+    status. So a SIGTERM that lands in a library's frame waits, looking again every 10 ms (SIGALRM),
+    until visgoal's code runs, which in a stage is a matter of milliseconds; after 2 s it unwinds
+    wherever it is, so a stage stuck in a library still stops."""
+    received: list[float] = []
+
+    def unwind(signum, frame) -> None:
+        if signum == signal.SIGTERM and not received:
+            received.append(time.monotonic())
+        if not received:  # an alarm that is not ours
+            return
+        if (frame is not None and not frame.f_code.co_filename.startswith(_OURS)
+                and time.monotonic() - received[0] < _PATIENCE):
+            signal.setitimer(signal.ITIMER_REAL, _LOOK_AGAIN)
+            return
+        raise SystemExit(128 + signal.SIGTERM)
+
+    previous = {signum: signal.signal(signum, unwind) for signum in (signal.SIGTERM, signal.SIGALRM)}
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
