@@ -311,6 +311,29 @@ def test_resumed_run_equals_uninterrupted_run(method, tmp_path, workdir, smoke_v
             assert all(torch.equal(straight[key][k], resumed[key][k]) for k in straight[key]), (name, key)
 
 
+@pytest.mark.parametrize("every", [1, 3])
+def test_updates_run_every_kth_env_step(every, tmp_path, workdir):
+    """`train.update_every`: a round of updates after every k-th env step, none between."""
+    from tqdm import tqdm
+
+    from visgoal.agents.workspace import Workspace
+
+    params = load_params(profile="smoke", overrides=[f"train.update_every={every}", "train.learning_starts=10",
+                                                     "speed.update_thread=false"])
+    workspace = Workspace("point_maze", "td3", 0, tmp_path, params, progress=False)
+    steps_at_update = []
+    rounds = workspace.updates
+    workspace.updates = lambda: steps_at_update.append(workspace.env_steps) or rounds()
+    workspace.bar = tqdm(disable=True)
+    try:
+        while workspace.env_steps < 120:
+            workspace.run_episode(120)
+    finally:
+        workspace.close()
+    first = steps_at_update[0]  # the first step with a stored episode to sample from
+    assert steps_at_update == list(range(first, 121, every)) and first % every == 0, steps_at_update
+
+
 def test_exploration_noise_anneals_and_ou_is_correlated():
     from visgoal.agents.td3 import ExplorationNoise
 

@@ -172,7 +172,8 @@ class Workspace:
                 self.policy.skip()  # the horizon's countdown moves on all the same
             else:
                 action = self.agent.explore(self.policy(obs[-1], goal), self.env_steps)
-            updating = self.env_steps + 1 >= self.cfg["learning_starts"] and self.replay.size > 0
+            updating = (self.env_steps + 1 >= self.cfg["learning_starts"] and self.replay.size > 0
+                        and (self.env_steps + 1) % self.cfg["update_every"] == 0)
             pending = self.updater.submit(self.updates) if updating and self.updater else None
             step = self.env.step(self.policy.env_action(action))
             next_obs, next_achieved = self.view.observe(step)
