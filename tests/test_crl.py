@@ -91,6 +91,52 @@ def test_the_contrastive_critic_learns_to_pick_the_positive_goal(loss):
     assert np.isfinite(metrics["losses/actor"])
 
 
+def test_the_gaussian_policys_log_probability_is_the_squashed_normals():
+    from torch.distributions import Normal, TanhTransform, TransformedDistribution
+
+    from visgoal.agents.networks import GaussianActor
+
+    torch.manual_seed(0)
+    actor = GaussianActor(5, 3, [16], -np.ones(3), np.ones(3), normalize=False)
+    x = torch.randn(4000, 5)
+    action, log_prob = actor.sample_normalized(x, torch.Generator().manual_seed(1))
+    mean, raw = actor.net(x).chunk(2, dim=-1)
+    exact = TransformedDistribution(Normal(mean, torch.nn.functional.softplus(raw) + 1e-3), [TanhTransform()])
+    inside = action.abs().max(-1).values < 0.999  # where float32's atanh(action) is still exact enough
+    assert inside.float().mean() > 0.9
+    torch.testing.assert_close(log_prob[inside], exact.log_prob(action).sum(-1)[inside], rtol=1e-3, atol=1e-3)
+    assert torch.equal(actor(x), torch.tanh(mean)), "as a module it gives its mode"
+    log_prob.mean().backward()
+    assert actor.net[0].weight.grad is not None, "reparameterized: the log-probability's gradient reaches the net"
+
+
+def test_the_gaussian_policy_samples_in_rollouts_acts_on_its_mode_in_evaluation_and_tunes_alpha():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    agents = {target: CRLAgent(4, 3, 2, -np.ones(2), np.ones(2), TD3Config(hidden=[32, 32], batch_size=32),
+                               CRLConfig(repr_dim=8, hidden=(32, 32), policy="gaussian", target_entropy=target,
+                                         pixels=PIXELS), rng)
+              for target in (-10.0, 5.0)}  # far below and above what a 2-d squashed Gaussian has
+    obs, goal = np.ones(4, dtype=np.float32), np.zeros(3, dtype=np.float32)
+    agent = agents[5.0]
+    rollout, evaluation = agent.policy(training=True), agent.policy(training=False)
+    sampled = np.array([rollout(obs, goal) for _ in range(50)])
+    assert sampled.std(0).min() > 0.05 and np.all(np.abs(sampled) < 1)
+    assert np.array_equal(evaluation(obs, goal), evaluation(obs, goal))
+    np.testing.assert_array_equal(agent.explore(sampled[0], step=10_000), sampled[0])  # no noise on a sample
+    again = CRLAgent.load_policy(agent.policy_file())(obs, goal)
+    np.testing.assert_array_equal(evaluation(obs, goal), again)
+
+    batch = {"obs": torch.randn(32, 4), "action": torch.rand(32, 2) * 2 - 1, "goal": torch.randn(32, 3)}
+    alphas = {}
+    for target, tuned in agents.items():
+        for _ in range(30):
+            metrics = tuned.update(batch)
+        alphas[target] = metrics["values/alpha"]
+        assert np.isfinite(metrics["losses/actor"]) and np.isfinite(metrics["values/entropy"])
+    assert alphas[-10.0] < 1.0 < alphas[5.0], alphas  # entropy above its target: alpha falls; below: it rises
+
+
 def test_train_and_evaluate_through_the_cli(workdir, tmp_path, env="point_maze"):
     """The real CLI: crl trains on the VAE's latents and evaluates on the protocol like the others."""
     from conftest import run_cli

@@ -221,9 +221,11 @@ def test_tdm_values_a_fall_per_dimension():
 # --- resume: every method ---------------------------------------------------------------------
 def method_args(method, vae, dataset) -> list[str]:
     """`--method` and what it needs: image agents a VAE (and its dataset, for fine-tuning; the smoke
-    profile fine-tunes); "crl-pixels" is crl on pixels, with no VAE."""
+    profile fine-tunes); "crl-pixels" is crl on pixels, with no VAE; "crl-gaussian" crl with its Gaussian policy."""
     if method == "crl-pixels":
         return ["--method", "crl", "--set", "crl.representation=pixels"]
+    if method == "crl-gaussian":
+        return ["--method", "crl", "--set", "crl.policy=gaussian", "--vae", str(vae), "--dataset", str(dataset)]
     return ["--method", method] + ([] if method == "td3" else ["--vae", str(vae), "--dataset", str(dataset)])
 
 
@@ -275,7 +277,7 @@ def test_evaluations_during_training_do_not_change_what_is_learned(method, tmp_p
         assert [int(r["env_steps"]) for r in csv.DictReader(f)] == [100, 200, 300]
 
 
-@pytest.mark.parametrize("method", ["td3", "rig", "crl-pixels"])  # each view; rig also fine-tunes its VAE
+@pytest.mark.parametrize("method", ["td3", "rig", "crl-pixels", "crl-gaussian"])  # each view; rig fine-tunes its VAE
 def test_updates_on_a_second_thread_learn_the_same_weights(method, tmp_path, workdir, smoke_vae, smoke_dataset):
     """speed.update_thread overlaps a step's updates with the env's step and render: it is a speed
     setting, so the weights (and a fine-tuned VAE, and the pixels encoder) are the same, byte for byte."""
@@ -291,7 +293,7 @@ def test_updates_on_a_second_thread_learn_the_same_weights(method, tmp_path, wor
         assert (tmp_path / "threaded" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes(), name
 
 
-@pytest.mark.parametrize("method", ["td3", "rig", "tdm", "crl", "crl-pixels"])
+@pytest.mark.parametrize("method", ["td3", "rig", "tdm", "crl", "crl-pixels", "crl-gaussian"])
 def test_resumed_run_equals_uninterrupted_run(method, tmp_path, workdir, smoke_vae, smoke_dataset):
     """Checkpoints carry every RNG state (and the fine-tuned VAE): stopping and continuing changes nothing."""
     def train(out, total):

@@ -14,9 +14,11 @@ episode, k ~ Geometric(1 - gamma) (the discounted state occupancy of section 3),
 episode's last step: the replay's `geometric` relabelling, the only one. There is no reward, no
 target critic and no reward relabelling. Twin critics, as the reference implementations use.
 
-The actor is deterministic (TD3's, with its exploration noise) and maximizes
+The actor (`crl.policy`) is deterministic (TD3's, with its exploration noise) or, as the reference
+does on images, a tanh-squashed Gaussian that explores by sampling. It maximizes
 min_e f_e(s, pi(s, g), g), divided by the mean |f| so that the loss scale does not depend on the
-logits' (OGBench's DDPG objective). With `actor_random_goals` it sees every state twice, with its
+logits' (OGBench's DDPG objective); the Gaussian also gets SAC's entropy bonus alpha * H, with
+alpha tuned so that the entropy stays near `crl.target_entropy` (the reference's 0 on images). With `actor_random_goals` it sees every state twice, with its
 own goal and with the next row's (the reference's `random_goals=0.5`), so that it also learns
 to head for goals its state does not lead to. Exploration pursues the env's goal images
 (`exploration_goals: env`, as in the paper) or, on latents, RIG's imagined goals.
@@ -43,13 +45,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visgoal.agents.networks import Actor, frozen, mlp
+from visgoal.agents.networks import Actor, GaussianActor, frozen, mlp
 from visgoal.agents.policy import Policy
 from visgoal.agents.replay import no_reward
 from visgoal.agents.rig import RIGAgent, image_td3_config
 from visgoal.agents.td3 import ExplorationNoise, TD3Config
 
 REPRESENTATIONS = ("latent", "pixels", "state")
+POLICIES = ("deterministic", "gaussian")
 
 
 @dataclass
@@ -63,6 +66,8 @@ class CRLConfig:
     hidden: tuple = (256, 256)
     actor_random_goals: bool = True
     exploration_goals: str = "env"
+    policy: str = "deterministic"
+    target_entropy: float = 0.0
     pixels: dict | None = None  # feature_dim, shift, precision
 
     @classmethod
@@ -150,6 +155,17 @@ def edge_pad(images: torch.Tensor, pad: int) -> torch.Tensor:
     return torch.cat([tall[:, :, :1].expand(-1, -1, pad, -1), tall, tall[:, :, -1:].expand(-1, -1, pad, -1)], 2)
 
 
+class Temperature(nn.Module):
+    """SAC's entropy weight alpha = exp(log_alpha), learned (Haarnoja et al. 2018, section 5)."""
+
+    def __init__(self):
+        super().__init__()
+        self.log_alpha = nn.Parameter(torch.zeros(()))  # alpha 1 at first, as the reference's
+
+    def forward(self) -> torch.Tensor:
+        return self.log_alpha.exp()
+
+
 class PixelActor(nn.Module):
     """What acts from pixels: the encoder, then the actor on [features(image), features(goal image)].
     Its input is the observation stacked over the goal image, (n, 2H, W, 3): how `Policy` joins them."""
@@ -167,9 +183,15 @@ class PixelActor(nn.Module):
         return self.actor.action_bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.actor(self.features(x))
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.actor.sample(self.features(x), generator)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         n, height = len(x), x.shape[1] // 2
         features = self.encoder(torch.cat([x[:, :height], x[:, height:]]))  # both images in one pass
-        return self.actor(torch.cat([features[:n], features[n:]], dim=-1))
+        return torch.cat([features[:n], features[n:]], dim=-1)
 
 
 class CRLAgent(RIGAgent):
@@ -183,6 +205,8 @@ class CRLAgent(RIGAgent):
         and the actor read the encoder's features."""
         if crl.representation not in REPRESENTATIONS:
             raise ValueError(f"crl.representation: unknown '{crl.representation}' (choose latent, pixels or state)")
+        if crl.policy not in POLICIES:
+            raise ValueError(f"crl.policy: unknown '{crl.policy}' (choose deterministic or gaussian)")
         self.cfg, self.crl = cfg, crl
         self.encoder = None
         if crl.representation == "pixels":
@@ -190,14 +214,19 @@ class CRLAgent(RIGAgent):
             obs_dim = goal_dim = crl.pixels["feature_dim"]
         self.obs_dim, self.goal_dim = obs_dim, goal_dim
         # Latents get TD3's running normalizer; the encoder's features are bounded already.
-        self.actor = Actor(obs_dim + goal_dim, action_dim, cfg.hidden, action_low, action_high,
-                           cfg.normalize_inputs and self.encoder is None)
+        self.gaussian = crl.policy == "gaussian"
+        self.actor = (GaussianActor if self.gaussian else Actor)(obs_dim + goal_dim, action_dim, cfg.hidden, action_low,
+                                                                  action_high, cfg.normalize_inputs and self.encoder is None)
         self.critic = ContrastiveCritic(obs_dim, action_dim, goal_dim, list(crl.hidden), crl.repr_dim)
         learned = [*self.critic.parameters(), *(self.encoder.parameters() if self.encoder is not None else [])]
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
         self.critic_opt = torch.optim.Adam(learned, lr=cfg.critic_lr, fused=True)
         self.noise = ExplorationNoise(cfg.exploration, action_dim, cfg.exploration_noise, cfg.exploration_noise_final,
                                       cfg.exploration_anneal_steps, cfg.ou_theta, rng)
+        if self.gaussian:  # rollouts sample with their own generator, checkpointed; updates with torch's
+            self.temperature = Temperature()
+            self.temperature_opt = torch.optim.Adam(self.temperature.parameters(), lr=cfg.actor_lr)
+            self.generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
         self.num_updates = 0
 
     @classmethod
@@ -226,7 +255,15 @@ class CRLAgent(RIGAgent):
                 "goal_sampler": getattr(view, "sample_prior", None)}  # a VAE's prior, latents only
 
     def policy(self, training: bool) -> Policy:
-        return Policy(self.actor if self.encoder is None else PixelActor(self.encoder, self.actor))
+        """The actor; a Gaussian's rollouts sample from it, and its evaluation takes the mode."""
+        actor = self.actor if self.encoder is None else PixelActor(self.encoder, self.actor)
+        if training and self.gaussian:
+            return Policy(actor, select=lambda x, goal, generator: actor.sample(x, generator)[0], generator=self.generator)
+        return Policy(actor)
+
+    def explore(self, action: np.ndarray, step: int) -> np.ndarray:
+        """A Gaussian's action is a sample already: no noise on top."""
+        return action if self.gaussian else super().explore(action, step)
 
     # --- learning -----------------------------------------------------------------------
     def update(self, batch: dict[str, torch.Tensor]) -> dict:
@@ -274,24 +311,49 @@ class CRLAgent(RIGAgent):
             psi = self.critic.goal(goal)
         if self.crl.actor_random_goals:
             obs, goal, psi = torch.cat([obs, obs]), torch.cat([goal, goal.roll(1, 0)]), torch.cat([psi, psi.roll(1, 1)], 1)
-        action = self.actor.from_normalized(torch.cat([obs, goal], dim=-1))
+        x = torch.cat([obs, goal], dim=-1)
+        action, log_prob = self.actor.sample_normalized(x) if self.gaussian else (self.actor.from_normalized(x), None)
         with frozen(self.critic):
             q = ((self.critic.state_action(obs, action) * psi).sum(-1) * self.critic.scale).min(0).values
             loss = -q.mean() / (q.abs().mean().detach() + 1e-6)
+        if self.gaussian:
+            loss = loss + self.temperature().detach() * log_prob.mean()
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = self._clip(self.actor, "actor")
         self.actor_opt.step()
-        return {"losses/actor": loss.item(), "values/q": q.mean().item(), **grad_norm}
+        metrics = {"losses/actor": loss.item(), "values/q": q.mean().item(), **grad_norm}
+        if self.gaussian:
+            metrics.update(self.update_temperature(log_prob.detach()))
+        return metrics
+
+    def update_temperature(self, log_prob: torch.Tensor) -> dict:
+        """alpha rises while the policy's entropy -E[log pi] is below the target, and falls above it."""
+        loss = -(self.temperature.log_alpha * (log_prob + self.crl.target_entropy)).mean()
+        self.temperature_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.temperature_opt.step()
+        return {"values/alpha": self.temperature().item(), "values/entropy": -log_prob.mean().item()}
 
     # --- snapshots and policy.pt ---------------------------------------------------------------
     def nets(self) -> tuple[str, ...]:
         """No target networks; the pixels encoder where there is one."""
-        return ("actor", "critic", "actor_opt", "critic_opt") + (("encoder",) if self.encoder is not None else ())
+        return (("actor", "critic", "actor_opt", "critic_opt") + (("encoder",) if self.encoder is not None else ())
+                + (("temperature", "temperature_opt") if self.gaussian else ()))
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        return {**state, "generator": self.generator.get_state()} if self.gaussian else state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if self.gaussian:
+            self.generator.set_state(state["generator"])
 
     def policy_file(self) -> dict:
         saved = super().policy_file()
         saved["meta"]["normalize_inputs"] = self.actor.normalizer.enabled
+        saved["meta"]["gaussian"] = self.gaussian
         if self.encoder is not None:
             saved["encoder"] = self.encoder.state_dict()
             saved["meta"]["encoder"] = {"image_size": self.encoder.image_size,

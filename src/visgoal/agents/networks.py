@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -88,6 +90,37 @@ class Actor(nn.Module):
 
     def to_env(self, action: torch.Tensor) -> torch.Tensor:
         return action * self.action_scale + self.action_bias
+
+
+class GaussianActor(Actor):
+    """A tanh-squashed Gaussian policy (SAC's; the contrastive RL reference's on images): its net
+    gives a mean and a scale per action dimension. What it returns as a module is its mode,
+    tanh(mean), so that evaluation, `Policy` and policy.pt treat it as the deterministic actor;
+    `sample` draws from it, with the log-probability an entropy bonus needs."""
+
+    def __init__(self, input_dim: int, action_dim: int, hidden: list[int], action_low, action_high,
+                 normalize: bool = True):
+        super().__init__(input_dim, action_dim, hidden, action_low, action_high, normalize)
+        self.net = mlp(input_dim, hidden, 2 * action_dim)
+
+    def from_normalized(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(x).chunk(2, dim=-1)[0])
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.sample_normalized(self.normalizer(x), generator)
+
+    def sample_normalized(self, x: torch.Tensor, generator: torch.Generator | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action in (-1, 1), its log-probability (n,)), reparameterized: gradients reach the net.
+        The scale is softplus + 1e-3, as Acme's NormalTanhDistribution that the reference uses."""
+        mean, raw = self.net(x).chunk(2, dim=-1)
+        scale = F.softplus(raw) + 1e-3
+        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        u = mean + scale * eps
+        # log N(u; mean, scale) - log |d tanh(u) / du|, the latter as 2 (log 2 - u - softplus(-2u))
+        gaussian = -0.5 * eps**2 - scale.log() - 0.5 * math.log(2 * math.pi)
+        squash = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+        return torch.tanh(u), (gaussian - squash).sum(-1)
 
 
 class Critic(nn.Module):

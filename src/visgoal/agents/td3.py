@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visgoal.agents.networks import Actor, Critic, frozen
+from visgoal.agents.networks import Actor, Critic, GaussianActor, frozen
 from visgoal.agents.policy import Policy
 from visgoal.agents.replay import env_reward, negative_distance
 
@@ -276,14 +276,15 @@ class TD3Agent:
     def policy_file(self) -> dict:
         """The actor's weights and what it takes to rebuild it (the Workspace adds the run's meta)."""
         return {"weights": self.actor.state_dict(),
-                "meta": {"input_dim": self.actor.net[0].in_features, "action_dim": self.actor.net[-1].out_features,
+                "meta": {"input_dim": self.actor.net[0].in_features, "action_dim": len(self.actor.action_scale),
                          "hidden": list(self.cfg.hidden), "normalize_inputs": self.cfg.normalize_inputs}}
 
     @staticmethod
     def load_actor(saved: dict) -> Actor:
         meta = saved["meta"]
         zeros = np.zeros(meta["action_dim"])
-        actor = Actor(meta["input_dim"], meta["action_dim"], meta["hidden"], zeros, zeros, meta["normalize_inputs"])
+        kind = GaussianActor if meta.get("gaussian") else Actor  # crl's `policy: gaussian`
+        actor = kind(meta["input_dim"], meta["action_dim"], meta["hidden"], zeros, zeros, meta["normalize_inputs"])
         actor.load_state_dict(saved["weights"])
         return actor.eval()
 
