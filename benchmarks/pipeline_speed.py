@@ -11,7 +11,9 @@ process, runs the loop that only steps the simulator, renders and encodes (no le
 evaluation): the limit proxy. It prints both rates and their ratio, and the share of the
 training run spent in evaluations (`--profile-top N` adds cProfile's top N functions).
 `--serial-too` trains a second time with the updates on the loop's own thread
-(`speed.update_thread=false`) and prints it beside the first. `--processes ENV [RUNS]` makes
+(`speed.update_thread=false`) and prints it beside the first; `--also KEY=VALUE` trains once more
+with that parameter (e.g. `train.update_every=2`), and `--set KEY=VALUE` changes every run
+(e.g. `crl.representation=pixels`). `--processes ENV [RUNS]` makes
 ENV's dataset, and evaluates the seeds in RUNS (a results/<env>/<method> folder) if given, with
 `speed.processes` 1 and 2, one after the other, and prints their wall-clock side by side, and
 whether the files are the same bytes.
@@ -48,13 +50,12 @@ def stage_times(results: Path) -> None:
 
 
 def train_loop(env: str, method: str, vae: Path | None, dataset: Path | None, steps: int, top: int,
-               update_thread: bool):
+               overrides: list[str]):
     """Train one seed for `steps` env steps; return (env steps/s, seconds in evaluations, seconds, view, profile)."""
     from visgoal.agents.workspace import Workspace
     from visgoal.config import load_params
 
-    params = load_params(profile="default", overrides=[f"train.total_steps={steps}",
-                                                       f"speed.update_thread={str(update_thread).lower()}"])
+    params = load_params(profile="default", overrides=[f"train.total_steps={steps}", *overrides])
     with tempfile.TemporaryDirectory() as out:
         workspace = Workspace(env, method, 0, Path(out), params, vae, dataset, progress=False)
         evaluating = 0.0
@@ -81,17 +82,21 @@ def train_loop(env: str, method: str, vae: Path | None, dataset: Path | None, st
 
 
 def agent_loop(env: str, method: str, vae: Path | None, dataset: Path | None, steps: int, top: int,
-               serial_too: bool) -> None:
+               serial_too: bool, sets: list[str], also: list[str]) -> None:
     import torch
 
     from visgoal.agents.views import LatentView
     from visgoal.envs import make_env
 
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp()}/mlflow.db")
-    runs = {"updates on a second thread": train_loop(env, method, vae, dataset, steps, top, True)}
+    first = "updates on a second thread" if serial_too else "as set"
+    runs = {first: train_loop(env, method, vae, dataset, steps, top, sets)}
     if serial_too:
-        runs["updates on the loop's thread"] = train_loop(env, method, vae, dataset, steps, 0, False)
-    _, _, _, view, params, profiler = runs["updates on a second thread"]
+        runs["updates on the loop's thread"] = train_loop(env, method, vae, dataset, steps, 0,
+                                                          [*sets, "speed.update_thread=false"])
+    for override in also:
+        runs[override] = train_loop(env, method, vae, dataset, steps, 0, [*sets, override])
+    _, _, _, view, params, profiler = runs[first]
 
     torch.set_num_threads(1)
     render = method != "td3"
@@ -107,8 +112,8 @@ def agent_loop(env: str, method: str, vae: Path | None, dataset: Path | None, st
                 step = e.reset()
                 view.reset()
         proxy = steps / (time.perf_counter() - start)
-    what = "render and encode" if isinstance(view, LatentView) else "simulate only"
-    print(f"{env}/{method}, {steps} env steps (default profile, evaluations included):")
+    what = "render and encode" if isinstance(view, LatentView) else "simulate and render" if render else "simulate only"
+    print(f"{env}/{method}, {steps} env steps (default profile{''.join(', ' + o for o in sets)}, evaluations included):")
     print(f"  {'':<36} {'env steps/s':>11} {'ratio':>6} {'evaluations':>12}")
     for name, (rate, evaluating, seconds, *_) in runs.items():
         print(f"  {'training, ' + name:<36} {rate:11.1f} {rate / proxy:6.2f} {evaluating / seconds:12.1%}")
@@ -153,6 +158,10 @@ def main() -> None:
     parser.add_argument("--profile-top", type=int, default=0, help="print cProfile's top N functions")
     parser.add_argument("--serial-too", action="store_true",
                         help="also train with the updates on the loop's thread (speed.update_thread=false)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="a parameter of every --agent run (e.g. crl.representation=pixels)")
+    parser.add_argument("--also", action="append", default=[], metavar="KEY=VALUE",
+                        help="train once more with this parameter, printed beside the first (repeatable)")
     parser.add_argument("--processes", nargs="+", metavar=("ENV", "RUNS"),
                         help="the dataset (and evaluate on RUNS) with one process and with two")
     args = parser.parse_args()
@@ -161,7 +170,7 @@ def main() -> None:
     if args.results:
         stage_times(args.results)
     if args.agent:
-        agent_loop(*args.agent, args.vae, args.dataset, args.steps, args.profile_top, args.serial_too)
+        agent_loop(*args.agent, args.vae, args.dataset, args.steps, args.profile_top, args.serial_too, args.sets, args.also)
     if args.processes:
         stage_processes(args.processes[0], Path(args.processes[1]) if len(args.processes) > 1 else None)
 
