@@ -17,10 +17,11 @@ target critic and no reward relabelling. Twin critics, as the reference implemen
 The actor (`crl.policy`) is deterministic (TD3's, with its exploration noise) or, as the reference
 does on images, a tanh-squashed Gaussian that explores by sampling. It maximizes
 min_e f_e(s, pi(s, g), g), divided by the mean |f| so that the loss scale does not depend on the
-logits' (OGBench's DDPG objective); the Gaussian also gets SAC's entropy bonus alpha * H, with
-alpha tuned so that the entropy stays near `crl.target_entropy` (the reference's 0 on images). With `actor_random_goals` it sees every state twice, with its
-own goal and with the next row's (the reference's `random_goals=0.5`), so that it also learns
-to head for goals its state does not lead to. Exploration pursues the env's goal images
+logits' (OGBench's DDPG objective); the Gaussian also gets SAC's entropy bonus alpha * H beside
+that normalized objective, alpha tuned so that the entropy stays near `crl.target_entropy` (the
+reference's 0 on images). With `actor_random_goals` it sees every state twice, with its own goal
+and with the next row's (the reference's `random_goals=0.5`), so that it also learns to head for
+goals its state does not lead to. Exploration pursues the env's goal images
 (`exploration_goals: env`, as in the paper) or, on latents, RIG's imagined goals.
 
 Two representations (`crl.representation`), both from the camera image alone:
