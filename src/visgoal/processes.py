@@ -94,7 +94,6 @@ def deal(items: list, n: int) -> list[list]:
     return [items[k::n] for k in range(n)]
 
 
-
 _OURS = os.path.dirname(__file__) + os.sep  # where visgoal's own code lies, as its frames name it
 _LOOK_AGAIN = 0.01  # seconds
 _PATIENCE = 2.0  # seconds
@@ -105,12 +104,12 @@ def sigterm_unwinds() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C (the MLflow run ends KILLED, temporary files are removed), from
     visgoal's own code only.
 
-    Raised in a library's code, the exit can fall between a lock's release and its taking back (a
-    Future's wait on the update thread, SQLAlchemy's pool): the unwinding then releases a lock it
-    does not hold, and the run ends with "cannot release un-acquired lock" instead of SIGTERM's
-    status. So a SIGTERM that lands in a library's frame waits, looking again every 10 ms (SIGALRM),
-    until visgoal's code runs, which in a stage is a matter of milliseconds; after 2 s it unwinds
-    wherever it is, so a stage stuck in a library still stops."""
+    Raised in a library's code, the exit can fall between a lock's release and its taking back (in
+    `threading.Condition.wait`, which the wait for the update thread's Future runs): the unwinding
+    then releases a lock it does not hold, and the run ends with "cannot release un-acquired lock"
+    instead of SIGTERM's status. So a SIGTERM that lands in a library's frame waits, looking again
+    every 10 ms (SIGALRM), until visgoal's code runs, which in a stage is a matter of milliseconds;
+    after 2 s it unwinds wherever it is, so a stage stuck in a library still stops."""
     received: list[float] = []
 
     def unwind(signum, frame) -> None:
