@@ -11,7 +11,9 @@ checkpoint to the next milestone, and so on. Image methods use <results>/<env>/v
 with `crl.representation=pixels` (no VAE), in its own folder `crl-pixels`. A milestone already
 evaluated is not run again, so a killed benchmark started again goes on where it stopped.
 Prints one markdown row per (env, method, milestone): success and final distance, mean and
-std over seeds, and the training wall-clock.
+std over seeds, the share of episodes that reached the goal at any step (the protocol's
+`reached` diagnostic: above success, the policy passes through its goals), and the training
+wall-clock.
 """
 
 from __future__ import annotations
@@ -82,9 +84,12 @@ def run(env: str, spec: str, seed: int, milestones: list[int], results: Path, se
             episodes = list(csv.DictReader(f))
         rows.append({"env": env, "method": spec, "seed": seed, "steps": steps, "train_s": train_seconds,
                      "success": np.mean([r["success"] == "True" for r in episodes]),
+                     # NaN for an evaluation written before the `reached` column
+                     "reached": np.mean([r["reached"] == "True" if "reached" in r else np.nan for r in episodes]),
                      "final_distance": np.mean([float(r["final_distance"]) for r in episodes])})
-        print(f"{env} {spec} seed {seed} @ {steps}: success {rows[-1]['success']:.2f}, "
-              f"final distance {rows[-1]['final_distance']:.3f}, {train_seconds:.0f} s", flush=True)
+        print(f"{env} {spec} seed {seed} @ {steps}: success {rows[-1]['success']:.2f} (reached "
+              f"{rows[-1]['reached']:.2f}), final distance {rows[-1]['final_distance']:.3f}, {train_seconds:.0f} s",
+              flush=True)
     return rows
 
 
@@ -106,17 +111,19 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         rows = [r for rs in pool.map(lambda j: run(*j, sorted(args.steps), args.results, args.sets), jobs) for r in rs]
 
-    print("\n| env | method | env steps | success (mean ± std) | final distance | train wall-clock per seed |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("\n| env | method | env steps | success (mean ± std) | reached at any step | final distance "
+          "| train wall-clock per seed |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for env in args.envs:
         for method in args.methods:
             for steps in sorted(args.steps):
                 group = [r for r in rows if (r["env"], r["method"], r["steps"]) == (env, method, steps)]
                 success = np.array([r["success"] for r in group])
+                reached = np.array([r["reached"] for r in group])
                 distance = np.array([r["final_distance"] for r in group])
                 seconds = np.array([r["train_s"] for r in group])
                 print(f"| {env} | {method} | {steps} | {success.mean():.2f} ± {success.std():.2f} | "
-                      f"{distance.mean():.3f} ± {distance.std():.3f} | {seconds.mean() / 60:.1f} min |")
+                      f"{reached.mean():.2f} | {distance.mean():.3f} ± {distance.std():.3f} | {seconds.mean() / 60:.1f} min |")
 
 
 if __name__ == "__main__":

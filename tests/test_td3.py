@@ -20,7 +20,10 @@ import torch
 from conftest import ENVS, ROOT
 from visgoal.agents.replay import STRATEGIES, EpisodeReplay, negative_distance
 from visgoal.agents.td3 import TD3Agent, TD3Config
+from visgoal.agents.policy import Policy
 from visgoal.agents.views import StateView
+from visgoal.envs.core import Step
+from visgoal.evaluation import run_episode
 from visgoal.cli import main
 from visgoal.config import load_params
 from visgoal.tracking import experiment_name
@@ -48,16 +51,49 @@ def test_train_and_evaluate_through_the_cli(env, workdir):
     with open(out) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(smoke["seeds"]) * smoke["evaluate"]["episodes"]
-    assert list(rows[0]) == ["env", "method", "seed", "episode", "final_distance", "success", "min_distance",
-                             "latent_distance", "return", "steps"]
+    assert list(rows[0]) == ["env", "method", "seed", "episode", "final_distance", "success", "reached",
+                             "min_distance", "latent_distance", "return", "steps"]
     assert all(r["latent_distance"] == "" and float(r["min_distance"]) <= float(r["final_distance"]) for r in rows)
     assert (out.parent / "td3_eval.png").is_file()
     summary = json.loads(out.with_suffix(".json").read_text())  # what `dvc metrics show` reads
     successes = [r["success"] == "True" for r in rows]
     assert summary["success_rate"] == pytest.approx(np.mean(successes))  # one seed: its mean
     assert summary["final_distance"] == pytest.approx(np.mean([float(r["final_distance"]) for r in rows]))
+    assert summary["reached_rate"] == pytest.approx(np.mean([r["reached"] == "True" for r in rows]))
     assert summary["success_rate_std"] == 0.0
-    assert sorted(summary) == ["final_distance", "final_distance_std", "success_rate", "success_rate_std"]  # DVC's
+    assert sorted(summary) == ["final_distance", "final_distance_std", "reached_rate", "reached_rate_std",
+                               "success_rate", "success_rate_std"]  # DVC's
+
+
+@pytest.mark.parametrize("distances, success, reached", [
+    ([1.0, 0.3, 0.2, 0.8], False, True),   # through the goal and out again: reached, not a success
+    ([1.0, 0.8, 0.5, 0.3], True, True),    # reached at the last step
+    ([0.3, 0.6, 0.9, 0.7], False, False),  # the start was within the threshold, the policy left it: never reached
+])
+def test_reached_counts_any_step_after_the_first_action_and_success_only_the_last(distances, success, reached):
+    """The protocol's success is the final step's; `reached` is a diagnostic for a policy that passes
+    through its goal. A scripted episode of given distances (threshold 0.45) has each."""
+    def step(d, last):
+        return Step(image=None, goal_image=None, state=np.zeros(2), achieved_goal=np.zeros(2),
+                    desired_goal=np.zeros(2), distance=d, success=d < 0.45, reward=-d, truncated=last)
+
+    class Scripted:
+        def reset(self, seed):
+            self.steps = iter(step(d, i == len(distances) - 1) for i, d in enumerate(distances))
+            return next(self.steps)
+
+        def step(self, action):
+            return next(self.steps)
+
+    class Still(torch.nn.Module):
+        action_scale, action_bias = torch.ones(2), torch.zeros(2)
+
+        def forward(self, x):
+            return torch.zeros(len(x), 2)
+
+    result = run_episode(Scripted(), StateView(True, 2, 2), Policy(Still()), seed=0)
+    assert (result["success"], result["reached"]) == (success, reached)
+    assert result["min_distance"] == min(distances) and result["steps"] == len(distances) - 1
 
 
 def test_evaluation_is_deterministic_whichever_process_runs_an_episode(workdir):

@@ -3,7 +3,10 @@
 Each environment has a fixed, seeded set of (initial state, goal) pairs: episode i
 starts from `env.reset(seed=episode_seed(eval_seed, i))`, so every method and every
 seed meets the same goals. Policies act deterministically (no exploration noise),
-through their observation view (agents/views.py). The results: one row per (seed,
+through their observation view (agents/views.py). Success is the final step's: the goal
+reached and held. `reached` (the goal's threshold crossed at any step after the first action)
+is a diagnostic beside it, not a second protocol: a policy that finds the goal but passes
+through it has it, one that never finds the goal has neither. The results: one row per (seed,
 episode) with the true distances (`COLUMNS`), their means per seed (`summary`), and the
 JSON summary over seeds (`write_summary`: what `dvc metrics show` reads). The stage that
 writes them is `visgoal.stages.evaluate`.
@@ -18,7 +21,7 @@ import numpy as np
 
 from visgoal.files import atomic_output
 
-COLUMNS = ("env", "method", "seed", "episode", "final_distance", "success", "min_distance", "latent_distance",
+COLUMNS = ("env", "method", "seed", "episode", "final_distance", "success", "reached", "min_distance", "latent_distance",
            "return", "steps")
 
 
@@ -35,15 +38,16 @@ def run_episode(env, view, policy, seed: int, frames: bool = False) -> dict:
     obs, achieved = view.observe(step)
     goal = view.goal(step)
     first = step.image if frames else None
-    total, steps, min_distance = 0.0, 0, step.distance
+    total, steps, min_distance, reached = 0.0, 0, step.distance, False
     while not (step.terminated or step.truncated):
         step = env.step(policy.env_action(policy(obs, goal)))
         obs, achieved = view.observe(step)
         total += view.reward(step)
         steps += 1
         min_distance = min(min_distance, step.distance)
-    result = {"final_distance": step.distance, "success": bool(step.success), "min_distance": min_distance,
-              "latent_distance": view.latent_distance(achieved, goal), "return": total, "steps": steps}
+        reached = reached or bool(step.success)
+    result = {"final_distance": step.distance, "success": bool(step.success), "reached": reached,
+              "min_distance": min_distance, "latent_distance": view.latent_distance(achieved, goal), "return": total, "steps": steps}
     if frames:
         result["frames"] = [first, step.image, step.goal_image]
     return result
@@ -56,6 +60,7 @@ def evaluate_policy(env, view, policy, episodes: int, eval_seed: int) -> list[di
 def summary(results: list[dict]) -> dict[str, float]:
     """Means over episodes; latent_distance only for image policies."""
     out = {"success_rate": float(np.mean([r["success"] for r in results])),
+           "reached_rate": float(np.mean([r["reached"] for r in results])),
            "final_distance": float(np.mean([r["final_distance"] for r in results])),
            "return": float(np.mean([r["return"] for r in results]))}
     latent = [r["latent_distance"] for r in results if r["latent_distance"] != ""]
@@ -65,11 +70,11 @@ def summary(results: list[dict]) -> dict[str, float]:
 
 
 def write_summary(path: Path, per_seed: dict[int, dict]) -> Path:
-    """The eval summary as JSON, what `dvc metrics show` and `dvc exp show` compare: success rate and
-    final distance, mean and std over seeds of each seed's mean over episodes (each seed's own
+    """The eval summary as JSON, what `dvc metrics show` and `dvc exp show` compare: success rate,
+    reached rate and final distance, mean and std over seeds of each seed's mean over episodes (each seed's own
     numbers are in the CSV and in its MLflow run; the episodes and seeds are parameters)."""
     data = {}
-    for key in ("success_rate", "final_distance"):
+    for key in ("success_rate", "reached_rate", "final_distance"):
         values = np.array([s[key] for s in per_seed.values()])
         data.update({key: float(values.mean()), f"{key}_std": float(values.std())})
     with atomic_output(path) as tmp:
