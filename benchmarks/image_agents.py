@@ -123,7 +123,8 @@ def main() -> None:
                 distance = np.array([r["final_distance"] for r in group])
                 seconds = np.array([r["train_s"] for r in group])
                 print(f"| {env} | {method} | {steps} | {success.mean():.2f} ± {success.std():.2f} | "
-                      f"{reached.mean():.2f} | {distance.mean():.3f} ± {distance.std():.3f} | {seconds.mean() / 60:.1f} min |")
+                      f"{reached.mean():.2f} | {distance.mean():.3f} ± {distance.std():.3f} | "
+                      f"{seconds.mean() / 60:.1f} min |")
 
 
 if __name__ == "__main__":

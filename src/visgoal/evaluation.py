@@ -21,8 +21,8 @@ import numpy as np
 
 from visgoal.files import atomic_output
 
-COLUMNS = ("env", "method", "seed", "episode", "final_distance", "success", "reached", "min_distance", "latent_distance",
-           "return", "steps")
+COLUMNS = ("env", "method", "seed", "episode", "final_distance", "success", "reached", "min_distance",
+           "latent_distance", "return", "steps")
 
 
 def episode_seed(eval_seed: int, episode: int) -> int:
@@ -47,7 +47,8 @@ def run_episode(env, view, policy, seed: int, frames: bool = False) -> dict:
         min_distance = min(min_distance, step.distance)
         reached = reached or bool(step.success)
     result = {"final_distance": step.distance, "success": bool(step.success), "reached": reached,
-              "min_distance": min_distance, "latent_distance": view.latent_distance(achieved, goal), "return": total, "steps": steps}
+              "min_distance": min_distance, "latent_distance": view.latent_distance(achieved, goal),
+              "return": total, "steps": steps}
     if frames:
         result["frames"] = [first, step.image, step.goal_image]
     return result
@@ -71,8 +72,9 @@ def summary(results: list[dict]) -> dict[str, float]:
 
 def write_summary(path: Path, per_seed: dict[int, dict]) -> Path:
     """The eval summary as JSON, what `dvc metrics show` and `dvc exp show` compare: success rate,
-    reached rate and final distance, mean and std over seeds of each seed's mean over episodes (each seed's own
-    numbers are in the CSV and in its MLflow run; the episodes and seeds are parameters)."""
+    reached rate and final distance, mean and std over seeds of each seed's mean over episodes
+    (each seed's own numbers are in the CSV and in its MLflow run; the episodes and seeds are
+    parameters)."""
     data = {}
     for key in ("success_rate", "reached_rate", "final_distance"):
         values = np.array([s[key] for s in per_seed.values()])
