@@ -91,6 +91,33 @@ def test_the_contrastive_critic_learns_to_pick_the_positive_goal(loss):
     assert np.isfinite(metrics["losses/actor"])
 
 
+def test_td_infonce_learns_the_discounted_occupancy_from_next_states_alone():
+    """TD InfoNCE on a chain 0 -> 1 -> ... -> 7 that ignores the action and ends, absorbing, in 7.
+    Its batches hold next states and random goals only, never a state two steps on: what it learns
+    beyond one step, TD brings. From s, the softmax over the eight states is the occupancy
+    (1 - gamma) gamma^(k - s - 1) for s < k < 7, and gamma^(6 - s) for the absorbing 7."""
+    torch.manual_seed(0)
+    K, gamma, n = 8, 0.9, 64
+    agent = CRLAgent(K, K, 1, -np.ones(1), np.ones(1), TD3Config(hidden=[64, 64], batch_size=n, normalize_inputs=False),
+                     CRLConfig(loss="td_infonce", discount=gamma, repr_dim=16, hidden=(64, 64), pixels=PIXELS,
+                               target_polyak=0.05), np.random.default_rng(0))
+    assert {"next_obs", "next_achieved", "terminated"} <= set(agent.batch_keys) and "critic_target" in agent.nets()
+    eye, generator = torch.eye(K), torch.Generator().manual_seed(0)
+    for _ in range(1000):
+        s = torch.randint(0, K - 1, (n,), generator=generator)
+        agent.update({"obs": eye[s], "action": torch.rand(n, 1, generator=generator) * 2 - 1,
+                      "goal": eye[torch.randint(0, K, (n,), generator=generator)], "next_obs": eye[s + 1],
+                      "next_achieved": eye[s + 1], "terminated": (s + 1 == K - 1).float()})
+    for start in (0, 3):
+        with torch.no_grad():
+            phi = agent.critic.state_action(eye[[start]], torch.zeros(1, 1), eye[[K - 1]])
+            learned = agent.critic.pairs(phi, agent.critic.goal(eye)).mean(0).softmax(1)[0].numpy()
+        true = np.array([(1 - gamma) * gamma ** (k - start - 1) if k > start else 0.0 for k in range(K)])
+        true[K - 1] = gamma ** (K - 2 - start)
+        np.testing.assert_allclose(learned, true, atol=0.06, err_msg=f"from state {start}")
+        assert learned[start + 2 : K - 1].sum() > 0.6 * true[start + 2 : K - 1].sum()  # two steps on and more
+
+
 def test_the_gaussian_policys_log_probability_is_the_squashed_normals():
     from torch.distributions import Normal, TanhTransform, TransformedDistribution
 

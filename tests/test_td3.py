@@ -257,15 +257,18 @@ def test_tdm_values_a_fall_per_dimension():
 # --- resume: every method ---------------------------------------------------------------------
 def method_args(method, vae, dataset) -> list[str]:
     """`--method` and what it needs: image agents a VAE (and its dataset, for fine-tuning; the smoke
-    profile fine-tunes); "crl-pixels" is crl on pixels, with no VAE; "crl-gaussian" crl with its Gaussian policy."""
+    profile fine-tunes); "crl-pixels" is crl on pixels, with no VAE; "crl-gaussian" crl with its Gaussian policy;
+    "crl-td" crl on pixels with the td_infonce loss (its target critic)."""
     if method == "crl-pixels":
         return ["--method", "crl", "--set", "crl.representation=pixels"]
+    if method == "crl-td":
+        return ["--method", "crl", "--set", "crl.representation=pixels", "--set", "crl.loss=td_infonce"]
     if method == "crl-gaussian":
         return ["--method", "crl", "--set", "crl.policy=gaussian", "--vae", str(vae), "--dataset", str(dataset)]
     return ["--method", method] + ([] if method == "td3" else ["--vae", str(vae), "--dataset", str(dataset)])
 
 
-@pytest.mark.parametrize("method", ["td3", "rig", "tdm", "crl", "crl-pixels"])
+@pytest.mark.parametrize("method", ["td3", "rig", "tdm", "crl", "crl-pixels", "crl-td"])
 def test_resume_after_sigkill(method, tmp_path, workdir, smoke_vae, smoke_dataset):
     run = tmp_path / "run"
     command = [sys.executable, "-m", "visgoal", "train", "--env", "point_maze", "--profile", "smoke", "--quiet", "--out", str(run), "--set", "train.total_steps=900", "--set",

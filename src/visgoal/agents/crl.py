@@ -14,6 +14,13 @@ episode, k ~ Geometric(1 - gamma) (the discounted state occupancy of section 3),
 episode's last step: the replay's `geometric` relabelling, the only one. There is no reward, no
 target critic and no reward relabelling. Twin critics, as the reference implementations use.
 
+Those two learn the occupancy of the data's own futures, a Monte Carlo estimate over whatever
+policies collected them. The third, `td_infonce` (Zheng, Salakhutdinov & Eysenbach 2023), learns the
+current goal-conditioned policy's by temporal difference: phi also reads the commanded goal, and a
+target critic at the next state labels the future (`update_td_infonce`). Where crl reaches a goal
+and leaves it again (point_maze, README), the data's futures go on past the goal; the policy's own
+future, once it holds, stays there.
+
 The actor (`crl.policy`) is deterministic (TD3's, with its exploration noise) or, as the reference
 does on images, a tanh-squashed Gaussian that explores by sampling. It maximizes
 min_e f_e(s, pi(s, g), g), divided by the mean |f| so that the loss scale does not depend on the
@@ -38,6 +45,7 @@ and a diagnostic, not an image agent:
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, fields
 
@@ -50,10 +58,11 @@ from visgoal.agents.networks import Actor, GaussianActor, frozen, mlp
 from visgoal.agents.policy import Policy
 from visgoal.agents.replay import no_reward
 from visgoal.agents.rig import RIGAgent, image_td3_config
-from visgoal.agents.td3 import ExplorationNoise, TD3Config
+from visgoal.agents.td3 import ExplorationNoise, TD3Config, soft_update_params
 
 REPRESENTATIONS = ("latent", "pixels", "state")
 POLICIES = ("deterministic", "gaussian")
+LOSSES = ("infonce", "binary", "td_infonce")
 
 
 @dataclass
@@ -69,6 +78,7 @@ class CRLConfig:
     exploration_goals: str = "env"
     policy: str = "deterministic"
     target_entropy: float = 0.0
+    target_polyak: float = 0.005  # td_infonce's target critic
     pixels: dict | None = None  # feature_dim, shift, precision
 
     @classmethod
@@ -77,11 +87,14 @@ class CRLConfig:
 
 
 class ContrastiveCritic(nn.Module):
-    """Twin (phi_e, psi_e): logits[e, i, j] = phi_e(s_i, a_i) . psi_e(g_j) / sqrt(d)."""
+    """Twin (phi_e, psi_e): logits[e, i, j] = phi_e(s_i, a_i) . psi_e(g_j) / sqrt(d). With a
+    `command_dim`, phi also reads the goal the policy is commanded (TD InfoNCE's phi(s, a, c)): the
+    future it predicts is the goal-conditioned policy's own."""
 
-    def __init__(self, obs_dim: int, action_dim: int, goal_dim: int, hidden: list[int], repr_dim: int):
+    def __init__(self, obs_dim: int, action_dim: int, goal_dim: int, hidden: list[int], repr_dim: int,
+                 command_dim: int = 0):
         super().__init__()
-        self.phi = nn.ModuleList(mlp(obs_dim + action_dim, list(hidden), repr_dim) for _ in range(2))
+        self.phi = nn.ModuleList(mlp(obs_dim + action_dim + command_dim, list(hidden), repr_dim) for _ in range(2))
         self.psi = nn.ModuleList(mlp(goal_dim, list(hidden), repr_dim) for _ in range(2))
         self.scale = 1.0 / math.sqrt(repr_dim)
 
@@ -89,17 +102,20 @@ class ContrastiveCritic(nn.Module):
         """(phi, psi), each (2, n, d)."""
         return self.state_action(obs, action), self.goal(goal)
 
-    def state_action(self, obs, action) -> torch.Tensor:
-        sa = torch.cat([obs, action], dim=-1)
+    def state_action(self, obs, action, command=None) -> torch.Tensor:
+        sa = torch.cat([obs, action] if command is None else [obs, action, command], dim=-1)
         return torch.stack([phi(sa) for phi in self.phi])
+
+    def pairs(self, phi: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
+        """(2, n, m) logits of every phi row against every psi row."""
+        return torch.einsum("eik,ejk->eij", phi, psi) * self.scale
 
     def goal(self, goal) -> torch.Tensor:
         return torch.stack([psi(goal) for psi in self.psi])
 
     def logits(self, obs, action, goal) -> torch.Tensor:
         """(2, n, n): every state-action of the batch against every goal of it."""
-        phi, psi = self.representations(obs, action, goal)
-        return torch.einsum("eik,ejk->eij", phi, psi) * self.scale
+        return self.pairs(*self.representations(obs, action, goal))
 
     def forward(self, obs, action, goal) -> torch.Tensor:
         """(2, n): f_e(s_i, a_i, g_i), each row against its own goal only."""
@@ -198,7 +214,7 @@ class PixelActor(nn.Module):
 class CRLAgent(RIGAgent):
     name = "crl"
     view = "latent"  # the default; `crl.representation` chooses (view_kind)
-    batch_keys = ("obs", "goal", "action")  # no reward, no next state
+    batch_keys = ("obs", "goal", "action")  # no reward; td_infonce adds the next state
 
     def __init__(self, obs_dim: int, goal_dim: int, action_dim: int, action_low, action_high, cfg: TD3Config,
                  crl: CRLConfig, rng: np.random.Generator, image_size: int = 0):
@@ -208,7 +224,13 @@ class CRLAgent(RIGAgent):
             raise ValueError(f"crl.representation: unknown '{crl.representation}' (choose latent, pixels or state)")
         if crl.policy not in POLICIES:
             raise ValueError(f"crl.policy: unknown '{crl.policy}' (choose deterministic or gaussian)")
+        if crl.loss not in LOSSES:
+            raise ValueError(f"crl.loss: unknown '{crl.loss}' (choose {', '.join(LOSSES)})")
         self.cfg, self.crl = cfg, crl
+        self.td = crl.loss == "td_infonce"
+        if self.td:  # the next step, its achieved goal (pixels: the next image itself), and whether it ended
+            next_goal = ("next_obs",) if crl.representation == "pixels" else ("next_obs", "next_achieved")
+            self.batch_keys = (*self.batch_keys, *next_goal, "terminated")
         self.encoder = None
         if crl.representation == "pixels":
             self.encoder = ConvEncoder(image_size, crl.pixels["feature_dim"], crl.pixels["precision"] == "bf16-mixed")
@@ -218,7 +240,10 @@ class CRLAgent(RIGAgent):
         self.gaussian = crl.policy == "gaussian"
         self.actor = (GaussianActor if self.gaussian else Actor)(obs_dim + goal_dim, action_dim, cfg.hidden, action_low,
                                                                   action_high, cfg.normalize_inputs and self.encoder is None)
-        self.critic = ContrastiveCritic(obs_dim, action_dim, goal_dim, list(crl.hidden), crl.repr_dim)
+        self.critic = ContrastiveCritic(obs_dim, action_dim, goal_dim, list(crl.hidden), crl.repr_dim,
+                                        command_dim=goal_dim if self.td else 0)
+        if self.td:
+            self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         learned = [*self.critic.parameters(), *(self.encoder.parameters() if self.encoder is not None else [])]
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
         self.critic_opt = torch.optim.Adam(learned, lr=cfg.critic_lr, fused=True)
@@ -273,13 +298,19 @@ class CRLAgent(RIGAgent):
             self.update_normalizer(x)
             x = self.normalize(x)  # one normalizer for the actor's input; the critic reads its two halves
             obs, goal = x[:, : self.obs_dim], x[:, self.obs_dim :]
+            if self.td:  # the next state and its achieved goal, through the same two halves
+                x = self.normalize(self.inputs(batch["next_obs"], batch["next_achieved"]))
+                next_obs, next_goal = x[:, : self.obs_dim], x[:, self.obs_dim :]
         else:
-            images = torch.cat([batch["obs"], batch["goal"]])
+            images = torch.cat([batch["obs"], batch["goal"], *([batch["next_obs"]] if self.td else [])])
             if self.crl.pixels["shift"] > 0:
                 images = random_shift(images, self.crl.pixels["shift"])
-            features = self.encoder(images)
-            obs, goal = features[: len(batch["obs"])], features[len(batch["obs"]) :]
-        metrics = self.update_contrastive(obs, batch["action"], goal)
+            obs, goal, *rest = self.encoder(images).chunk(3 if self.td else 2)
+            next_obs = next_goal = rest[0] if self.td else None  # an image is its own achieved goal
+        if self.td:
+            metrics = self.update_td_infonce(obs, batch["action"], goal, next_obs, next_goal, batch["terminated"])
+        else:
+            metrics = self.update_contrastive(obs, batch["action"], goal)
         metrics.update(self.update_crl_actor(obs.detach(), goal.detach()))
         self.num_updates += 1
         return metrics
@@ -306,6 +337,48 @@ class CRLAgent(RIGAgent):
                 "critic/logits_positive": diagonal.mean().item(), "critic/logits_negative": off.item(),
                 "critic/logits_scale": mean.abs().mean().item(), **grad_norm}
 
+    def update_td_infonce(self, obs, action, goal, next_obs, next_goal, terminated) -> dict:
+        """TD InfoNCE (Zheng, Salakhutdinov & Eysenbach 2023, section 4): the critic learns the
+        discounted occupancy of the current goal-conditioned policy, not of the data's own futures.
+        Row i is commanded c_i, another row's goal (a goal its own state need not lead to); the
+        candidate futures are the batch's commands. The next state s'_i is row i's future with weight
+        1 - gamma (a cross-entropy with the identity over the batch's next states); with weight gamma
+        its future is wherever the policy goes from s'_i, which the target critic tells as soft
+        labels w_i = softmax_j f_target(s'_i, pi(s'_i, c_i), c_i, c_j), min over the twins. A
+        terminated s'_i is absorbing: it is its own future with weight 1. Both terms get the 0.01
+        logsumexp^2 penalty, as InfoNCE does: a row's offset is what the actor's objective reads."""
+        gamma = self.crl.discount
+        command = goal.roll(1, 0)
+        phi = self.critic.state_action(obs, action, command)
+        now = self.critic.pairs(phi, self.critic.goal(next_goal)).flatten(0, 1)  # (2n, n) against s'_j
+        later = self.critic.pairs(phi, self.critic.goal(command)).flatten(0, 1)  # (2n, n) against c_j
+        with torch.no_grad():
+            next_command = torch.cat([next_obs, command], dim=-1).detach()
+            next_action = (self.actor.sample_normalized(next_command)[0] if self.gaussian
+                           else self.actor.from_normalized(next_command))
+            target = self.critic_target
+            w = target.pairs(target.state_action(next_obs.detach(), next_action, command.detach()),
+                             target.goal(command.detach())).min(0).values.softmax(1).repeat(2, 1)
+            ended = terminated.repeat(2)
+        rows = torch.arange(len(obs)).repeat(2)
+        loss = (((1 - gamma) + gamma * ended) * F.cross_entropy(now, rows, reduction="none")
+                + gamma * (1 - ended) * F.cross_entropy(later, w, reduction="none")).mean()
+        loss = loss + 0.01 * ((torch.logsumexp(now, 1) ** 2).mean() + (torch.logsumexp(later, 1) ** 2).mean())
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = self._clip(self.critic, "critic")
+        self.critic_opt.step()
+        soft_update_params(self.critic, self.critic_target, self.crl.target_polyak)
+        with torch.no_grad():
+            mean = now.view(2, len(obs), -1).mean(0)
+            diagonal = torch.diagonal(mean)
+            accuracy = (mean.argmax(1) == torch.arange(len(mean))).float().mean()
+            off = (mean.sum() - diagonal.sum()) / max(mean.numel() - len(mean), 1)
+        return {"losses/contrastive": loss.item(), "critic/accuracy": accuracy.item(),
+                "critic/logits_positive": diagonal.mean().item(), "critic/logits_negative": off.item(),
+                "critic/logits_scale": mean.abs().mean().item(),
+                "critic/target_weight_on_command": torch.diagonal(w[: len(obs)]).mean().item(), **grad_norm}
+
     def update_crl_actor(self, obs, goal) -> dict:
         """obs, goal: what the critic read (normalized latents, or encoder features), detached."""
         with torch.no_grad():  # psi(g) does not depend on the actor: no gradient, once per goal
@@ -315,7 +388,8 @@ class CRLAgent(RIGAgent):
         x = torch.cat([obs, goal], dim=-1)
         action, log_prob = self.actor.sample_normalized(x) if self.gaussian else (self.actor.from_normalized(x), None)
         with frozen(self.critic):
-            q = ((self.critic.state_action(obs, action) * psi).sum(-1) * self.critic.scale).min(0).values
+            phi = self.critic.state_action(obs, action, goal if self.td else None)
+            q = ((phi * psi).sum(-1) * self.critic.scale).min(0).values
             loss = -q.mean() / (q.abs().mean().detach() + 1e-6)
         if self.gaussian:
             loss = loss + self.temperature().detach() * log_prob.mean()
@@ -338,8 +412,9 @@ class CRLAgent(RIGAgent):
 
     # --- snapshots and policy.pt ---------------------------------------------------------------
     def nets(self) -> tuple[str, ...]:
-        """No target networks; the pixels encoder where there is one."""
-        return (("actor", "critic", "actor_opt", "critic_opt") + (("encoder",) if self.encoder is not None else ())
+        """A target critic for td_infonce only; the pixels encoder where there is one."""
+        return (("actor", "critic", "actor_opt", "critic_opt") + (("critic_target",) if self.td else ())
+                + (("encoder",) if self.encoder is not None else ())
                 + (("temperature", "temperature_opt") if self.gaussian else ()))
 
     def state_dict(self) -> dict:
