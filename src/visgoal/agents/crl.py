@@ -211,6 +211,18 @@ class PixelActor(nn.Module):
         return torch.cat([features[:n], features[n:]], dim=-1)
 
 
+@torch.no_grad()
+def logit_metrics(logits: torch.Tensor) -> dict:
+    """What MLflow shows of the twins' (2, n, n) logits, row i's positive in column i: how often it
+    is the row's largest, the mean positive and negative logits, and their scale."""
+    mean = logits.mean(0)
+    diagonal = torch.diagonal(mean)
+    accuracy = (mean.argmax(1) == torch.arange(len(mean))).float().mean()
+    off = (mean.sum() - diagonal.sum()) / max(mean.numel() - len(mean), 1)
+    return {"critic/accuracy": accuracy.item(), "critic/logits_positive": diagonal.mean().item(),
+            "critic/logits_negative": off.item(), "critic/logits_scale": mean.abs().mean().item()}
+
+
 class CRLAgent(RIGAgent):
     name = "crl"
     view = "latent"  # the default; `crl.representation` chooses (view_kind)
@@ -328,14 +340,7 @@ class CRLAgent(RIGAgent):
         loss.backward()
         grad_norm = self._clip(self.critic, "critic")
         self.critic_opt.step()
-        with torch.no_grad():
-            mean = logits.mean(0)
-            diagonal = torch.diagonal(mean)
-            accuracy = (mean.argmax(1) == torch.arange(len(mean))).float().mean()
-            off = (mean.sum() - diagonal.sum()) / max(mean.numel() - len(mean), 1)
-        return {"losses/contrastive": loss.item(), "critic/accuracy": accuracy.item(),
-                "critic/logits_positive": diagonal.mean().item(), "critic/logits_negative": off.item(),
-                "critic/logits_scale": mean.abs().mean().item(), **grad_norm}
+        return {"losses/contrastive": loss.item(), **logit_metrics(logits), **grad_norm}
 
     def update_td_infonce(self, obs, action, goal, next_obs, next_goal, terminated) -> dict:
         """TD InfoNCE (Zheng, Salakhutdinov & Eysenbach 2023, section 4): the critic learns the
@@ -369,14 +374,7 @@ class CRLAgent(RIGAgent):
         grad_norm = self._clip(self.critic, "critic")
         self.critic_opt.step()
         soft_update_params(self.critic, self.critic_target, self.crl.target_polyak)
-        with torch.no_grad():
-            mean = now.view(2, len(obs), -1).mean(0)
-            diagonal = torch.diagonal(mean)
-            accuracy = (mean.argmax(1) == torch.arange(len(mean))).float().mean()
-            off = (mean.sum() - diagonal.sum()) / max(mean.numel() - len(mean), 1)
-        return {"losses/contrastive": loss.item(), "critic/accuracy": accuracy.item(),
-                "critic/logits_positive": diagonal.mean().item(), "critic/logits_negative": off.item(),
-                "critic/logits_scale": mean.abs().mean().item(),
+        return {"losses/contrastive": loss.item(), **logit_metrics(now.view(2, len(obs), -1)),
                 "critic/target_weight_on_command": torch.diagonal(w[: len(obs)]).mean().item(), **grad_norm}
 
     def update_crl_actor(self, obs, goal) -> dict:
