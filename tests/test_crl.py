@@ -207,20 +207,29 @@ def test_random_shift_crops_the_border_padded_image_at_one_offset_per_image():
     assert torch.equal(as_float, random_shift(images, 3).float())
 
 
-def test_pixel_encoder_learns_with_the_contrastive_loss_and_acts_from_images():
-    """crl's pixels representation: the encoder reads uint8 images, only the critic's loss moves it,
-    and the policy acts from an observation stacked over its goal image."""
+@pytest.mark.parametrize("loss", ["infonce", "td_infonce"])
+def test_pixel_encoder_learns_with_the_contrastive_loss_and_acts_from_images(loss):
+    """crl's pixels representation: the encoder reads uint8 images, only the critics' losses move it,
+    and the policy acts from an observation stacked over its goal image. Under td_infonce a Monte
+    Carlo head trains the encoder too."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     agent = CRLAgent(0, 0, 2, -np.ones(2), np.ones(2), TD3Config(hidden=[32, 32], batch_size=16),
-                     CRLConfig(representation="pixels", repr_dim=8, hidden=(32, 32), pixels=PIXELS), rng,
+                     CRLConfig(representation="pixels", loss=loss, repr_dim=8, hidden=(32, 32), pixels=PIXELS), rng,
                      image_size=64)
     assert isinstance(agent.encoder, ConvEncoder) and not agent.actor.normalizer.enabled
+    assert (agent.representation_critic is not None) == (loss == "td_infonce")
     images = torch.randint(0, 256, (16, 64, 64, 3), dtype=torch.uint8)
-    batch = {"obs": images, "goal": images.roll(1, 0), "action": torch.rand(16, 2) * 2 - 1}
+    batch = {"obs": images, "goal": images.roll(1, 0), "action": torch.rand(16, 2) * 2 - 1,
+             "next_obs": images.roll(2, 0), "terminated": torch.zeros(16)}
     before = {k: v.clone() for k, v in agent.encoder.state_dict().items()}
+    heads = [agent.critic, agent.representation_critic] if agent.representation_critic is not None else [agent.critic]
+    heads_before = [[p.clone() for p in head.parameters()] for head in heads]
     metrics = agent.update(batch)
     assert np.isfinite(metrics["losses/contrastive"]) and 0 <= metrics["critic/accuracy"] <= 1
+    assert all(not torch.equal(a, b) for head, old in zip(heads, heads_before) for a, b in zip(head.parameters(), old))
+    if loss == "td_infonce":
+        assert np.isfinite(metrics["losses/representation"]) and "representation_critic" in agent.nets()
     assert any(not torch.equal(before[k], v) for k, v in agent.encoder.state_dict().items())
     action = agent.policy(training=False)(images[0].numpy(), images[1].numpy())
     assert action.shape == (2,) and np.all(np.abs(action) <= 1)
