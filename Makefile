@@ -15,8 +15,10 @@ CORES := $(shell echo $$(( $$(nproc) + 1 )))
 run: setup
 	$(VENV)/bin/snakemake --cores $(CORES) results/fetch_reach/tdm_eval.csv
 
+# One worker per core, each test file on one worker (its module fixtures built once): the smoke DAG's
+# file keeps both cores busy for minutes, and the rest of the suite is mostly one core's work.
 test: setup browser slurm
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $$(nproc) --dist loadfile
 
 setup: gl $(STAMP)
 

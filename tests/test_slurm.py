@@ -8,7 +8,9 @@ checked in `sacct`, where the plugin itself reads their states.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,9 +24,11 @@ ENV = "point_maze"
 
 
 @pytest.fixture
-def cluster(tmp_path):
-    """SLURM_CONF of a running single-node cluster; stopped afterwards."""
-    directory = tmp_path / "cluster"
+def cluster():
+    """SLURM_CONF of a running single-node cluster; stopped afterwards. Its directory is a short
+    one of its own: slurmd's step sockets live in it, and a Unix socket's path has at most 108
+    bytes (under pytest-xdist's tmp_path, `spool/d/localhost_1.4294967291` reached 111)."""
+    directory = Path(tempfile.mkdtemp(prefix="visgoal-slurm-"))
     started = subprocess.run(["bash", str(CLUSTER), "start", str(directory)], capture_output=True, text=True,
                              timeout=300)
     try:
@@ -32,6 +36,7 @@ def cluster(tmp_path):
         yield str(directory / "slurm.conf")
     finally:
         subprocess.run(["bash", str(CLUSTER), "stop", str(directory)], capture_output=True, timeout=120)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.mark.e2e
