@@ -118,6 +118,44 @@ def test_td_infonce_learns_the_discounted_occupancy_from_next_states_alone():
         assert learned[start + 2 : K - 1].sum() > 0.6 * true[start + 2 : K - 1].sum()  # two steps on and more
 
 
+class _Fixed(torch.nn.Module):
+    def __init__(self, f):
+        super().__init__()
+        self.f = f
+
+    def forward(self, x):
+        return self.f(x)
+
+
+@pytest.mark.parametrize("actor_loss", ["normalized", "infonce"])
+def test_the_infonce_actor_heads_for_its_own_goal_where_a_bonus_for_every_goal_misleads_the_normalized(actor_loss):
+    """A fixed critic f(s, a, g) = (a . g + 3 a_0) / sqrt(3), goals on the unit circle: a_0 earns 3
+    for every goal alike. The normalized objective chases that bonus, a_0 = +1 whatever the goal;
+    the log-softmax against the batch's goals cancels it and points the action at its own goal."""
+    torch.manual_seed(0)
+    agent = CRLAgent(1, 2, 2, -np.ones(2), np.ones(2), TD3Config(hidden=[32, 32], batch_size=64, normalize_inputs=False),
+                     CRLConfig(repr_dim=3, hidden=(8,), actor_loss=actor_loss, pixels=PIXELS), np.random.default_rng(0))
+    phi = _Fixed(lambda sa: torch.stack([sa[:, 1], sa[:, 2], 3 * sa[:, 1]], -1))  # [a_0, a_1, 3 a_0]
+    psi = _Fixed(lambda g: torch.cat([g, torch.ones(len(g), 1)], -1))  # [g_0, g_1, 1]
+    agent.critic.phi, agent.critic.psi = torch.nn.ModuleList([phi, phi]), torch.nn.ModuleList([psi, psi])
+    generator = torch.Generator().manual_seed(0)
+
+    def circle(n):
+        angle = torch.rand(n, generator=generator) * 2 * torch.pi
+        return torch.stack([angle.cos(), angle.sin()], -1)
+
+    for _ in range(300):
+        agent.update_crl_actor(torch.zeros(64, 1), circle(64))
+    behind = torch.tensor([[-1.0, 0.0], [-0.8, 0.6], [-0.8, -0.6]])  # goals the bonus points away from
+    with torch.no_grad():
+        action = agent.actor.from_normalized(torch.cat([torch.zeros(3, 1), behind], -1))
+    if actor_loss == "infonce":
+        assert (action[:, 0] < -0.5).all(), action
+        assert torch.nn.functional.cosine_similarity(action, behind).min() > 0.8, action
+    else:
+        assert (action[:, 0] > 0.5).all(), action
+
+
 def test_the_gaussian_policys_log_probability_is_the_squashed_normals():
     from torch.distributions import Normal, TanhTransform, TransformedDistribution
 

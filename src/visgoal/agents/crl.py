@@ -24,12 +24,13 @@ future, once it holds, stays there.
 The actor (`crl.policy`) is deterministic (TD3's, with its exploration noise) or, as the reference
 does on images, a tanh-squashed Gaussian that explores by sampling. It maximizes
 min_e f_e(s, pi(s, g), g), divided by the mean |f| so that the loss scale does not depend on the
-logits' (OGBench's DDPG objective); the Gaussian also gets SAC's entropy bonus alpha * H beside
-that normalized objective, alpha tuned so that the entropy stays near `crl.target_entropy` (the
-reference's 0 on images). With `actor_random_goals` it sees every state twice, with its own goal
-and with the next row's (the reference's `random_goals=0.5`), so that it also learns to head for
-goals its state does not lead to. Exploration pursues the env's goal images
-(`exploration_goals: env`, as in the paper) or, on latents, RIG's imagined goals.
+logits' (OGBench's DDPG objective), or with `actor_loss: infonce` that logit's log-softmax
+against the batch's goals (the TD InfoNCE reference's actor). The Gaussian also gets SAC's
+entropy bonus alpha * H beside its objective, alpha tuned so that the entropy stays near
+`crl.target_entropy` (the reference's 0 on images). With `actor_random_goals` it sees every
+state twice, with its own goal and with the next row's (the reference's `random_goals=0.5`), so
+that it also learns to head for goals its state does not lead to. Exploration pursues the env's
+goal images (`exploration_goals: env`, as in the paper) or, on latents, RIG's imagined goals.
 
 Two representations (`crl.representation`), both from the camera image alone:
   latent  phi, psi and the actor read the VAE's latents (LatentView, RIG's fine-tuning included)
@@ -64,6 +65,7 @@ from visgoal.agents.td3 import ExplorationNoise, TD3Config, soft_update_params
 REPRESENTATIONS = ("latent", "pixels", "state")
 POLICIES = ("deterministic", "gaussian")
 LOSSES = ("infonce", "binary", "td_infonce")
+ACTOR_LOSSES = ("normalized", "infonce")
 
 
 @dataclass
@@ -80,6 +82,7 @@ class CRLConfig:
     policy: str = "deterministic"
     target_entropy: float = 0.0
     target_polyak: float = 0.005  # td_infonce's target critic
+    actor_loss: str = "normalized"
     pixels: dict | None = None  # feature_dim, shift, precision
 
     @classmethod
@@ -239,6 +242,8 @@ class CRLAgent(RIGAgent):
             raise ValueError(f"crl.policy: unknown '{crl.policy}' (choose deterministic or gaussian)")
         if crl.loss not in LOSSES:
             raise ValueError(f"crl.loss: unknown '{crl.loss}' (choose {', '.join(LOSSES)})")
+        if crl.actor_loss not in ACTOR_LOSSES:
+            raise ValueError(f"crl.actor_loss: unknown '{crl.actor_loss}' (choose {', '.join(ACTOR_LOSSES)})")
         self.cfg, self.crl = cfg, crl
         self.td = crl.loss == "td_infonce"
         if self.td:  # the next step, its achieved goal (pixels: the next image itself), and whether it ended
@@ -401,17 +406,28 @@ class CRLAgent(RIGAgent):
         return metrics
 
     def update_crl_actor(self, obs, goal) -> dict:
-        """obs, goal: what the critic read (normalized latents, or encoder features), detached."""
+        """obs, goal: what the critic read (normalized latents, or encoder features), detached.
+
+        `crl.actor_loss`: `normalized` maximizes min_e f_e(s, pi(s, g), g) over its mean |f|
+        (OGBench's objective), `infonce` the log-softmax of that logit against the batch's goals
+        (the TD InfoNCE reference's actor): a part of f that an action raises for every goal alike
+        (moving on, for one) earns it nothing, only what singles out its own goal does."""
         with torch.no_grad():  # psi(g) does not depend on the actor: no gradient, once per goal
             psi = self.critic.goal(goal)
+        own = torch.arange(len(obs))  # row i's goal among the batch's goals (candidates)
         if self.crl.actor_random_goals:
-            obs, goal, psi = torch.cat([obs, obs]), torch.cat([goal, goal.roll(1, 0)]), torch.cat([psi, psi.roll(1, 1)], 1)
+            obs, goal, own = torch.cat([obs, obs]), torch.cat([goal, goal.roll(1, 0)]), torch.cat([own, own.roll(1)])
         x = torch.cat([obs, goal], dim=-1)
         action, log_prob = self.actor.sample_normalized(x) if self.gaussian else (self.actor.from_normalized(x), None)
         with frozen(self.critic):
             phi = self.critic.state_action(obs, action, goal if self.td else None)
-            q = ((phi * psi).sum(-1) * self.critic.scale).min(0).values
-            loss = -q.mean() / (q.abs().mean().detach() + 1e-6)
+            if self.crl.actor_loss == "infonce":
+                logits = self.critic.pairs(phi, psi).min(0).values  # (rows, the batch's goals)
+                q = logits[torch.arange(len(own)), own]
+                loss = F.cross_entropy(logits, own)
+            else:
+                q = ((phi * psi[:, own]).sum(-1) * self.critic.scale).min(0).values
+                loss = -q.mean() / (q.abs().mean().detach() + 1e-6)
         if self.gaussian:
             loss = loss + self.temperature().detach() * log_prob.mean()
         self.actor_opt.zero_grad(set_to_none=True)
