@@ -50,6 +50,49 @@ def test_set_overrides_and_rejects_unknown_keys(root):
         load_params(root / "params.yaml", "smoke", ["dataset.frames"])
 
 
+def test_env_overrides_tune_one_environment(root, tmp_path):
+    """`env_overrides.<env>`: that environment's stages read its values over the sections; another
+    environment's, and a command of no environment, do not. A profile (a scale) wins over them, and
+    --set over both, also on a key of env_overrides itself."""
+    import yaml
+
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["env_overrides"] = {"fetch_reach": {"vae": {"latent_dim": 7}, "train": {"total_steps": 123}}}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    tuned = load_params(path, "default", env="fetch_reach")
+    assert tuned["vae"]["latent_dim"] == 7 and tuned["train"]["total_steps"] == 123
+    for env in ("point_maze", None):
+        assert load_params(path, "default", env=env)["vae"] == raw["vae"]
+    paper = load_params(path, "paper", env="fetch_reach")
+    assert paper["vae"]["latent_dim"] == raw["profiles"]["paper"]["vae"]["latent_dim"]
+    assert paper["train"]["total_steps"] == raw["profiles"]["paper"]["train"]["total_steps"]
+    assert load_params(path, "paper", ["vae.latent_dim=9"], env="fetch_reach")["vae"]["latent_dim"] == 9
+    assert load_params(path, "default", ["env_overrides.fetch_reach.vae.latent_dim=5"],
+                       env="fetch_reach")["vae"]["latent_dim"] == 5
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"fetch_reech": {"vae": {"latent_dim": 4}}}, r"'env_overrides.fetch_reech': unknown environment \(known: "),
+    ({"fetch_reach": {"seeds": [1]}}, r"'env_overrides.fetch_reach.seeds': the same for every environment"),
+    ({"fetch_reach": {"crl": {"representation": "pixels"}}}, r"'env_overrides.fetch_reach.crl.representation'"),
+    ({"fetch_reach": {"vae": {"latent_dimm": 4}}}, r"\(env_overrides.fetch_reach\): unknown key 'vae.latent_dimm'"),
+    ({"fetch_reach": {"vae": {"latent_dim": 0}}}, r"\(env_overrides.fetch_reach\): key 'vae.latent_dim'"),
+])
+def test_bad_env_overrides_name_the_key(root, tmp_path, override, message):
+    """Every environment's overrides are checked, whichever environment a command runs."""
+    import shutil
+
+    import yaml
+
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["env_overrides"] = override
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    shutil.copytree(root / "envs", tmp_path / "envs")
+    with pytest.raises(ConfigError, match=message):
+        load_params(tmp_path / "params.yaml", "default", env="point_maze")
+
+
 def test_typo_in_params_names_the_key(root, tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text((root / "params.yaml").read_text().replace("chunk_frames: 64", "chunk_frame: 64"))

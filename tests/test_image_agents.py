@@ -83,15 +83,18 @@ def test_train_and_evaluate_through_the_cli(method, workdir, env_vae, env="point
     assert found[0].info.status == "FINISHED" and found[0].info.end_time / 1000 <= trained_by
 
 
-@pytest.mark.parametrize("method,history", [("rig", "latent_velocity=true"), ("tdm", "latent_velocity=true"),
-                                            ("crl", "latent_frames=3")])
+@pytest.mark.parametrize("method,history", [("rig", None), ("tdm", None), ("crl", "latent_frames=3")])
 def test_latent_history_trains_fine_tunes_and_evaluates(method, history, workdir, env_vae, env="point_maze"):
-    """`image_agents.latent_velocity`: the actor reads [z, z - z_prev]; `latent_frames=3`: the last 3 latents
-    (and the goal, and tau for tdm)."""
+    """`image_agents.latent_velocity`, point_maze's own (params.yaml's env_overrides): the actor reads
+    [z, z - z_prev]; `latent_frames=3`, with the velocity off: the last 3 latents (and the goal, and tau
+    for tdm)."""
+    assert load_params(profile="smoke", env=env)["image_agents"]["latent_velocity"]
+    assert not SMOKE["image_agents"]["latent_velocity"]  # the other environments' default
     out = env_vae(env)
-    run = out / f"{method}_{history.partition('=')[0]}"
+    run = out / f"{method}_{(history or 'latent_velocity').partition('=')[0]}"
+    history = ["--set", f"image_agents.{history}", "--set", "image_agents.latent_velocity=false"] if history else []
     assert main(["train", "--env", env, "--method", method, "--seed", "0", "--profile", "smoke", "--quiet",
-                 "--set", f"image_agents.{history}", "--out", str(run / "seed0")]) == 0
+                 *history, "--out", str(run / "seed0")]) == 0
     view, _, meta = load_policy(run / "seed0")
     d = SMOKE["vae"]["latent_dim"]
     if method == "crl":

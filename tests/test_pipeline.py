@@ -252,6 +252,8 @@ def test_dvc_stages_declare_params_metrics_and_plots(tmp_path):
         assert "profile" in stage["params"] and set(stage["params"]) <= top_level, (stage["name"], stage["params"])
         assert "profiles" not in stage["params"], stage["name"]  # DVC runs the sections, never a profile
         assert "speed" not in stage["params"], stage["name"]  # how fast, never what: it reruns nothing
+        # a stage of one environment reads its env_overrides: a change to them reruns it under DVC too
+        assert ("env_overrides" in stage["params"]) == (stage["name"] != "report"), stage["name"]
     by_name = {s["name"]: s for s in stages}
     assert by_name["train_vae@fetch_reach"]["metrics"] == ["results/fetch_reach/vae_metrics.json"]
     assert by_name["evaluate@fetch_reach-tdm"]["metrics"] == ["results/fetch_reach/tdm_eval.json"]
@@ -492,3 +494,11 @@ def test_changed_params_retrain_from_scratch(tmp_path):
     log = (work / "results" / "logs" / "point_maze" / "td3" / "train_seed0.log").read_text()
     assert "resumed" not in log
     assert (work / "results" / "point_maze" / "td3" / "seed0" / "curve.csv").is_file()
+    # An environment's own overrides rerun that environment's jobs, not another's.
+    params["env_overrides"]["fetch_reach"] = {"td3": {"actor_lr": 0.0007}}
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "Nothing to be done" in snakemake(work, "-n", target).stdout
+    params["env_overrides"]["point_maze"]["td3"] = {"actor_lr": 0.0007}
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dry = snakemake(work, "-n", target).stdout
+    assert re.search(r"^train_td3\s+1$", dry, re.M) and re.search(r"^evaluate\s+1$", dry, re.M), dry

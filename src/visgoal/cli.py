@@ -34,7 +34,8 @@ def _common(parser: argparse.ArgumentParser, out_help: str) -> None:
 
 
 def _resolve(args: argparse.Namespace) -> Params:
-    params = load_params(args.params, args.profile, args.overrides)
+    """The parameters a command runs with: a stage of one environment (`--env`) with its `env_overrides`."""
+    params = load_params(args.params, args.profile, args.overrides, env=getattr(args, "env", None))
     if sys.stderr.isatty():  # a person watching: the blob would bury the progress (MLflow has every value)
         log.info("profile %s%s", params.profile, "".join(f", --set {o}" for o in args.overrides))
     else:  # a log file: the full record, once, at its top

@@ -95,6 +95,12 @@ def apply_override(params: dict, keys: list[str], value: Any) -> None:
     node[keys[-1]] = value
 
 
+def with_overrides(values: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    for text in overrides:
+        apply_override(values, *parse_override(text))
+    return values
+
+
 def read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: file not found (run from the project root, or set VISGOAL_ROOT)")
@@ -152,9 +158,11 @@ def dvc_profile_error(profile: str, overlay: dict) -> str:
 
 
 def load_params(
-    path: Path | None = None, profile: str | None = None, overrides: list[str] | tuple[str, ...] = ()
+    path: Path | None = None, profile: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+    env: str | None = None,
 ) -> Params:
-    """Resolve params: file -> profile (arg, then $VISGOAL_PROFILE, then the file's key) -> overrides."""
+    """Resolve params: file -> the environment's `env_overrides` -> profile (arg, then $VISGOAL_PROFILE,
+    then the file's key) -> overrides. Without `env`, no environment's overrides: what every stage shares."""
     path = path or project_root() / "params.yaml"
     raw = read_yaml(path)
     if not isinstance(raw, dict):
@@ -170,14 +178,39 @@ def load_params(
     overlay = profiles.get(chosen) or {}
     if os.environ.get("DVC_STAGE") and overlay:
         raise ConfigError(dvc_profile_error(chosen, overlay))
-    values = deep_merge(base, overlay)
-    for text in overrides:
-        apply_override(values, *parse_override(text))
-    source = f"{path} (profile {chosen}, after --set)"
+    values = with_overrides(deep_merge(base, overlay), overrides)
+    check_env_overrides(values, path)
+    tuning = (values.get("env_overrides") or {}).get(env) or {}
+    if tuning:  # the profile (a scale) wins over an environment's tuning, --set over both
+        values = with_overrides(deep_merge(deep_merge(base, tuning), overlay), overrides)
+    source = f"{path} (profile {chosen}{f', env_overrides.{env}' if tuning else ''}, after --set)"
     validate(values, "params.schema.json", source)
     check_relabel(values, source)
     check_latent_history(values, source)
     return Params(profile=chosen, values=values)
+
+
+# What shapes the DAG itself (which jobs exist, and which rule trains a method) is the same for every
+# environment, so an environment cannot override it.
+DAG_KEYS = ("profile", "profiles", "envs", "methods", "seeds", "env_overrides", "crl.representation")
+
+
+def check_env_overrides(values: dict, path: Path) -> None:
+    """Each environment of `env_overrides` has a spec beside params.yaml (envs/<env>.yaml), and its
+    overrides name only keys of params.yaml's sections, none of DAG_KEYS; the schema checks their
+    values once they are merged over the sections."""
+    source, specs = str(path), Path(path).parent / "envs"
+    for env, override in (values.get("env_overrides") or {}).items():
+        if specs.is_dir() and not (specs / f"{env}.yaml").is_file():
+            known = ", ".join(sorted(p.stem for p in specs.glob("*.yaml")))
+            raise ConfigError(f"{source}: key 'env_overrides.{env}': unknown environment (known: {known})")
+        override = override or {}
+        for key in DAG_KEYS:
+            section, _, name = key.partition(".")
+            if section in override and (not name or name in (override[section] or {})):
+                raise ConfigError(f"{source}: key 'env_overrides.{env}.{key}': the same for every environment "
+                                  f"(it shapes the pipeline's jobs); set it in its section instead")
+        validate(deep_merge(values, override), "params.schema.json", f"{source} (env_overrides.{env})")
 
 
 def check_latent_history(values: dict, source: str) -> None:

@@ -16,7 +16,7 @@ rule train_td3:
     benchmark:
         logged("{env}/td3/train_seed{seed}")[1]
     params:
-        settings=settings("train", "td3", "replay", "evaluate"),
+        settings=lambda w: settings("train", "td3", "replay", "evaluate", env=w.env),
         run=lambda w, output: os.path.dirname(output.policy),
     threads: 1
     resources:
@@ -47,7 +47,7 @@ rule train_image:
         method=LATENT_METHODS,
     params:
         settings=lambda w: settings(
-            "render", "train", "td3", "replay", "evaluate", "vae", "image_agents", w.method
+            "render", "train", "td3", "replay", "evaluate", "vae", "image_agents", w.method, env=w.env
         ),
         run=lambda w, output: os.path.dirname(output.policy),
     threads: 1
@@ -76,7 +76,9 @@ rule train_pixels:
     wildcard_constraints:
         method=PIXEL_METHODS,
     params:
-        settings=lambda w: settings("render", "train", "td3", "replay", "evaluate", "image_agents", w.method),
+        settings=lambda w: settings(
+            "render", "train", "td3", "replay", "evaluate", "image_agents", w.method, env=w.env
+        ),
         run=lambda w, output: os.path.dirname(output.policy),
     threads: 1
     resources:
@@ -104,7 +106,7 @@ rule evaluate:
     benchmark:
         logged("{env}/{method}/evaluate")[1]
     params:
-        settings=settings("seeds", "render", "evaluate"),
+        settings=lambda w: settings("seeds", "render", "evaluate", env=w.env),
         runs=lambda w, input: os.path.dirname(os.path.dirname(input[0])),  # <runs>/seed<k>/policy.pt
     threads: PARAMS["speed"]["processes"]  # the processes sharing its episodes
     resources:

@@ -26,12 +26,17 @@ PIXEL_METHODS = "|".join(m for m in METHODS if m != "td3" and VIEWS[m] != "laten
 CONDA_ENV = "../envs/visgoal.yaml"
 
 
-def settings(*sections):
-    """The resolved params.yaml sections a stage reads (the `params` of its dvc.yaml stage).
+# A stage of one environment reads its `env_overrides` over the sections (visgoal.config.load_params).
+ENV_PARAMS = {env: load_params(env=env) for env in ENVS}
+
+
+def settings(*sections, env=None):
+    """The resolved params.yaml sections a stage reads (the `params` of its dvc.yaml stage), as the
+    stage of environment `env` resolves them.
 
     Given as a rule's `params`, a change to one of them reruns that rule's jobs (Snakemake's
-    `params` rerun trigger), and nothing else."""
-    values = PARAMS.as_dict()
+    `params` rerun trigger), and nothing else: an environment's override reruns that environment's."""
+    values = (ENV_PARAMS[env] if env else PARAMS).as_dict()
     return {"profile": PARAMS.profile, **{name: values[name] for name in sections}}
 
 

@@ -10,7 +10,7 @@ rule dataset:
     benchmark:
         logged("{env}/dataset")[1]
     params:
-        settings=settings("render", "dataset"),
+        settings=lambda w: settings("render", "dataset", env=w.env),
     threads: PARAMS["speed"]["processes"]  # the processes making its frames
     resources:
         mem_mb=2048,

@@ -12,7 +12,7 @@ rule train_vae:
     benchmark:
         logged("{env}/train_vae")[1]
     params:
-        settings=settings("vae"),
+        settings=lambda w: settings("vae", env=w.env),
     threads: 2
     resources:
         mem_mb=8192,
