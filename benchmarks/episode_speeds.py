@@ -1,0 +1,70 @@
+"""How a trained policy arrives at its goals: speeds and saturated actions over the protocol's episodes.
+
+    python benchmarks/episode_speeds.py --env point_maze --run results/point_maze/crl/seed0
+
+Replays the evaluation protocol's fixed episodes (visgoal.evaluation: the same resets, the same
+deterministic policy) and groups them as the protocol scores them: held (success at the last
+step), reached and lost (the threshold crossed at some step, not at the last), never reached.
+For each group it prints the median speed of the simulator's bodies (|qvel|) at the episode's
+closest approach to the goal and at its last step, and the share of steps whose action has a
+coordinate at its bound. A policy that stops on its goals approaches them slowly; one that
+passes through them at full speed, its actions pinned to their bounds, holds few of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--run", type=Path, required=True, help="a trained run's folder (its policy.pt)")
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--eval-seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import torch
+
+    from visgoal.agents import load_policy
+    from visgoal.envs import make_env
+    from visgoal.evaluation import episode_seed
+
+    torch.set_num_threads(1)
+    view, policy, _ = load_policy(args.run)
+    rows = []
+    with make_env(args.env, render_images=view.needs_images) as env:
+        bound = 0.999 * np.abs(env.action_space.high)
+        for i in range(args.episodes):
+            seed = episode_seed(args.eval_seed, i)
+            step = env.reset(seed=seed)
+            view.reset()
+            policy.reset(seed)
+            obs, _ = view.observe(step)
+            goal = view.goal(step)
+            closest, speed_there, pinned, reached = step.distance, np.linalg.norm(env.data.qvel), [], False
+            while not (step.terminated or step.truncated):
+                action = policy.env_action(policy(obs, goal))
+                step = env.step(action)
+                obs, _ = view.observe(step)
+                pinned.append(bool((np.abs(action) >= bound).any()))
+                reached = reached or bool(step.success)
+                if step.distance < closest:
+                    closest, speed_there = step.distance, np.linalg.norm(env.data.qvel)
+            group = "held" if step.success else "reached, lost" if reached else "never reached"
+            rows.append((group, speed_there, np.linalg.norm(env.data.qvel), np.mean(pinned)))
+    print(f"{args.env}, {args.run}: {args.episodes} protocol episodes")
+    print("| episodes | count | speed at the closest approach | speed at the last step | actions at a bound |")
+    print("|---|---:|---:|---:|---:|")
+    for group in ("held", "reached, lost", "never reached"):
+        picked = np.array([r[1:] for r in rows if r[0] == group]).reshape(-1, 3)
+        if len(picked):
+            print(f"| {group} | {len(picked)} | {np.median(picked[:, 0]):.2f} | {np.median(picked[:, 1]):.2f} | "
+                  f"{picked[:, 2].mean():.2f} |")
+
+
+if __name__ == "__main__":
+    main()
