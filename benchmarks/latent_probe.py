@@ -82,7 +82,10 @@ def main() -> None:
     test = episode >= int(0.8 * args.episodes)
     print(f"{args.env}: {len(z)} steps of {args.episodes} random-action episodes, VAE {args.vae} "
           f"(latent {vae.latent_dim}); held-out R^2 per coordinate")
-    print(f"| probe | R^2 | mean |\n|---|---|---:|")
+    moved = np.abs(np.diff(qpos, axis=0))[episode[1:] == episode[:-1]]
+    print("median |qvel| per coordinate " + " ".join(f"{v:.3g}" for v in np.median(np.abs(qvel), 0))
+          + "; median change of qpos per step " + " ".join(f"{v:.3g}" for v in np.median(moved, 0)))
+    print("| probe | R^2 | mean |\n|---|---|---:|")
 
     def row(name, inputs, targets, keep=slice(None)):
         r2 = probe_r2(inputs[keep], targets[keep], test[keep], args.seed)
