@@ -64,6 +64,8 @@ def test_env_overrides_tune_one_environment(root, tmp_path):
     assert tuned["vae"]["latent_dim"] == 7 and tuned["train"]["total_steps"] == 123
     for env in ("point_maze", None):
         assert load_params(path, "default", env=env)["vae"] == raw["vae"]
+    assert "env_overrides" not in tuned.as_dict()  # a stage holds what it runs with
+    assert load_params(path, "default")["env_overrides"] == raw["env_overrides"]
     paper = load_params(path, "paper", env="fetch_reach")
     assert paper["vae"]["latent_dim"] == raw["profiles"]["paper"]["vae"]["latent_dim"]
     assert paper["train"]["total_steps"] == raw["profiles"]["paper"]["train"]["total_steps"]

@@ -473,6 +473,16 @@ def test_checkpoint_of_another_vae_is_not_resumed(tmp_path, workdir, smoke_vae, 
     assert train(other) == 0 and "from its checkpoint at env step 200" in caplog.text  # the same inputs resume
 
 
+def test_another_environments_overrides_restart_nothing(tmp_path, workdir, caplog):
+    """A run holds its own environment's resolved parameters, not params.yaml's env_overrides: a change
+    to point_maze's resumes a fetch_reach run from its checkpoint."""
+    base = ["train", "--env", "fetch_reach", "--method", "td3", "--profile", "smoke", "--quiet", "--out",
+            str(tmp_path), "--set", "train.total_steps=200"]
+    assert main(base) == 0
+    assert main([*base[:-1], "train.total_steps=300", "--set", "env_overrides.point_maze.vae.latent_dim=8"]) == 0
+    assert "from its checkpoint at env step 200" in caplog.text
+
+
 def test_checkpoint_of_other_parameters_is_not_resumed(tmp_path, workdir, caplog):
     base = ["train", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet", "--out", str(tmp_path),
             "--set", "train.total_steps=200"]

@@ -162,7 +162,9 @@ def load_params(
     env: str | None = None,
 ) -> Params:
     """Resolve params: file -> the environment's `env_overrides` -> profile (arg, then $VISGOAL_PROFILE,
-    then the file's key) -> overrides. Without `env`, no environment's overrides: what every stage shares."""
+    then the file's key) -> overrides. With `env`, the result has no `env_overrides` section: what MLflow
+    records and a checkpoint's fingerprint hashes is what the stage runs with, so another environment's
+    tuning restarts nothing. Without `env`, no environment's overrides: what every stage shares."""
     path = path or project_root() / "params.yaml"
     raw = read_yaml(path)
     if not isinstance(raw, dict):
@@ -183,6 +185,8 @@ def load_params(
     tuning = (values.get("env_overrides") or {}).get(env) or {}
     if tuning:  # the profile (a scale) wins over an environment's tuning, --set over both
         values = with_overrides(deep_merge(deep_merge(base, tuning), overlay), overrides)
+    if env is not None:  # a stage of one environment holds what it runs with, not the others' tuning
+        values.pop("env_overrides", None)
     source = f"{path} (profile {chosen}{f', env_overrides.{env}' if tuning else ''}, after --set)"
     validate(values, "params.schema.json", source)
     check_relabel(values, source)
