@@ -80,6 +80,7 @@ def test_env_overrides_tune_one_environment(root, tmp_path):
     ({"fetch_reach": {"crl": {"representation": "pixels"}}}, r"'env_overrides.fetch_reach.crl.representation'"),
     ({"fetch_reach": {"vae": {"latent_dimm": 4}}}, r"\(env_overrides.fetch_reach\): unknown key 'vae.latent_dimm'"),
     ({"fetch_reach": {"vae": {"latent_dim": 0}}}, r"\(env_overrides.fetch_reach\): key 'vae.latent_dim'"),
+    ({"fetch_reach": {"crl": 3}}, r"\(env_overrides.fetch_reach\): key 'crl'"),
 ])
 def test_bad_env_overrides_name_the_key(root, tmp_path, override, message):
     """Every environment's overrides are checked, whichever environment a command runs."""

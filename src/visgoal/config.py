@@ -211,7 +211,7 @@ def check_env_overrides(values: dict, path: Path) -> None:
         override = override or {}
         for key in DAG_KEYS:
             section, _, name = key.partition(".")
-            if section in override and (not name or name in (override[section] or {})):
+            if section in override and (not name or isinstance(override[section], dict) and name in override[section]):
                 raise ConfigError(f"{source}: key 'env_overrides.{env}.{key}': the same for every environment "
                                   f"(it shapes the pipeline's jobs); set it in its section instead")
         validate(deep_merge(values, override), "params.schema.json", f"{source} (env_overrides.{env})")
