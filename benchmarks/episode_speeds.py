@@ -2,8 +2,8 @@
 
     python benchmarks/episode_speeds.py --env point_maze --run results/point_maze/crl/seed0
 
-Replays the evaluation protocol's fixed episodes (visgoal.evaluation: the same resets, the same
-deterministic policy) and groups them as the protocol scores them: held (success at the last
+Replays the evaluation protocol's fixed episodes through its own `run_episode` (the same resets,
+the same deterministic policy) and groups them as the protocol scores them: held (success at the last
 step), reached and lost (the threshold crossed at some step, not at the last), never reached.
 For each group it prints the median speed of the simulator's bodies (|qvel|) at the episode's
 closest approach to the goal and at its last step, and the share of steps whose action has a
@@ -31,7 +31,7 @@ def main() -> None:
 
     from visgoal.agents import load_policy
     from visgoal.envs import make_env
-    from visgoal.evaluation import episode_seed
+    from visgoal.evaluation import episode_seed, run_episode
 
     torch.set_num_threads(1)
     view, policy, _ = load_policy(args.run)
@@ -39,23 +39,17 @@ def main() -> None:
     with make_env(args.env, render_images=view.needs_images) as env:
         bound = 0.999 * np.abs(env.action_space.high)
         for i in range(args.episodes):
-            seed = episode_seed(args.eval_seed, i)
-            step = env.reset(seed=seed)
-            view.reset()
-            policy.reset(seed)
-            obs, _ = view.observe(step)
-            goal = view.goal(step)
-            closest, speed_there, pinned, reached = step.distance, np.linalg.norm(env.data.qvel), [], False
-            while not (step.terminated or step.truncated):
-                action = policy.env_action(policy(obs, goal))
-                step = env.step(action)
-                obs, _ = view.observe(step)
-                pinned.append(bool((np.abs(action) >= bound).any()))
-                reached = reached or bool(step.success)
-                if step.distance < closest:
-                    closest, speed_there = step.distance, np.linalg.norm(env.data.qvel)
-            group = "held" if step.success else "reached, lost" if reached else "never reached"
-            rows.append((group, speed_there, np.linalg.norm(env.data.qvel), np.mean(pinned)))
+            seen = {"closest": np.inf, "pinned": []}
+
+            def watch(step, action, seen=seen):
+                if step.distance < seen["closest"]:
+                    seen["closest"], seen["speed there"] = step.distance, np.linalg.norm(env.data.qvel)
+                if action is not None:
+                    seen["pinned"].append(bool((np.abs(action) >= bound).any()))
+
+            result = run_episode(env, view, policy, episode_seed(args.eval_seed, i), watch=watch)
+            group = "held" if result["success"] else "reached, lost" if result["reached"] else "never reached"
+            rows.append((group, seen["speed there"], np.linalg.norm(env.data.qvel), np.mean(seen["pinned"])))
     print(f"{args.env}, {args.run}: {args.episodes} protocol episodes")
     print("| episodes | count | speed at the closest approach | speed at the last step | actions at a bound |")
     print("|---|---:|---:|---:|---:|")

@@ -94,6 +94,11 @@ def test_reached_counts_any_step_after_the_first_action_and_success_only_the_las
     result = run_episode(Scripted(), StateView(True, 2, 2), Policy(Still()), seed=0)
     assert (result["success"], result["reached"]) == (success, reached)
     assert result["min_distance"] == min(distances) and result["steps"] == len(distances) - 1
+    seen = []  # a diagnostic's watcher sees the reset and every step, and changes nothing
+    watched = run_episode(Scripted(), StateView(True, 2, 2), Policy(Still()), seed=0,
+                          watch=lambda s, action: seen.append((s.distance, None if action is None else list(action))))
+    assert watched == result
+    assert seen == [(distances[0], None)] + [(d, [0.0, 0.0]) for d in distances[1:]]
 
 
 def test_evaluation_is_deterministic_whichever_process_runs_an_episode(workdir):

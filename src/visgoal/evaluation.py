@@ -30,8 +30,10 @@ def episode_seed(eval_seed: int, episode: int) -> int:
     return eval_seed * 100003 + episode
 
 
-def run_episode(env, view, policy, seed: int, frames: bool = False) -> dict:
-    """One deterministic episode from the fixed reset `seed`. With frames, the env must render images."""
+def run_episode(env, view, policy, seed: int, frames: bool = False, watch=None) -> dict:
+    """One deterministic episode from the fixed reset `seed`. With frames, the env must render images.
+    `watch(step, action)`, if given, sees the reset (action None) and every step after its action: a
+    diagnostic's window on the protocol's own episodes (benchmarks/episode_speeds.py)."""
     step = env.reset(seed=seed)
     view.reset()
     policy.reset(seed)
@@ -39,8 +41,13 @@ def run_episode(env, view, policy, seed: int, frames: bool = False) -> dict:
     goal = view.goal(step)
     first = step.image if frames else None
     total, steps, min_distance, reached = 0.0, 0, step.distance, False
+    if watch:
+        watch(step, None)
     while not (step.terminated or step.truncated):
-        step = env.step(policy.env_action(policy(obs, goal)))
+        action = policy.env_action(policy(obs, goal))
+        step = env.step(action)
+        if watch:
+            watch(step, action)
         obs, achieved = view.observe(step)
         total += view.reward(step)
         steps += 1
