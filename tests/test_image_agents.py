@@ -92,9 +92,9 @@ def test_latent_history_trains_fine_tunes_and_evaluates(method, history, workdir
     assert not SMOKE["image_agents"]["latent_velocity"]  # the other environments' default
     out = env_vae(env)
     run = out / f"{method}_{(history or 'latent_velocity').partition('=')[0]}"
-    history = ["--set", f"image_agents.{history}", "--set", "image_agents.latent_velocity=false"] if history else []
+    sets = ["--set", f"image_agents.{history}", "--set", "image_agents.latent_velocity=false"] if history else []
     assert main(["train", "--env", env, "--method", method, "--seed", "0", "--profile", "smoke", "--quiet",
-                 *history, "--out", str(run / "seed0")]) == 0
+                 *sets, "--out", str(run / "seed0")]) == 0
     view, _, meta = load_policy(run / "seed0")
     d = SMOKE["vae"]["latent_dim"]
     if method == "crl":
