@@ -83,24 +83,27 @@ def test_train_and_evaluate_through_the_cli(method, workdir, env_vae, env="point
     assert found[0].info.status == "FINISHED" and found[0].info.end_time / 1000 <= trained_by
 
 
-@pytest.mark.parametrize("method,history", [("rig", None), ("tdm", None), ("crl", "latent_frames=3")])
+@pytest.mark.parametrize("method,history", [("rig", None), ("tdm", None), ("crl", None), ("crl", "latent_velocity")])
 def test_latent_history_trains_fine_tunes_and_evaluates(method, history, workdir, env_vae, env="point_maze"):
-    """`image_agents.latent_velocity`, point_maze's own (params.yaml's env_overrides): the actor reads
-    [z, z - z_prev]; `latent_frames=3`, with the velocity off: the last 3 latents (and the goal, and tau
-    for tdm)."""
-    assert load_params(profile="smoke", env=env)["image_agents"]["latent_velocity"]
-    assert not SMOKE["image_agents"]["latent_velocity"]  # the other environments' default
+    """`image_agents.latent_frames`, point_maze's own (params.yaml's env_overrides): the actor reads its last
+    k latents (and the goal, and tau for tdm); `latent_velocity`, with the stack off: [z, z - z_prev]."""
+    own = load_params(profile="smoke", env=env)
+    frames = own["image_agents"]["latent_frames"]
+    assert frames > 1 and SMOKE["image_agents"]["latent_frames"] == 1  # the other environments' default
+    assert own["crl"]["loss"] == "td_infonce" != SMOKE["crl"]["loss"]
     out = env_vae(env)
-    run = out / f"{method}_{(history or 'latent_velocity').partition('=')[0]}"
-    sets = ["--set", f"image_agents.{history}", "--set", "image_agents.latent_velocity=false"] if history else []
+    run = out / f"{method}_{history or 'latent_frames'}"
+    sets = ["--set", "image_agents.latent_velocity=true", "--set", "image_agents.latent_frames=1"] if history else []
     assert main(["train", "--env", env, "--method", method, "--seed", "0", "--profile", "smoke", "--quiet",
                  *sets, "--out", str(run / "seed0")]) == 0
     view, _, meta = load_policy(run / "seed0")
     d = SMOKE["vae"]["latent_dim"]
-    if method == "crl":
-        assert view.frames == 3 and not view.velocity and view.obs_dim == 3 * d
+    if history:
+        assert view.velocity and view.frames == 1 and view.obs_dim == 2 * d
     else:
-        assert view.velocity and meta["input_dim"] == 3 * d + (method == "tdm")
+        assert view.frames == frames and not view.velocity and view.obs_dim == frames * d
+    if method != "crl":
+        assert meta["input_dim"] == view.obs_dim + d + (method == "tdm")  # the goal, and tau
     assert main(["evaluate", "--env", env, "--method", method, "--profile", "smoke", "--quiet", "--runs", str(run),
                  "--out", str(run / "eval.csv")]) == 0
     with open(run / "eval.csv") as f:
