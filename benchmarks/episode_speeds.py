@@ -41,7 +41,7 @@ def main() -> None:
         for i in range(args.episodes):
             seen = {"closest": np.inf, "pinned": []}
 
-            def watch(step, action, seen=seen):
+            def watch(step, action):  # called within this iteration: `seen` is this episode's
                 if step.distance < seen["closest"]:
                     seen["closest"], seen["speed there"] = step.distance, np.linalg.norm(env.data.qvel)
                 if action is not None:
