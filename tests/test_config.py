@@ -46,6 +46,10 @@ def test_set_overrides_and_rejects_unknown_keys(root):
         load_params(root / "params.yaml", "smoke", ["dataset.framez=3"])
     with pytest.raises(ConfigError, match="dataset.frames"):
         load_params(root / "params.yaml", "smoke", ["dataset.frames=seven"])
+    # out of its range: the message names the --set, not an environment's overrides it was merged under
+    with pytest.raises(ConfigError, match=r"\(profile smoke, after --set\): key 'crl.discount'") as bad:
+        load_params(root / "params.yaml", "smoke", ["crl.discount=2"], env="fetch_reach")
+    assert "env_overrides" not in str(bad.value)
     with pytest.raises(ConfigError, match="expected section.key=value"):
         load_params(root / "params.yaml", "smoke", ["dataset.frames"])
 

@@ -181,6 +181,8 @@ def load_params(
     if os.environ.get("DVC_STAGE") and overlay:
         raise ConfigError(dvc_profile_error(chosen, overlay))
     values = with_overrides(deep_merge(base, overlay), overrides)
+    # a bad --set names itself, not the first environment whose overrides were merged over it
+    validate(values, "params.schema.json", f"{path} (profile {chosen}, after --set)")
     check_env_overrides(values, path)
     tuning = (values.get("env_overrides") or {}).get(env) or {}
     if tuning:  # the profile (a scale) wins over an environment's tuning, --set over both
