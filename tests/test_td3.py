@@ -262,14 +262,15 @@ def test_tdm_values_a_fall_per_dimension():
 # --- resume: every method ---------------------------------------------------------------------
 def method_args(method, vae, dataset) -> list[str]:
     """`--method` and what it needs: image agents a VAE (and its dataset, for fine-tuning; the smoke
-    profile fine-tunes); "crl-pixels" is crl on pixels, with no VAE; "crl-gaussian" crl with its Gaussian policy;
+    profile fine-tunes); "crl-pixels" is crl on pixels, with no VAE; "crl-gaussian" crl with its Gaussian policy
+    and an averaged actor;
     "crl-td" crl on pixels with the td_infonce loss (its target critic)."""
     if method == "crl-pixels":
         return ["--method", "crl", "--set", "crl.representation=pixels"]
     if method == "crl-td":
         return ["--method", "crl", "--set", "crl.representation=pixels", "--set", "crl.loss=td_infonce"]
     if method == "crl-gaussian":
-        return ["--method", "crl", "--set", "crl.policy=gaussian", "--vae", str(vae), "--dataset", str(dataset)]
+        return ["--method", "crl", "--set", "crl.policy=gaussian", "--set", "crl.actor_average=0.05", "--vae", str(vae), "--dataset", str(dataset)]
     return ["--method", method] + ([] if method == "td3" else ["--vae", str(vae), "--dataset", str(dataset)])
 
 

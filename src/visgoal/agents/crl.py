@@ -83,6 +83,7 @@ class CRLConfig:
     target_entropy: float = 0.0
     target_polyak: float = 0.005  # td_infonce's target critic
     actor_loss: str = "normalized"
+    actor_average: float = 0.0  # the averaged actor's step toward the actor per update; 0: none
     pixels: dict | None = None  # feature_dim, shift, precision
 
     @classmethod
@@ -267,6 +268,7 @@ class CRLAgent(RIGAgent):
                                       if self.td and self.encoder is not None else None)
         learned = [*self.critic.parameters(), *(self.encoder.parameters() if self.encoder is not None else []),
                    *(self.representation_critic.parameters() if self.representation_critic is not None else [])]
+        self.averaged_actor = copy.deepcopy(self.actor).requires_grad_(False) if crl.actor_average > 0 else None
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
         self.critic_opt = torch.optim.Adam(learned, lr=cfg.critic_lr, fused=True)
         self.noise = ExplorationNoise(cfg.exploration, action_dim, cfg.exploration_noise, cfg.exploration_noise_final,
@@ -303,8 +305,10 @@ class CRLAgent(RIGAgent):
                 "goal_sampler": getattr(view, "sample_prior", None)}  # a VAE's prior, latents only
 
     def policy(self, training: bool) -> Policy:
-        """The actor; a Gaussian's rollouts sample from it, and its evaluation takes the mode."""
-        actor = self.actor if self.encoder is None else PixelActor(self.encoder, self.actor)
+        """The actor; a Gaussian's rollouts sample from it, and its evaluation takes the mode. With
+        `crl.actor_average`, evaluations take the averaged actor's action, and rollouts the actor's."""
+        acting = self.averaged_actor if self.averaged_actor is not None and not training else self.actor
+        actor = acting if self.encoder is None else PixelActor(self.encoder, acting)
         if training and self.gaussian:
             return Policy(actor, select=lambda x, goal, generator: actor.sample(x, generator)[0], generator=self.generator)
         return Policy(actor)
@@ -434,6 +438,8 @@ class CRLAgent(RIGAgent):
         loss.backward()
         grad_norm = self._clip(self.actor, "actor")
         self.actor_opt.step()
+        if self.averaged_actor is not None:
+            soft_update_params(self.actor, self.averaged_actor, self.crl.actor_average)
         metrics = {"losses/actor": loss.item(), "values/q": q.mean().item(), **grad_norm}
         if self.gaussian:
             metrics.update(self.update_temperature(log_prob.detach()))
@@ -451,6 +457,7 @@ class CRLAgent(RIGAgent):
     def nets(self) -> tuple[str, ...]:
         """A target critic for td_infonce only; the pixels encoder where there is one."""
         return (("actor", "critic", "actor_opt", "critic_opt") + (("critic_target",) if self.td else ())
+                + (("averaged_actor",) if self.averaged_actor is not None else ())
                 + (("encoder",) if self.encoder is not None else ())
                 + (("representation_critic",) if self.representation_critic is not None else ())
                 + (("temperature", "temperature_opt") if self.gaussian else ()))
@@ -466,6 +473,8 @@ class CRLAgent(RIGAgent):
 
     def policy_file(self) -> dict:
         saved = super().policy_file()
+        if self.averaged_actor is not None:  # what evaluations act with
+            saved["weights"] = self.averaged_actor.state_dict()
         saved["meta"]["normalize_inputs"] = self.actor.normalizer.enabled
         saved["meta"]["gaussian"] = self.gaussian
         if self.encoder is not None:
