@@ -91,6 +91,7 @@ def test_latent_history_trains_fine_tunes_and_evaluates(method, history, workdir
     frames = own["image_agents"]["latent_frames"]
     assert frames > 1 and SMOKE["image_agents"]["latent_frames"] == 1  # the other environments' default
     assert own["crl"]["loss"] == "td_infonce" != SMOKE["crl"]["loss"]
+    assert own["crl"]["actor_average"] > 0 == SMOKE["crl"]["actor_average"]
     out = env_vae(env)
     run = out / f"{method}_{history or 'latent_frames'}"
     sets = ["--set", "image_agents.latent_velocity=true", "--set", "image_agents.latent_frames=1"] if history else []
@@ -104,6 +105,10 @@ def test_latent_history_trains_fine_tunes_and_evaluates(method, history, workdir
         assert view.frames == frames and not view.velocity and view.obs_dim == frames * d
     if method != "crl":
         assert meta["input_dim"] == view.obs_dim + d + (method == "tdm")  # the goal, and tau
+    else:  # what acts in evaluations is point_maze's averaged actor, which its checkpoint carries
+        averaged = torch.load(run / "seed0" / "checkpoint.pt", weights_only=True)["agent"]["averaged_actor"]
+        weights = torch.load(run / "seed0" / "policy.pt", weights_only=True)["weights"]
+        assert weights.keys() == averaged.keys() and all(torch.equal(weights[k], averaged[k]) for k in weights)
     assert main(["evaluate", "--env", env, "--method", method, "--profile", "smoke", "--quiet", "--runs", str(run),
                  "--out", str(run / "eval.csv")]) == 0
     with open(run / "eval.csv") as f:
