@@ -9,6 +9,8 @@ For each group it prints the median speed of the simulator's bodies (|qvel|) at 
 closest approach to the goal and at its last step, and the share of steps whose action has a
 coordinate at its bound. A policy that stops on its goals approaches them slowly; one that
 passes through them at full speed, its actions pinned to their bounds, holds few of them.
+It also counts the episodes that ended before the env's time limit (the pendulum's fall), and the
+median step at which the group's episodes first crossed the threshold.
 """
 
 from __future__ import annotations
@@ -39,25 +41,31 @@ def main() -> None:
     with make_env(args.env, render_images=view.needs_images) as env:
         bound = 0.999 * np.abs(env.action_space.high)
         for i in range(args.episodes):
-            seen = {"closest": np.inf, "pinned": []}
+            seen = {"closest": np.inf, "pinned": [], "first": np.nan, "ended": False}
 
             def watch(step, action):  # called within this iteration: `seen` is this episode's
                 if step.distance < seen["closest"]:
                     seen["closest"], seen["speed there"] = step.distance, np.linalg.norm(env.data.qvel)
+                if step.success and np.isnan(seen["first"]):
+                    seen["first"] = len(seen["pinned"])
                 if action is not None:
                     seen["pinned"].append(bool((np.abs(action) >= bound).any()))
+                seen["ended"] = step.terminated
 
             result = run_episode(env, view, policy, episode_seed(args.eval_seed, i), watch=watch)
             group = "held" if result["success"] else "reached, lost" if result["reached"] else "never reached"
-            rows.append((group, seen["speed there"], np.linalg.norm(env.data.qvel), np.mean(seen["pinned"])))
+            rows.append((group, seen["speed there"], np.linalg.norm(env.data.qvel), np.mean(seen["pinned"]),
+                         seen["ended"], seen["first"]))
     print(f"{args.env}, {args.run}: {args.episodes} protocol episodes")
-    print("| episodes | count | speed at the closest approach | speed at the last step | actions at a bound |")
-    print("|---|---:|---:|---:|---:|")
+    print("| episodes | count | speed at the closest approach | speed at the last step | actions at a bound "
+          "| ended before the limit | first step at the goal (median) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for group in ("held", "reached, lost", "never reached"):
-        picked = np.array([r[1:] for r in rows if r[0] == group]).reshape(-1, 3)
+        picked = np.array([r[1:] for r in rows if r[0] == group], dtype=float).reshape(-1, 5)
         if len(picked):
+            first = f"{np.nanmedian(picked[:, 4]):.0f}" if not np.isnan(picked[:, 4]).all() else ""
             print(f"| {group} | {len(picked)} | {np.median(picked[:, 0]):.2f} | {np.median(picked[:, 1]):.2f} | "
-                  f"{picked[:, 2].mean():.2f} |")
+                  f"{picked[:, 2].mean():.2f} | {picked[:, 3].sum():.0f} | {first} |")
 
 
 if __name__ == "__main__":
