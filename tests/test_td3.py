@@ -426,6 +426,15 @@ def test_a_foreign_checkpoint_fails_in_one_line(tmp_path, workdir, capsys):
     assert "not a visgoal checkpoint" in line and "delete it" in line and "weights_only" not in line
 
 
+def test_a_checkpoint_points_past_its_own_step(tmp_path, workdir):
+    """A checkpoint stores the step of the next one, past its own: resumed, the run saves at the next
+    multiple of train.checkpoint_every, not again after its first episode."""
+    assert main(["train", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet", "--out",
+                 str(tmp_path), "--set", "train.total_steps=200", "--set", "train.checkpoint_every=150"]) == 0
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert saved["env_steps"] >= 200 and saved["next_checkpoint"] == 300
+
+
 def test_finished_run_started_again_rewrites_its_outputs(tmp_path, workdir):
     """A pipeline that re-runs a finished job (outputs removed, checkpoint kept) gets its outputs back."""
     args = ["train", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet", "--out",

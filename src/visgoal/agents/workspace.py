@@ -132,9 +132,10 @@ class Workspace:
                         self.evaluate()
                         self.next_eval = (self.env_steps // self.cfg["eval_every"] + 1) * self.cfg["eval_every"]
                     if self.env_steps >= self.next_checkpoint or self.env_steps >= total:
-                        self.save_checkpoint()
+                        # advanced first, so that a resumed run does not save again after its first episode
                         self.next_checkpoint = (self.env_steps // self.cfg["checkpoint_every"] + 1) * \
                             self.cfg["checkpoint_every"]
+                        self.save_checkpoint()
                 if not self.curve or self.curve[-1]["env_steps"] != self.env_steps:
                     self.evaluate()
                 self.write_curve()  # also when a finished run is started again (its outputs were removed)
