@@ -411,7 +411,7 @@ class CRLAgent(RIGAgent):
                              target.candidates(command.detach())).min(0).values.softmax(1)
             if self.sink:  # after the end, the sink forever: s'_i now, then the sink
                 w = torch.where(terminated[:, None] > 0, F.one_hot(torch.tensor(n), n + 1).float(), w)
-                now_weight, later_weight = torch.full((2 * n,), 1 - gamma), torch.full((2 * n,), gamma)
+                now_weight, later_weight = 1 - gamma, gamma
             else:  # the final frame forever
                 ended = terminated.repeat(2)
                 now_weight, later_weight = (1 - gamma) + gamma * ended, gamma * (1 - ended)
