@@ -185,12 +185,12 @@ def load_params(
     validate(values, "params.schema.json", f"{path} (profile {chosen}, after --set)")
     check_env_overrides(values, path)
     tuning = (values.get("env_overrides") or {}).get(env) or {}
+    source = f"{path} (profile {chosen}{f', env_overrides.{env}' if tuning else ''}, after --set)"
     if tuning:  # the profile (a scale) wins over an environment's tuning, --set over both
         values = with_overrides(deep_merge(deep_merge(base, tuning), overlay), overrides)
+        validate(values, "params.schema.json", source)
     if env is not None:  # a stage of one environment holds what it runs with, not the others' tuning
         values.pop("env_overrides", None)
-    source = f"{path} (profile {chosen}{f', env_overrides.{env}' if tuning else ''}, after --set)"
-    validate(values, "params.schema.json", source)
     check_relabel(values, source)
     check_latent_history(values, source)
     return Params(profile=chosen, values=values)
