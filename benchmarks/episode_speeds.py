@@ -9,6 +9,8 @@ For each group it prints the median speed of the simulator's bodies (|qvel|) at 
 closest approach to the goal and at its last step, and the share of steps whose action has a
 coordinate at its bound. A policy that stops on its goals approaches them slowly; one that
 passes through them at full speed, its actions pinned to their bounds, holds few of them.
+"Reversals" is the share of steps whose action has a coordinate beyond half its bound with the
+opposite sign of the step before's, also beyond half: a bang-bang actor chattering from step to step.
 It also counts the episodes that ended before the env's time limit (the pendulum's fall), and the
 median step at which the group's episodes first crossed the threshold.
 """
@@ -19,6 +21,15 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+
+
+def reversals(actions: np.ndarray) -> float:
+    """The share of steps whose action (in units of its bound, (steps, dims)) has a coordinate beyond
+    half its bound whose sign is the opposite of the step before's, also beyond half."""
+    if len(actions) < 2:
+        return 0.0
+    before, after = actions[:-1], actions[1:]
+    return float(((before * after < 0) & (np.abs(before) > 0.5) & (np.abs(after) > 0.5)).any(-1).mean())
 
 
 def main() -> None:
@@ -41,7 +52,7 @@ def main() -> None:
     with make_env(args.env, render_images=view.needs_images) as env:
         bound = 0.999 * np.abs(env.action_space.high)
         for i in range(args.episodes):
-            seen = {"closest": np.inf, "pinned": [], "first": np.nan, "ended": False}
+            seen = {"closest": np.inf, "pinned": [], "actions": [], "first": np.nan, "ended": False}
 
             def watch(step, action):  # called within this iteration: `seen` is this episode's
                 if step.distance < seen["closest"]:
@@ -50,22 +61,23 @@ def main() -> None:
                     seen["first"] = len(seen["pinned"])
                 if action is not None:
                     seen["pinned"].append(bool((np.abs(action) >= bound).any()))
+                    seen["actions"].append(np.ravel(action) / np.abs(env.action_space.high))
                 seen["ended"] = step.terminated
 
             result = run_episode(env, view, policy, episode_seed(args.eval_seed, i), watch=watch)
             group = "held" if result["success"] else "reached, lost" if result["reached"] else "never reached"
             rows.append((group, seen["speed there"], np.linalg.norm(env.data.qvel), np.mean(seen["pinned"]),
-                         seen["ended"], seen["first"]))
+                         seen["ended"], seen["first"], reversals(np.array(seen["actions"]))))
     print(f"{args.env}, {args.run}: {args.episodes} protocol episodes")
     print("| episodes | count | speed at the closest approach | speed at the last step | actions at a bound "
-          "| ended before the limit | first step at the goal (median) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "| reversals | ended before the limit | first step at the goal (median) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for group in ("held", "reached, lost", "never reached"):
-        picked = np.array([r[1:] for r in rows if r[0] == group], dtype=float).reshape(-1, 5)
+        picked = np.array([r[1:] for r in rows if r[0] == group], dtype=float).reshape(-1, 6)
         if len(picked):
             first = f"{np.nanmedian(picked[:, 4]):.0f}" if not np.isnan(picked[:, 4]).all() else ""
             print(f"| {group} | {len(picked)} | {np.median(picked[:, 0]):.2f} | {np.median(picked[:, 1]):.2f} | "
-                  f"{picked[:, 2].mean():.2f} | {picked[:, 3].sum():.0f} | {first} |")
+                  f"{picked[:, 2].mean():.2f} | {picked[:, 5].mean():.2f} | {picked[:, 3].sum():.0f} | {first} |")
 
 
 if __name__ == "__main__":
