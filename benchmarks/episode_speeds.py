@@ -50,24 +50,25 @@ def main() -> None:
     view, policy, _ = load_policy(args.run)
     rows = []
     with make_env(args.env, render_images=view.needs_images) as env:
-        bound = 0.999 * np.abs(env.action_space.high)
+        high = np.abs(env.action_space.high)
         for i in range(args.episodes):
-            seen = {"closest": np.inf, "pinned": [], "actions": [], "first": np.nan, "ended": False}
+            seen = {"closest": np.inf, "actions": [], "first": np.nan, "ended": False}
 
             def watch(step, action):  # called within this iteration: `seen` is this episode's
                 if step.distance < seen["closest"]:
                     seen["closest"], seen["speed there"] = step.distance, np.linalg.norm(env.data.qvel)
                 if step.success and np.isnan(seen["first"]):
-                    seen["first"] = len(seen["pinned"])
+                    seen["first"] = len(seen["actions"])
                 if action is not None:
-                    seen["pinned"].append(bool((np.abs(action) >= bound).any()))
-                    seen["actions"].append(np.ravel(action) / np.abs(env.action_space.high))
+                    seen["actions"].append(np.ravel(action) / high)  # in units of its bound
                 seen["ended"] = step.terminated
 
             result = run_episode(env, view, policy, episode_seed(args.eval_seed, i), watch=watch)
             group = "held" if result["success"] else "reached, lost" if result["reached"] else "never reached"
-            rows.append((group, seen["speed there"], np.linalg.norm(env.data.qvel), np.mean(seen["pinned"]),
-                         seen["ended"], seen["first"], reversals(np.array(seen["actions"]))))
+            actions = np.array(seen["actions"])
+            pinned = (np.abs(actions) >= 0.999).any(-1).mean()
+            rows.append((group, seen["speed there"], np.linalg.norm(env.data.qvel), pinned,
+                         seen["ended"], seen["first"], reversals(actions)))
     print(f"{args.env}, {args.run}: {args.episodes} protocol episodes")
     print("| episodes | count | speed at the closest approach | speed at the last step | actions at a bound "
           "| reversals | ended before the limit | first step at the goal (median) |")

@@ -57,16 +57,15 @@ def main() -> None:
         origin = picture()
         latent_origin = vae.encode(origin[None])[0]
         where = "the state of its first goal image" if args.from_goal else "its first reset"
-        for title, distance in (
-            ("latent distance", lambda image: np.linalg.norm(vae.encode(image[None])[0] - latent_origin)),
-            ("pixel distance (L2, 0-255)", lambda image: np.linalg.norm(image.astype(float) - origin))):
+        for title, distance, digits in (
+            ("latent distance", lambda image: np.linalg.norm(vae.encode(image[None])[0] - latent_origin), 3),
+            ("pixel distance (L2, 0-255)", lambda image: np.linalg.norm(image.astype(float) - origin), 0)):
             print(f"{title} on {args.env} from {where}, one joint moved (VAE {args.vae})")
             print("| joint | " + " | ".join(f"{o:+g}" for o in args.offsets) + " |")
             print("|---|" + "---:|" * len(args.offsets))
             for name, index in joint_slots(env.model):
                 cells = [distance(picture(index, o)) for o in args.offsets]
-                print(f"| {name} | " + " | ".join(f"{c:.3f}" if title.startswith("latent") else f"{c:.0f}"
-                                                    for c in cells) + " |")
+                print(f"| {name} | " + " | ".join(f"{c:.{digits}f}" for c in cells) + " |")
 
 
 if __name__ == "__main__":
