@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,21 @@ def cluster():
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def sacct_until(count: int, env: dict, seconds: float = 60) -> list[str]:
+    """Every job the cluster has accounted, once there are `count` of them or `seconds` have passed.
+    slurmctld sends its records to slurmdbd on an agent queue, so a job can finish before sacct sees it.
+    The start time is explicit: sacct's default is midnight today, which drops jobs of a run that crosses it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        lines = subprocess.run(["sacct", "-a", "-X", "--parsable2", "--noheader", "--starttime=2000-01-01",
+                                "--format=JobIdRaw,JobName,State"],
+                               capture_output=True, text=True, env=env, check=True).stdout.split()
+        done = len(lines) >= count and all(line.endswith("|COMPLETED") for line in lines)
+        if done or time.monotonic() > deadline:
+            return lines
+        time.sleep(2)
+
+
 @pytest.mark.e2e
 def test_the_smoke_dag_of_one_environment_runs_on_slurm(tmp_path, cluster):
     work = copy_pipeline(tmp_path / "pipeline", profile="smoke")
@@ -56,9 +72,10 @@ def test_the_smoke_dag_of_one_environment_runs_on_slurm(tmp_path, cluster):
 
     result = snakemake(work, "--workflow-profile", "slurm", *targets, env=env, timeout=1500)
     assert all((work / out).is_file() for job in jobs for out in job["outputs"]), result.stdout[-3000:]
-    accounting = subprocess.run(["sacct", "-a", "-X", "--parsable2", "--noheader", "--format=JobIdRaw,JobName,State"],
-                                capture_output=True, text=True, env=env, check=True).stdout.split()
+    accounting = sacct_until(len(jobs), env)
     states = [line.split("|")[2] for line in accounting]
-    assert len(states) == len(jobs) and set(states) == {"COMPLETED"}, (len(jobs), accounting)
+    logs = Path(cluster).parent / "log"
+    assert len(states) == len(jobs) and set(states) == {"COMPLETED"}, (
+        len(jobs), accounting, (logs / "slurmctld.log").read_text()[-3000:], (logs / "slurmdbd.log").read_text()[-2000:])
     # One submission per job of the DAG: dataset, VAE, one training per method and seed, one evaluation per method.
     assert {job["rule"] for job in jobs} == {"dataset", "train_vae", "train_td3", "train_image", "evaluate"}
