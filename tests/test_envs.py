@@ -207,6 +207,35 @@ def test_a_backdrop_coloured_by_position_is_drawn_and_changes_nothing_else():
         ImageGoalEnv(dataclasses.replace(spec, restyle={"backdrop": {**wall, "extent": [1, 0, -1, 1]}}), image_size=32)
 
 
+def test_a_backdrop_ramp_runs_between_its_two_colours():
+    """restyle.backdrop.ramp replaces the red-along-x wall with a linear run between two colours:
+    behind the cart-pole, the wall's corner goes from the first towards the second as the cart
+    moves along x, every step of the cart changing both channels. A ramp that is not two RGB
+    colours in [0, 1] is a one-line ConfigError."""
+    import dataclasses
+
+    from visgoal.envs.core import ImageGoalEnv
+
+    spec = load_spec("inverted_pendulum")
+    wall = {"extent": [-1.8, -1.5, 1.8, 1.5], "y": 0.6, "tiles": [120, 1], "ramp": [[0.0, 0.2, 1.0], [1.0, 0.2, 0.0]]}
+    follow = {"track": "cart", "distance": 1.6, "azimuth": 90.0, "elevation": -5.0}
+    env = ImageGoalEnv(dataclasses.replace(spec, camera=follow, restyle={"backdrop": wall}), image_size=64)
+    env.reset(seed=0)
+
+    def corner(cart: float) -> np.ndarray:
+        env.data.qpos[:] = [cart, 0.0]
+        mujoco.mj_forward(env.model, env.data)
+        return env.render().astype(int)[2:6, 2:6].mean(axis=(0, 1))
+
+    corners = np.array([corner(x) for x in (-0.8, -0.4, 0.0, 0.4, 0.8)])
+    assert (np.diff(corners[:, 0]) > 10).all() and (np.diff(corners[:, 2]) < -10).all(), corners
+    assert np.ptp(corners[:, 1]) < 2, corners
+    env.close()
+    for bad in ([[0, 0, 1]], [[0, 0, 1], [1, 0, 2]]):
+        with pytest.raises(ConfigError, match="restyle.backdrop.ramp must be"):
+            ImageGoalEnv(dataclasses.replace(spec, restyle={"backdrop": {**wall, "ramp": bad}}), image_size=32)
+
+
 def test_reset_is_deterministic_per_seed(env):
     a = env.reset(seed=11)
     b = env.reset(seed=11)

@@ -67,12 +67,25 @@ def floor_colour(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def backdrop_tiles(backdrop: dict, env: str = "") -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """`restyle.backdrop` as flat boxes (half-sizes, centre, rgba), a wall in the x-z plane at
     y = `y` whose tile at normalized position (a, b) of `extent` = [xmin, zmin, xmax, zmax] has
-    `floor_colour(a, b)`: red grows along x, green along z. The renderer draws them into each
-    picture; the model never holds them, so nothing touches them and nothing else changes."""
+    `floor_colour(a, b)`: red grows along x, green along z. With `ramp` = [rgb at xmin, rgb at xmax]
+    the colour runs linearly between those two instead, along x only: a steeper ramp in more
+    channels makes a small move of the agent a larger change of every pixel of the wall.
+    The renderer draws them into each picture; the model never holds them, so nothing touches them
+    and nothing else changes."""
     xmin, zmin, xmax, zmax = map(float, backdrop["extent"])
     if not (xmax > xmin and zmax > zmin):
         raise ConfigError(f"envs/{env}.yaml: restyle.backdrop.extent must be [xmin, zmin, xmax, zmax] with "
                           f"xmax > xmin and zmax > zmin, got {list(backdrop['extent'])}")
+    if "ramp" in backdrop:
+        ramp = np.asarray(backdrop["ramp"], dtype=float)
+        if ramp.shape != (2, 3) or not ((ramp >= 0) & (ramp <= 1)).all():
+            raise ConfigError(f"envs/{env}.yaml: restyle.backdrop.ramp must be [[r, g, b], [r, g, b]] in [0, 1] "
+                              f"(the colours at xmin and xmax), got {backdrop['ramp']}")
+
+        def colour(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return ramp[0] + (ramp[1] - ramp[0]) * a
+    else:
+        colour = floor_colour
     nx, nz = backdrop["tiles"]
     width, height = (xmax - xmin) / nx, (zmax - zmin) / nz
     half = np.array([width / 2, 0.005, height / 2])
@@ -81,7 +94,7 @@ def backdrop_tiles(backdrop: dict, env: str = "") -> list[tuple[np.ndarray, np.n
         for j in range(nz):
             a, b = (i + 0.5) / nx, (j + 0.5) / nz
             centre = np.array([xmin + (i + 0.5) * width, backdrop["y"], zmin + (j + 0.5) * height])
-            rgba = np.append(floor_colour(np.array(a), np.array(b)), 1.0).astype(np.float32)
+            rgba = np.append(colour(np.array(a), np.array(b)), 1.0).astype(np.float32)
             tiles.append((half, centre, rgba))
     return tiles
 
