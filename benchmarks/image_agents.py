@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import signal
 import subprocess
 import sys
 import time
@@ -30,11 +31,26 @@ import numpy as np
 import torch
 
 
+RUNNING: set[subprocess.Popen] = set()  # the sub-commands under way, which a SIGTERM here stops too
+
+
+def stop_running(signum: int, frame) -> None:
+    """SIGTERM stops every sub-command (each keeps its checkpoint, so a rerun resumes), then this."""
+    for child in list(RUNNING):
+        child.terminate()
+    sys.exit(128 + signum)
+
+
 def visgoal(*args: str, log: Path) -> float:
     """Run a visgoal sub-command, appending its output to `log`; returns its wall-clock seconds."""
     started = time.monotonic()
-    with open(log, "a") as f:
-        done = subprocess.run([sys.executable, "-m", "visgoal", *args, "--quiet"], stdout=f, stderr=subprocess.STDOUT)
+    with open(log, "a") as f, subprocess.Popen([sys.executable, "-m", "visgoal", *args, "--quiet"], stdout=f,
+                                               stderr=subprocess.STDOUT) as done:
+        RUNNING.add(done)
+        try:
+            done.wait()
+        finally:
+            RUNNING.discard(done)
     if done.returncode:
         errors = [line for line in log.read_text().splitlines() if "error" in line.lower()]
         sys.exit(f"visgoal {args[0]} failed ({log}): {errors[-1] if errors else 'see the log'}")
@@ -103,6 +119,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("bench"))
     parser.add_argument("--set", dest="sets", action="append", default=[], help="key=value for every training run")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, stop_running)
 
     for env in args.envs:
         if any(m != "td3" and not variant(m)[2] for m in args.methods):
