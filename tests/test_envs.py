@@ -231,7 +231,7 @@ def test_a_backdrop_ramp_runs_between_its_two_colours():
     assert (np.diff(corners[:, 0]) > 10).all() and (np.diff(corners[:, 2]) < -10).all(), corners
     assert np.ptp(corners[:, 1]) < 2, corners
     env.close()
-    for bad in ([[0, 0, 1]], [[0, 0, 1], [1, 0, 2]]):
+    for bad in ([[0, 0, 1]], [[0, 0, 1], [1, 0, 2]], [[0, 0, 1], [1, 0]], [["red"], [0, 0, 1]]):
         with pytest.raises(ConfigError, match="restyle.backdrop.ramp must be"):
             ImageGoalEnv(dataclasses.replace(spec, restyle={"backdrop": {**wall, "ramp": bad}}), image_size=32)
 

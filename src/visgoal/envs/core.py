@@ -77,7 +77,10 @@ def backdrop_tiles(backdrop: dict, env: str = "") -> list[tuple[np.ndarray, np.n
         raise ConfigError(f"envs/{env}.yaml: restyle.backdrop.extent must be [xmin, zmin, xmax, zmax] with "
                           f"xmax > xmin and zmax > zmin, got {list(backdrop['extent'])}")
     if "ramp" in backdrop:
-        ramp = np.asarray(backdrop["ramp"], dtype=float)
+        try:
+            ramp = np.asarray(backdrop["ramp"], dtype=float)
+        except (TypeError, ValueError):  # ragged or not numbers: the same one-line error below
+            ramp = np.empty(0)
         if ramp.shape != (2, 3) or not ((ramp >= 0) & (ramp <= 1)).all():
             raise ConfigError(f"envs/{env}.yaml: restyle.backdrop.ramp must be [[r, g, b], [r, g, b]] in [0, 1] "
                               f"(the colours at xmin and xmax), got {backdrop['ramp']}")
