@@ -236,6 +236,56 @@ def test_a_backdrop_ramp_runs_between_its_two_colours():
             ImageGoalEnv(dataclasses.replace(spec, restyle={"backdrop": {**wall, "ramp": bad}}), image_size=32)
 
 
+def test_antialias_averages_a_larger_picture_and_moves_a_grid_edge_in_proportion(root, tmp_path):
+    """`antialias.supersample` k renders k times larger and returns each k x k block's mean,
+    rounded: the same picture as a renderer k times larger, averaged by hand. On the cart-pole
+    from its goal image's state (the pole exactly upright, its edges on the pixel grid), the
+    smoothed picture moves a little for a little tilt and more for more; the plain one jumps a
+    whole column at the smallest tilt. A bad `antialias` is a one-line ConfigError."""
+    import dataclasses
+
+    from visgoal.envs.core import ImageGoalEnv
+    from visgoal.envs.render import FastRenderer
+
+    spec = load_spec("inverted_pendulum")
+    smooth = {"supersample": 2, "multisample": 0}
+    small = ImageGoalEnv(dataclasses.replace(spec, antialias=smooth), image_size=32)
+    small.reset(seed=3)
+    large = FastRenderer(small.model, 64, 64, spec.camera, decor=small.renderer._decor)
+    by_hand = large.render(small.data).reshape(32, 2, 32, 2, 3).astype(int).sum(axis=(1, 3))
+    assert np.array_equal(small.render(), ((by_hand + 2) // 4).astype(np.uint8))
+    large.close(), small.close()
+
+    def tilt_costs(antialias: dict) -> list[float]:
+        with ImageGoalEnv(dataclasses.replace(spec, antialias=antialias), image_size=64) as env:
+            env.reset(seed=0)
+            env.task.apply_goal(env.goal)
+            upright = env.get_state()
+
+            def picture(tilt: float) -> np.ndarray:
+                env.set_state(upright)
+                env.data.qpos[1] += tilt
+                mujoco.mj_forward(env.model, env.data)
+                return env.render().astype(float)
+
+            goal = picture(0.0)
+            return [float(np.linalg.norm(picture(t) - goal)) for t in (0.001, 0.005, 0.02, 0.1)]
+
+    plain, smoothed = tilt_costs({}), tilt_costs({"supersample": 2, "multisample": 4})
+    assert (np.diff(smoothed) > 0).all(), smoothed
+    # Plainly, 0.005 rad (3 mm at the pole's tip, a fifth of a pixel) costs most of what 0.02 does;
+    # smoothed, it costs a third of that, and under a third of the plain picture's
+    assert plain[1] > 0.7 * plain[2] and smoothed[1] < 0.4 * smoothed[2], (plain, smoothed)
+    assert smoothed[1] < 0.3 * plain[1], (plain, smoothed)
+    (tmp_path / "envs").mkdir()
+    text = "".join(line for line in (root / "envs" / "inverted_pendulum.yaml").read_text().splitlines(True)
+                   if not line.startswith("antialias:"))
+    for bad in ("{supersample: 0}", "{multisample: 3}", "{blur: 1}"):
+        (tmp_path / "envs" / "bad.yaml").write_text(f"{text}\nantialias: {bad}\n")
+        with pytest.raises(ConfigError, match="antialias"):
+            load_spec("bad", root=tmp_path)
+
+
 def test_reset_is_deterministic_per_seed(env):
     a = env.reset(seed=11)
     b = env.reset(seed=11)

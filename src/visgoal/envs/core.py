@@ -49,6 +49,7 @@ class EnvSpec:
     task_kwargs: dict = field(default_factory=dict)
     hide: dict = field(default_factory=dict)
     restyle: dict = field(default_factory=dict)
+    antialias: dict = field(default_factory=dict)  # {supersample, multisample}: FastRenderer's
     termination: str = "cut"  # or "absorbing": see env.schema.json
     description: str = ""
 
@@ -91,7 +92,9 @@ def backdrop_tiles(backdrop: dict, env: str = "") -> list[tuple[np.ndarray, np.n
         colour = floor_colour
     nx, nz = backdrop["tiles"]
     width, height = (xmax - xmin) / nx, (zmax - zmin) / nz
-    half = np.array([width / 2, 0.005, height / 2])
+    # Each tile 2% wider and taller than its slot: where two tiles only met, a pixel could fall
+    # between them and show the dark behind, a speck that came and went as the camera moved.
+    half = np.array([width / 2 * 1.02, 0.005, height / 2 * 1.02])
     tiles = []
     for i in range(nx):
         for j in range(nz):
@@ -212,7 +215,8 @@ class ImageGoalEnv:
         self._restyle_sites()
         self.task = TASKS[spec.task](self.unwrapped, self.model, self.data, **spec.task_kwargs)
         backdrop = backdrop_tiles(spec.restyle["backdrop"], spec.name) if "backdrop" in spec.restyle else []
-        self.renderer = (FastRenderer(self.model, self.image_size, self.image_size, spec.camera, decor=backdrop)
+        self.renderer = (FastRenderer(self.model, self.image_size, self.image_size, spec.camera, decor=backdrop,
+                                      **spec.antialias)
                          if render_images else None)
         self.action_space = self._env.action_space
         self.rng = np.random.default_rng()
