@@ -90,8 +90,8 @@ class FastRenderer:
         `multisample` is the GL buffer's samples per pixel (0: none). Without them an edge that
         lies on the pixel grid, like the cart-pole's pole exactly upright in every goal image,
         jumps a whole pixel column at the smallest tilt: 0.001 rad moved the pendulum's picture
-        by 152 (L2, 0-255), 0.005 rad by 643, as much as 11 cm of cart; with 2 and 4, by 50 and
-        140 (`antialias` in envs/<name>.yaml)."""
+        by 152 (L2, 0-255), 0.005 rad by 643, as much as 11 cm of cart; with 2 and 4, by 53 and
+        141 (`antialias` in envs/<name>.yaml)."""
         if supersample < 1 or multisample < 0:
             raise ValueError(f"supersample must be >= 1 and multisample >= 0, got {supersample} and {multisample}")
         if max(width, height) * supersample > _MAX_SIDE:
