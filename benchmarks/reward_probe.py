@@ -26,11 +26,13 @@ import sys
 
 import numpy as np
 
+from visgoal.agents.replay import negative_distance
+
 
 def weighted_reward(weights: np.ndarray, sparse: float):
     def reward(next_achieved: np.ndarray, goal: np.ndarray, env_reward: np.ndarray) -> np.ndarray:
-        d = np.linalg.norm((next_achieved - goal) * weights, axis=-1).astype(np.float32)
-        return -(d > sparse).astype(np.float32) if sparse > 0 else -d
+        negative = negative_distance(next_achieved * weights, goal * weights, env_reward)
+        return -(-negative > sparse).astype(np.float32) if sparse > 0 else negative
     return reward
 
 
@@ -54,7 +56,7 @@ def probe_true_goal(goal_dims: int) -> None:
         return np.concatenate([goal(self, step), np.asarray(step.desired_goal, np.float32)])
 
     def true_distance(next_achieved: np.ndarray, g: np.ndarray, env_reward: np.ndarray) -> np.ndarray:
-        return -np.linalg.norm(next_achieved[:, -goal_dims:] - g[:, -goal_dims:], axis=-1).astype(np.float32)
+        return negative_distance(next_achieved[:, -goal_dims:], g[:, -goal_dims:], env_reward)
 
     def no_prior(self, n, rng):
         raise SystemExit("reward_probe.py: --true-goal has no true goal for an imagined one: add --set "
