@@ -1,8 +1,9 @@
-"""crl's averaged actor against the actor it averages, from the same runs, on the evaluation protocol.
+"""An averaged actor against the actor it averages, from the same runs, on the evaluation protocol.
 
     python benchmarks/averaged_actor.py --env point_maze --runs results/point_maze/crl --seeds 0 1 2
 
-A run trained with `crl.actor_average` acts in evaluations with the average (its policy.pt), and
+A run trained with `crl.actor_average` (crl) or `td3.actor_average` (td3; rig and tdm through
+`image_agents.td3.actor_average`) acts in evaluations with the average (its policy.pt), and
 its checkpoint holds the actor that rollouts used, at the same env step. The averaged actor changes
 nothing that is learned, so both come from one training: this plays the protocol's fixed episodes
 with each and prints them side by side, per seed and as mean ± std over seeds.
@@ -20,20 +21,20 @@ def policies(run: Path):
     """(view, {"actor": policy, "averaged": policy}, env steps) of one run at its last checkpoint."""
     import torch
 
-    from visgoal.agents import load_policy
-    from visgoal.agents.crl import CRLAgent
+    from visgoal.agents import agent_class, load_policy
     from visgoal.paths import CHECKPOINT, POLICY
 
     view, averaged, meta = load_policy(run)
     checkpoint = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=True)
     if "averaged_actor" not in checkpoint["agent"]:
-        raise SystemExit(f"{run}: trained without crl.actor_average; nothing to compare")
+        raise SystemExit(f"{run}: trained without an averaged actor (crl.actor_average or td3.actor_average); "
+                         f"nothing to compare")
     if checkpoint["env_steps"] != meta["env_steps"]:
         raise SystemExit(f"{run}: its checkpoint ({checkpoint['env_steps']} steps) and policy.pt "
                          f"({meta['env_steps']}) are of different steps; finish the run first")
     saved = torch.load(run / POLICY, map_location="cpu", weights_only=True)
     saved["weights"] = checkpoint["agent"]["actor"]
-    return view, {"actor": CRLAgent.load_policy(saved), "averaged": averaged}, meta["env_steps"]
+    return view, {"actor": agent_class(meta["method"]).load_policy(saved), "averaged": averaged}, meta["env_steps"]
 
 
 def main() -> None:

@@ -54,6 +54,16 @@ def test_set_overrides_and_rejects_unknown_keys(root):
         load_params(root / "params.yaml", "smoke", ["dataset.frames"])
 
 
+def test_set_adds_a_td3_key_to_the_image_agents_overrides(root):
+    """`image_agents.td3` holds the few td3 keys the image agents change; --set may add any other
+    td3 key there (the schema's list), and still refuses a key td3 does not have."""
+    params = load_params(root / "params.yaml", "smoke", ["image_agents.td3.actor_average=0.001"])
+    assert "actor_average" not in load_params(root / "params.yaml", "smoke")["image_agents"]["td3"]
+    assert params["image_agents"]["td3"]["actor_average"] == 0.001 and params["td3"]["actor_average"] == 0.0
+    with pytest.raises(ConfigError, match="unknown key 'actor_averag'"):
+        load_params(root / "params.yaml", "smoke", ["image_agents.td3.actor_averag=0.001"])
+
+
 def test_env_overrides_tune_one_environment(root, tmp_path):
     """`env_overrides.<env>`: that environment's stages read its values over the sections; another
     environment's, and a command of no environment, do not. A profile (a scale) wins over them, and

@@ -261,42 +261,6 @@ def test_the_gaussian_policy_samples_in_rollouts_acts_on_its_mode_in_evaluation_
     assert alphas[-10.0] < 1.0 < alphas[5.0], alphas  # entropy above its target: alpha falls; below: it rises
 
 
-def test_the_averaged_actor_acts_in_evaluations_and_changes_nothing_that_is_learned():
-    """`crl.actor_average`: a Polyak average of the actor, a step of the setting toward it per update,
-    is what evaluations and policy.pt act with. Rollouts keep the actor, and the actor learns the same
-    weights with it or without it; a checkpoint carries it."""
-    def agent(average):
-        torch.manual_seed(0)
-        return CRLAgent(4, 3, 2, -np.ones(2), np.ones(2), TD3Config(hidden=[32, 32], batch_size=32),
-                        CRLConfig(repr_dim=8, hidden=(32, 32), actor_average=average, pixels=PIXELS),
-                        np.random.default_rng(0))
-
-    plain, averaged = agent(0.0), agent(0.1)
-    assert "averaged_actor" in averaged.nets() and "averaged_actor" not in plain.nets()
-    expected = {k: v.clone() for k, v in averaged.actor.state_dict().items()}
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(20):
-        batch = {"obs": torch.randn(32, 4, generator=generator), "goal": torch.randn(32, 3, generator=generator),
-                 "action": torch.rand(32, 2, generator=generator) * 2 - 1}
-        plain.update(batch), averaged.update(batch)
-        for name, value in averaged.actor.named_parameters():
-            expected[name] = 0.9 * expected[name] + 0.1 * value.detach()
-    for name, value in plain.actor.state_dict().items():
-        assert torch.equal(value, averaged.actor.state_dict()[name]), name
-    for name, value in averaged.averaged_actor.state_dict().items():  # the normalizer's statistics: the actor's
-        torch.testing.assert_close(value, expected[name] if "normalizer" not in name
-                                   else averaged.actor.state_dict()[name], msg=name)
-
-    obs, goal = np.ones(4, dtype=np.float32), np.zeros(3, dtype=np.float32)
-    acting, evaluating = averaged.policy(training=True)(obs, goal), averaged.policy(training=False)(obs, goal)
-    np.testing.assert_array_equal(acting, plain.policy(training=False)(obs, goal))
-    assert np.abs(evaluating - acting).max() > 1e-4  # 20 updates apart: the average lags the actor
-    np.testing.assert_array_equal(CRLAgent.load_policy(averaged.policy_file())(obs, goal), evaluating)
-    resumed = agent(0.1)
-    resumed.load_state_dict(averaged.state_dict())
-    np.testing.assert_array_equal(resumed.policy(training=False)(obs, goal), evaluating)
-
-
 def test_train_and_evaluate_through_the_cli(workdir, tmp_path, env="point_maze"):
     """The real CLI: crl trains on the VAE's latents and evaluates on the protocol like the others."""
     from conftest import run_cli

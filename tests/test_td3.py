@@ -259,6 +259,62 @@ def test_tdm_values_a_fall_per_dimension():
     np.testing.assert_allclose(targets["kept"][1], [-2.0, -0.1], rtol=1e-6)  # tau = 0: what it reached
 
 
+def averaging_agent(method: str, average: float):
+    """A small agent of `method` with an averaged actor at rate `average`, and a batch for it."""
+    from visgoal.agents.crl import CRLAgent, CRLConfig
+    from visgoal.agents.tdm import TDMAgent, TDMConfig
+
+    torch.manual_seed(0)
+    rng, low, high = np.random.default_rng(0), -np.ones(2), np.ones(2)
+    cfg = TD3Config(hidden=[32, 32], batch_size=32, policy_delay=2, actor_average=average)
+    if method == "crl":  # its own key, crl.actor_average
+        return CRLAgent(4, 3, 2, low, high, TD3Config(hidden=[32, 32], batch_size=32),
+                        CRLConfig(repr_dim=8, hidden=(32, 32), actor_average=average), rng)
+    if method == "tdm":
+        return TDMAgent(3, 2, low, high, cfg, TDMConfig(tau_max=3), rng, obs_dim=4)
+    return TD3Agent(7, 2, low, high, cfg, rng, terminal_keeps_reward=True)
+
+
+@pytest.mark.parametrize("method", ["td3", "tdm", "crl"])
+def test_the_averaged_actor_acts_in_evaluations_and_changes_nothing_that_is_learned(method):
+    """`actor_average` (td3's section, which rig and tdm read through image_agents.td3; crl's own): a
+    Polyak average of the actor, a step of the setting toward it after each actor step (every
+    `policy_delay` updates for TD3 and TDM), is what evaluations and policy.pt act with. Rollouts
+    keep the actor, the actor learns the same weights with it or without it, and a checkpoint carries it."""
+    plain, averaged = averaging_agent(method, 0.0), averaging_agent(method, 0.1)
+    assert "averaged_actor" in averaged.nets() and "averaged_actor" not in plain.nets()
+    expected = {k: v.clone() for k, v in averaged.actor.state_dict().items()}
+    generator, steps = torch.Generator().manual_seed(0), 0
+    for i in range(20):
+        batch = {"obs": torch.randn(32, 4, generator=generator), "goal": torch.randn(32, 3, generator=generator),
+                 "action": torch.rand(32, 2, generator=generator) * 2 - 1, "reward": -torch.rand(32, generator=generator),
+                 "next_obs": torch.randn(32, 4, generator=generator), "terminated": torch.zeros(32),
+                 "next_achieved": torch.randn(32, 3, generator=generator), "tau": torch.randint(0, 4, (32,), generator=generator)}
+        before = [p.clone() for p in averaged.actor.parameters()]
+        for agent in (plain, averaged):  # the same target-policy noise for both
+            torch.manual_seed(i)
+            agent.update(batch)
+        if any(not torch.equal(a, b) for a, b in zip(before, averaged.actor.parameters())):  # an actor step
+            steps += 1
+            for name, value in averaged.actor.named_parameters():
+                expected[name] = 0.9 * expected[name] + 0.1 * value.detach()
+    assert steps == (20 if method == "crl" else 10)  # TD3's delayed actor: every second update
+    for name, value in plain.actor.state_dict().items():
+        assert torch.equal(value, averaged.actor.state_dict()[name]), name
+    for name, value in averaged.averaged_actor.state_dict().items():  # the normalizer's statistics: the actor's
+        torch.testing.assert_close(value, expected[name] if "normalizer" not in name
+                                   else averaged.actor.state_dict()[name], msg=name)
+
+    obs, goal = np.ones(4, dtype=np.float32), np.zeros(3, dtype=np.float32)
+    acting, evaluating = averaged.policy(training=True)(obs, goal), averaged.policy(training=False)(obs, goal)
+    np.testing.assert_array_equal(acting, plain.policy(training=True)(obs, goal))
+    assert np.abs(evaluating - acting).max() > 1e-4  # 20 updates apart: the average lags the actor
+    np.testing.assert_array_equal(type(averaged).load_policy(averaged.policy_file())(obs, goal), evaluating)
+    resumed = averaging_agent(method, 0.1)
+    resumed.load_state_dict(averaged.state_dict())
+    np.testing.assert_array_equal(resumed.policy(training=False)(obs, goal), evaluating)
+
+
 # --- resume: every method ---------------------------------------------------------------------
 def method_args(method, vae, dataset) -> list[str]:
     """`--method` and what it needs: image agents a VAE (and its dataset, for fine-tuning; the smoke

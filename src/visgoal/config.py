@@ -88,11 +88,20 @@ def apply_override(params: dict, keys: list[str], value: Any) -> None:
         if not isinstance(node.get(key), dict):
             raise ConfigError(f"--set {'.'.join(keys)}: '{'.'.join(keys[: i + 1])}' is not a section of params.yaml")
         node = node[key]
-    if keys[-1] not in node:
+    if keys[-1] not in node and keys[-1] not in optional_keys(keys[:-1]):
         raise ConfigError(
             f"--set {'.'.join(keys)}: unknown key '{keys[-1]}' (known: {', '.join(sorted(node))})"
         )
     node[keys[-1]] = value
+
+
+def optional_keys(section: list[str]) -> list[str]:
+    """The keys the schema lets a section of overrides name without params.yaml setting them
+    (`image_agents.td3` takes any td3 key): `--set` may add them."""
+    node = _schema("params.schema.json")
+    for key in section:
+        node = node.get("properties", {}).get(key, {})
+    return node.get("propertyNames", {}).get("enum", [])
 
 
 def with_overrides(values: dict, overrides: list[str] | tuple[str, ...]) -> dict:

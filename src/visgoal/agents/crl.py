@@ -60,7 +60,7 @@ from visgoal.agents.networks import Actor, GaussianActor, frozen, mlp
 from visgoal.agents.policy import Policy
 from visgoal.agents.replay import no_reward
 from visgoal.agents.rig import RIGAgent, image_td3_config
-from visgoal.agents.td3 import ExplorationNoise, TD3Config, soft_update_params
+from visgoal.agents.td3 import ExplorationNoise, TD3Config, averaged_copy, soft_update_params
 
 REPRESENTATIONS = ("latent", "pixels", "state")
 POLICIES = ("deterministic", "gaussian")
@@ -281,7 +281,7 @@ class CRLAgent(RIGAgent):
                                       if self.td and self.encoder is not None else None)
         learned = [*self.critic.parameters(), *(self.encoder.parameters() if self.encoder is not None else []),
                    *(self.representation_critic.parameters() if self.representation_critic is not None else [])]
-        self.averaged_actor = copy.deepcopy(self.actor).requires_grad_(False) if crl.actor_average > 0 else None
+        self.actor_average, self.averaged_actor = crl.actor_average, averaged_copy(self.actor, crl.actor_average)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
         self.critic_opt = torch.optim.Adam(learned, lr=cfg.critic_lr, fused=True)
         self.noise = ExplorationNoise(cfg.exploration, action_dim, cfg.exploration_noise, cfg.exploration_noise_final,
@@ -320,7 +320,7 @@ class CRLAgent(RIGAgent):
     def policy(self, training: bool) -> Policy:
         """The actor; a Gaussian's rollouts sample from it, and its evaluation takes the mode. With
         `crl.actor_average`, evaluations take the averaged actor's action, and rollouts the actor's."""
-        acting = self.averaged_actor if self.averaged_actor is not None and not training else self.actor
+        acting = self.acting(training)
         actor = acting if self.encoder is None else PixelActor(self.encoder, acting)
         if training and self.gaussian:
             return Policy(actor, select=lambda x, goal, generator: actor.sample(x, generator)[0], generator=self.generator)
@@ -463,8 +463,7 @@ class CRLAgent(RIGAgent):
         loss.backward()
         grad_norm = self._clip(self.actor, "actor")
         self.actor_opt.step()
-        if self.averaged_actor is not None:
-            soft_update_params(self.actor, self.averaged_actor, self.crl.actor_average)
+        self.average_actor()
         metrics = {"losses/actor": loss.item(), "values/q": q.mean().item(), **grad_norm}
         if self.gaussian:
             metrics.update(self.update_temperature(log_prob.detach()))
@@ -498,8 +497,6 @@ class CRLAgent(RIGAgent):
 
     def policy_file(self) -> dict:
         saved = super().policy_file()
-        if self.averaged_actor is not None:  # what evaluations act with
-            saved["weights"] = self.averaged_actor.state_dict()
         saved["meta"]["normalize_inputs"] = self.actor.normalizer.enabled
         saved["meta"]["gaussian"] = self.gaussian
         if self.encoder is not None:

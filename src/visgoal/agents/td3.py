@@ -18,6 +18,7 @@ goal (`exploration_goal`), its `policy` and exploration noise (`explore`), and c
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -51,7 +52,7 @@ class TD3Config:
     normalize_inputs: bool = True
     batch_size: int = 256
     absorbing: str = "kept"
-
+    actor_average: float = 0.0
 
     @classmethod
     def from_params(cls, section: dict) -> "TD3Config":
@@ -65,6 +66,13 @@ def soft_update_params(net: nn.Module, target: nn.Module, polyak: float) -> None
         torch._foreach_lerp_(list(target.parameters()), list(net.parameters()), polyak)
         for b, tb in zip(net.buffers(), target.buffers()):
             tb.copy_(b)
+
+
+def averaged_copy(actor: nn.Module, rate: float) -> nn.Module | None:
+    """A Polyak average of `actor` that moves `rate` toward it after each actor step (None for rate 0).
+    Evaluations and policy.pt act with it, rollouts with the actor: the actor's success can swing
+    between neighbouring checkpoints, and its average over the last ~1/rate steps swings less."""
+    return copy.deepcopy(actor).requires_grad_(False) if rate > 0 else None
 
 
 class ExplorationNoise:
@@ -120,6 +128,7 @@ class TD3Agent:
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, fused=True)
         self.noise = ExplorationNoise(cfg.exploration, action_dim, cfg.exploration_noise, cfg.exploration_noise_final,
                                       cfg.exploration_anneal_steps, cfg.ou_theta, rng)
+        self.actor_average, self.averaged_actor = cfg.actor_average, averaged_copy(self.actor, cfg.actor_average)
         self.num_updates = 0
 
     @classmethod
@@ -160,7 +169,11 @@ class TD3Agent:
 
     def policy(self, training: bool) -> Policy:
         """What acts: the actor (training adds `explore`'s noise to it)."""
-        return Policy(self.actor)
+        return Policy(self.acting(training))
+
+    def acting(self, training: bool) -> nn.Module:
+        """The actor for rollouts; the averaged actor (`actor_average`), where there is one, for evaluations."""
+        return self.averaged_actor if self.averaged_actor is not None and not training else self.actor
 
     def explore(self, action: np.ndarray, step: int) -> np.ndarray:
         """The policy's action plus exploration noise, kept in [-1, 1]."""
@@ -206,7 +219,13 @@ class TD3Agent:
         loss.backward()
         grad_norm = self._clip(self.actor, "actor")
         self.actor_opt.step()
+        self.average_actor()
         return {"losses/actor": loss.item(), **grad_norm}
+
+    def average_actor(self) -> None:
+        """After each actor step: the averaged actor moves `actor_average` toward the actor."""
+        if self.averaged_actor is not None:
+            soft_update_params(self.actor, self.averaged_actor, self.actor_average)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict:
         x, next_x = self.inputs(batch["obs"], batch["goal"]), self.inputs(batch["next_obs"], batch["goal"])
@@ -259,7 +278,8 @@ class TD3Agent:
 
     def nets(self) -> tuple[str, ...]:
         """The attributes a checkpoint carries, each with its own state_dict."""
-        return ("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt")
+        return (("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt")
+                + (("averaged_actor",) if self.averaged_actor is not None else ()))
 
     def state_dict(self) -> dict:
         return {**{name: getattr(self, name).state_dict() for name in self.nets()},
@@ -275,8 +295,9 @@ class TD3Agent:
 
     # --- policy.pt ------------------------------------------------------------------------
     def policy_file(self) -> dict:
-        """The actor's weights and what it takes to rebuild it (the Workspace adds the run's meta)."""
-        return {"weights": self.actor.state_dict(),
+        """The weights of what evaluations act with (`acting`) and what it takes to rebuild it (the
+        Workspace adds the run's meta)."""
+        return {"weights": self.acting(training=False).state_dict(),
                 "meta": {"input_dim": self.actor.net[0].in_features, "action_dim": len(self.actor.action_scale),
                          "hidden": list(self.cfg.hidden), "normalize_inputs": self.cfg.normalize_inputs}}
 

@@ -135,7 +135,7 @@ class TDMAgent(RIGAgent):
     # --- acting -------------------------------------------------------------------------
     def policy(self, training: bool) -> Policy:
         """The countdown during rollouts, `eval_tau` on real goals."""
-        return self.make_policy(self.actor, self.critic, self.tdm, training, self.generator)
+        return self.make_policy(self.acting(training), self.critic, self.tdm, training, self.generator)
 
     @staticmethod
     def make_policy(actor: nn.Module, critic: nn.Module | None, tdm: TDMConfig, training: bool,
@@ -204,6 +204,7 @@ class TDMAgent(RIGAgent):
         loss.backward()
         grad_norm = self._clip(self.actor, "actor")
         self.actor_opt.step()
+        self.average_actor()
         return {"losses/actor": loss.item(), **grad_norm}
 
     def state_dict(self) -> dict:
