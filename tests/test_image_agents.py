@@ -166,6 +166,18 @@ def test_train_without_a_vae_fails_in_one_line(workdir, capsys):
     assert "VAE checkpoint not found" in errors[0] and "train-vae" in errors[0]
 
 
+def test_a_vae_of_another_latent_size_fails_in_one_line(workdir, env_vae, capsys, env="point_maze"):
+    """A run records its parameters; given a VAE whose latent is not vae.latent_dim, those would not be
+    what it read, so it refuses in one line that names the --set, and leaves no run behind."""
+    vae = env_vae(env) / "vae.pt"  # the smoke profile's latent: 4
+    run = workdir / paths.root("smoke") / env / "rig_other_latent" / "seed0"
+    assert main(["train", "--env", env, "--method", "rig", "--profile", "smoke", "--quiet", "--out", str(run),
+                 "--vae", str(vae), "--set", "vae.latent_dim=6"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "has 4 latent dimensions but vae.latent_dim is 6" in errors[0]
+    assert "--set vae.latent_dim=4" in errors[0] and not run.exists()
+
+
 # --- TDM -----------------------------------------------------------------------------------------
 def tdm_agent(distance="vectorized", latent_dim=3, **kwargs) -> TDMAgent:
     cfg = TDMConfig(tau_max=5, distance=distance, **kwargs)

@@ -145,7 +145,7 @@ class LatentView:
 
     @classmethod
     def from_params(cls, params, vae_path: Path, dataset_path: Path, seed: int) -> "LatentView":
-        """The VAE of `vae_path`, checked against render.image_size, and its fine-tuner if
+        """The VAE of `vae_path`, checked against render.image_size and vae.latent_dim, and its fine-tuner if
         `image_agents.finetune.every` > 0 (fed from `dataset_path`)."""
         from visgoal.vae import load_vae
 
@@ -154,6 +154,10 @@ class LatentView:
         if image_size != vae.image_size:
             raise ValueError(f"{vae_path}: the VAE was trained on {vae.image_size}px images but "
                              f"render.image_size is {image_size}; retrain the VAE or change render.image_size")
+        if params["vae"]["latent_dim"] != vae.latent_dim:  # the run's recorded params would not be what it read
+            raise ValueError(f"{vae_path}: the VAE has {vae.latent_dim} latent dimensions but vae.latent_dim is "
+                             f"{params['vae']['latent_dim']}; pass --set vae.latent_dim={vae.latent_dim} or the VAE "
+                             f"trained with these parameters")
         cfg = params["image_agents"]
         finetune, tuner = cfg["finetune"], None
         if finetune["every"] > 0:
