@@ -459,12 +459,7 @@ class CRLAgent(RIGAgent):
                 loss = -q.mean() / (q.abs().mean().detach() + 1e-6)
         if self.gaussian:
             loss = loss + self.temperature().detach() * log_prob.mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = self._clip(self.actor, "actor")
-        self.actor_opt.step()
-        self.average_actor()
-        metrics = {"losses/actor": loss.item(), "values/q": q.mean().item(), **grad_norm}
+        metrics = {"losses/actor": loss.item(), "values/q": q.mean().item(), **self.actor_step(loss)}
         if self.gaussian:
             metrics.update(self.update_temperature(log_prob.detach()))
         return metrics

@@ -215,17 +215,18 @@ class TD3Agent:
     def update_actor(self, x) -> dict:
         with frozen(self.critic):
             loss = -self.critic.first(x, self.actor.from_normalized(x)).mean()
+        return {"losses/actor": loss.item(), **self.actor_step(loss)}
+
+    def actor_step(self, loss: torch.Tensor) -> dict:
+        """One step of the actor on `loss` (every method's), then the averaged actor moves
+        `actor_average` toward it; returns the gradient norm if clipped."""
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = self._clip(self.actor, "actor")
         self.actor_opt.step()
-        self.average_actor()
-        return {"losses/actor": loss.item(), **grad_norm}
-
-    def average_actor(self) -> None:
-        """After each actor step: the averaged actor moves `actor_average` toward the actor."""
         if self.averaged_actor is not None:
             soft_update_params(self.actor, self.averaged_actor, self.actor_average)
+        return grad_norm
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict:
         x, next_x = self.inputs(batch["obs"], batch["goal"]), self.inputs(batch["next_obs"], batch["goal"])

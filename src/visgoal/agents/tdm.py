@@ -200,12 +200,7 @@ class TDMAgent(RIGAgent):
     def update_tdm_actor(self, x, goal) -> dict:
         with frozen(self.critic):
             loss = -total(self.q(self.critic.first(x, self.actor.from_normalized(x)), goal)).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = self._clip(self.actor, "actor")
-        self.actor_opt.step()
-        self.average_actor()
-        return {"losses/actor": loss.item(), **grad_norm}
+        return {"losses/actor": loss.item(), **self.actor_step(loss)}
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "generator": self.generator.get_state(),
