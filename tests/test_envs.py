@@ -420,3 +420,37 @@ def test_mazes_leave_no_generated_model_behind(name):
         assert not generated.exists(), "the model is loaded; its temporary file is removed"
         env.reset(seed=1)
         env.step(env.action_space.sample())
+
+
+def test_a_flipped_ant_ends_its_episode_as_a_fall():
+    """ant_maze: a torso turned over by hand ends the episode (`termination: absorbing`); the same
+    pose tilted 100 degrees, which ants under random actions came back from, does not; the upright
+    ant at reset does not. The registered 700-step episode."""
+    with make_env("ant_maze", image_size=32) as env:
+        assert env.spec.termination == "absorbing" and env.spec.episode_length == 700
+        root = env.task.address
+
+        def turned(degrees: float) -> bool:
+            env.reset(seed=5)
+            half = np.radians(degrees) / 2  # a turn about the x axis
+            env.data.qpos[root + 3 : root + 7] = [np.cos(half), np.sin(half), 0.0, 0.0]
+            env.data.qpos[root + 2] = 0.75  # clear of the floor, so it lands tilted as set
+            mujoco.mj_forward(env.model, env.data)
+            return env.step(np.zeros(env.action_space.shape)).terminated
+
+        assert turned(180.0) and turned(135.0)
+        assert not turned(100.0) and not turned(0.0)
+        step = env.reset(seed=5)
+        for _ in range(5):
+            step = env.step(np.zeros(env.action_space.shape))
+        assert not step.terminated and env.task.up() > 0.9
+
+
+def test_max_tilt_needs_a_free_joint(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "envs").mkdir()
+    text = (root / "envs" / "point_maze.yaml").read_text()
+    kwargs = next(line for line in text.splitlines() if line.startswith("task_kwargs:"))
+    (tmp_path / "envs" / "tilted.yaml").write_text(text.replace(kwargs, "task_kwargs: {root_joint: ball_x, max_tilt: 90}"))
+    with pytest.raises(ConfigError, match="max_tilt needs a free root joint"):
+        make_env("tilted", image_size=32, root=tmp_path)

@@ -305,7 +305,8 @@ class ImageGoalEnv:
         obs, reward, terminated, _, _ = self._env.step(action)
         self._t += 1
         return self._step_record(
-            obs, float(reward), terminated=bool(terminated), truncated=self._t >= self.spec.episode_length
+            obs, float(reward), terminated=bool(terminated) or self.task.fallen(),
+            truncated=self._t >= self.spec.episode_length
         )
 
     def _step_record(self, obs, reward: float, terminated: bool = False, truncated: bool = False) -> Step:

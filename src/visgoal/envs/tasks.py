@@ -12,6 +12,8 @@ from typing import Callable
 import mujoco
 import numpy as np
 
+from visgoal.config import ConfigError
+
 
 class GoalTask:
     """The goal-specific parts of an environment. `env` is the unwrapped gymnasium env."""
@@ -39,6 +41,10 @@ class GoalTask:
     def apply_goal(self, goal: np.ndarray) -> None:
         """Put the simulator into a state that achieves `goal` (data is restored afterwards)."""
         raise NotImplementedError
+
+    def fallen(self) -> bool:
+        """A failure the agent can never leave (the env then ends the episode, `termination: absorbing`)."""
+        return False
 
 
 TASKS: dict[str, type[GoalTask]] = {}
@@ -108,11 +114,21 @@ class GripperPosition(GoalTask):
 
 @register("maze_position")
 class MazePosition(GoalTask):
-    """PointMaze / AntMaze: goal = agent (x, y); the agent is placed in the goal cell, standing still."""
+    """PointMaze / AntMaze: goal = agent (x, y); the agent is placed in the goal cell, standing still.
 
-    def __init__(self, env, model, data, root_joint: str):
+    `max_tilt` (degrees, a free root joint only): the agent has fallen once its body's up axis is
+    tilted further than this from the world's. AntMaze's `step` drops the Ant's own unhealthy end,
+    so a flipped ant would otherwise lie on its back until the time limit.
+    """
+
+    def __init__(self, env, model, data, root_joint: str, max_tilt: float | None = None):
         super().__init__(env, model, data)
         self.address = _qpos_address(model, root_joint)
+        joint = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, root_joint)
+        if max_tilt is not None and model.jnt_type[joint] != mujoco.mjtJoint.mjJNT_FREE:
+            raise ConfigError(f"task_kwargs.max_tilt needs a free root joint, and '{root_joint}' is not one; "
+                              f"drop max_tilt or name the free joint")
+        self.min_up = None if max_tilt is None else float(np.cos(np.radians(max_tilt)))
         self.rest_qpos = data.qpos.copy()  # the initial pose (the ant stands upright)
 
     def sample_goal(self, rng):
@@ -129,6 +145,14 @@ class MazePosition(GoalTask):
         self.data.qpos[:] = self.rest_qpos
         self.data.qpos[self.address : self.address + 2] = goal
         self.data.qvel[:] = 0.0
+
+    def up(self) -> float:
+        """The world z component of the body's up axis: 1 upright, -1 on its back."""
+        _, x, y, _ = self.data.qpos[self.address + 3 : self.address + 7]  # the free joint's quaternion (w, x, y, z)
+        return float(1.0 - 2.0 * (x * x + y * y))
+
+    def fallen(self):
+        return self.min_up is not None and self.up() < self.min_up
 
 
 @register("object_position")
