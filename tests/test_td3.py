@@ -482,6 +482,28 @@ def test_a_foreign_checkpoint_fails_in_one_line(tmp_path, workdir, capsys):
     assert "not a visgoal checkpoint" in line and "delete it" in line and "weights_only" not in line
 
 
+def test_a_damaged_policy_fails_evaluate_in_one_line(tmp_path, workdir, capsys):
+    """Empty, other bytes (each seed a different unpickling failure: IndexError, UnicodeDecodeError,
+    KeyError, UnpicklingError) or a real policy.pt cut in half: one line naming the file and the fix."""
+    good = tmp_path / "good" / "seed0"
+    assert main(["train", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet",
+                 "--out", str(good)]) == 0
+    real = (good / "policy.pt").read_bytes()
+    damaged = {"empty": b"", "cut in half": real[: len(real) // 2]}
+    damaged.update({f"random bytes {seed}": np.random.default_rng(seed).bytes(4000) for seed in (0, 17, 54, 62)})
+    capsys.readouterr()
+    for name, data in damaged.items():
+        runs = tmp_path / name.replace(" ", "_")
+        (runs / "seed0").mkdir(parents=True)
+        (runs / "seed0" / "policy.pt").write_bytes(data)
+        assert main(["evaluate", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet",
+                     "--seeds", "0", "--runs", str(runs), "--out", str(runs / "td3_eval.csv")]) == 2, name
+        (line,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert line.startswith(f"visgoal evaluate: error: {runs / 'seed0' / 'policy.pt'}: not a visgoal policy"), line
+        assert "python -m visgoal train" in line and "weights_only" not in line, line
+        assert not (runs / "td3_eval.csv").exists()
+
+
 def test_a_checkpoint_points_past_its_own_step(tmp_path, workdir):
     """A checkpoint stores the step of the next one, past its own: resumed, the run saves at the next
     multiple of train.checkpoint_every, not again after its first episode."""

@@ -1,4 +1,4 @@
-"""Atomic outputs: a stage either finishes or leaves nothing behind."""
+"""Atomic outputs: a stage either finishes or leaves nothing behind; and weights files read back safely."""
 
 from __future__ import annotations
 
@@ -74,3 +74,20 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def load_weights(path: str | Path, refusal: Exception, map_location: str = "cpu"):
+    """`torch.load(path, weights_only=True)`: tensors and plain values, so that no file a stage reads
+    can run code. A file that is not such a file raises `refusal` (one line, with the fix)."""
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except PermissionError:
+        raise  # the file may well be ours: the CLI names it and the reason
+    except Exception:
+        # Bytes that are not a pickle send the weights-only unpickler wherever they lead (EOFError when
+        # empty, IndexError, KeyError, UnicodeDecodeError, UnpicklingError); a truncated zip archive
+        # raises OSError or RuntimeError. PyTorch's own message would advise weights_only=False: never,
+        # for a file that is not ours.
+        raise refusal from None

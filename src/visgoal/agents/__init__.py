@@ -40,15 +40,15 @@ def view_kind(method: str, params) -> str:
 def load_policy(run_dir: Path, vae: Path | None = None):
     """(view, policy, meta) of a trained run's policy.pt: what evaluation acts with. Image agents
     act through the run's own (fine-tuned) vae.pt unless `vae` names another."""
-    import torch
-
     from visgoal.agents.views import load_view
+    from visgoal.files import load_weights
     from visgoal.paths import POLICY
 
     path = Path(run_dir) / POLICY
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no policy; train it first (python -m visgoal train ...)")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = load_weights(path, ValueError(f"{path}: not a visgoal policy (empty, truncated, or not a PyTorch "
+                                          f"weights file); retrain it with `python -m visgoal train`"))
     meta = saved.get("meta", {}) if isinstance(saved, dict) else {}
     if meta.get("format") != POLICY_FORMAT:
         raise ValueError(f"{path}: not a {POLICY_FORMAT} policy (an older visgoal's, or not ours); "

@@ -20,21 +20,14 @@ class VAEError(ValueError):
 
 def load_vae(path: str | Path, map_location: str = "cpu") -> VAE:
     """Rebuild a trained VAE from `vae.pt` (weights-only load), in eval mode."""
-    import pickle
-    import zipfile
-
-    import torch
+    from visgoal.files import load_weights
 
     path = Path(path)
     fix = "train one with `python -m visgoal train-vae`"
     if not path.is_file():
         raise VAEError(f"{path}: VAE checkpoint not found; {fix}")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile):
-        # (PyTorch's own message would advise weights_only=False: never, for a file that is not ours)
-        raise VAEError(f"{path}: not a visgoal VAE checkpoint (not a PyTorch weights file, or truncated); "
-                       f"{fix}") from None
+    checkpoint = load_weights(path, VAEError(f"{path}: not a visgoal VAE checkpoint (not a PyTorch weights file, "
+                                             f"or truncated); {fix}"), map_location)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise VAEError(f"{path}: not a visgoal VAE checkpoint; {fix}")
     vae = VAE(**checkpoint["config"])
