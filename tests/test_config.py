@@ -187,3 +187,22 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
         tmp.write_text("done")
     assert (tmp_path / "out.h5").read_text() == "done"
     assert not stale.exists() and live.exists()
+
+
+@pytest.mark.parametrize("command, option, value", [
+    (["train", "--method", "td3"], "--seed", "-1"),
+    (["evaluate", "--method", "td3"], "--seeds", "-1"),
+    (["evaluate", "--method", "td3"], "--eval-seed", "-3"),
+    (["bench-render"], "--frames", "0"),
+    (["train", "--method", "td3"], "--seed", "one"),
+])
+def test_a_count_out_of_range_names_its_option(command, option, value, tmp_path):
+    """argparse refuses it before any work, in one line that names the option and what it takes."""
+    from conftest import run_cli
+
+    result = run_cli(*command, *(["--env", "point_maze"] if command[0] != "bench-render" else ["--envs", "point_maze"]),
+                     "--profile", "smoke", "--quiet", option, value, "--out", str(tmp_path / "out"))
+    line = one_line_error(result, command[0])
+    at_least = 1 if option == "--frames" else 0
+    assert f"argument {option}" in line and f"an integer >= {at_least}" in line and repr(value) in line, line
+    assert not (tmp_path / "out").exists()

@@ -33,6 +33,20 @@ def _common(parser: argparse.ArgumentParser, out_help: str) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _at_least(minimum: int):
+    """An argparse type: an integer >= `minimum`, refused otherwise in one line that names the option."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"got {text!r}; give an integer >= {minimum}")
+        return value
+
+    return parse
+
+
 def _resolve(args: argparse.Namespace) -> Params:
     """The parameters a command runs with: a stage of one environment (`--env`) with its `env_overrides`."""
     params = load_params(args.params, args.profile, args.overrides, env=getattr(args, "env", None))
@@ -146,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help=f"train one agent ({', '.join(AGENTS)}) for one seed")
     p.add_argument("--env", required=True, help="environment name")
     p.add_argument("--method", required=True, choices=tuple(AGENTS))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_at_least(0), default=0)
     p.add_argument("--vae", type=Path, default=None, help="VAE checkpoint for image agents (default: results/<env>/vae.pt)")
     p.add_argument("--dataset", type=Path, default=None,
                    help="VAE dataset for online fine-tuning (default: results/<env>/vae_dataset.h5)")
@@ -156,8 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate every seed of a method on the fixed episode set")
     p.add_argument("--env", required=True, help="environment name")
     p.add_argument("--method", required=True, choices=tuple(AGENTS))
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: params 'seeds')")
-    p.add_argument("--eval-seed", type=int, default=None, help="seed of the fixed (initial state, goal) set")
+    p.add_argument("--seeds", type=_at_least(0), nargs="+", default=None, help="seeds (default: params 'seeds')")
+    p.add_argument("--eval-seed", type=_at_least(0), default=None, help="seed of the fixed (initial state, goal) set")
     p.add_argument("--runs", type=Path, default=None, help="directory of seed<k>/ runs (default: results/<env>/<method>)")
     p.add_argument("--vae", type=Path, default=None,
                    help="VAE checkpoint for image agents (default: each run's own seed<k>/vae.pt)")
@@ -172,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench-render", help="frames per second: gymnasium's renderer vs ours, in one run")
     p.add_argument("--envs", nargs="+", default=None, help="environments (default: all in envs/)")
-    p.add_argument("--frames", type=int, default=None, help="frames per renderer (default: params bench_render.frames)")
+    p.add_argument("--frames", type=_at_least(1), default=None, help="frames per renderer (default: params bench_render.frames)")
     _common(p, "also write the table as CSV here")
     p.set_defaults(func=cmd_bench_render)
     p = sub.add_parser("dvc-yaml", help="generate dvc.yaml (the DAG of the Snakefile) from params.yaml")
