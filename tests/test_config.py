@@ -1,5 +1,6 @@
 """params.yaml: profiles, overrides, and one clear line for every mistake."""
 
+import os
 import subprocess
 import sys
 
@@ -206,3 +207,47 @@ def test_a_count_out_of_range_names_its_option(command, option, value, tmp_path)
     at_least = 1 if option == "--frames" else 0
     assert f"argument {option}" in line and f"an integer >= {at_least}" in line and repr(value) in line, line
     assert not (tmp_path / "out").exists()
+
+
+HEAVY_IMPORTS = """
+import runpy, sys
+sys.argv = ["visgoal", *{args!r}]
+try:
+    {call}
+except SystemExit as exit:
+    print("exit", exit.code)
+print("heavy", sorted({{"torch", "mujoco"}} & set(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+@pytest.mark.parametrize("call", ["runpy.run_module('visgoal', run_name='__main__', alter_sys=True)",  # python -m
+                                  "from visgoal.cli import main; sys.exit(main())"])                  # the script
+def test_help_and_version_import_neither_torch_nor_mujoco(flag, call):
+    from importlib.metadata import version
+
+    result = subprocess.run([sys.executable, "-c", HEAVY_IMPORTS.format(args=[flag], call=call)],
+                            capture_output=True, text=True)
+    assert result.stdout.splitlines()[-2:] == ["exit 0", "heavy []"], result.stdout[-2000:] + result.stderr[-2000:]
+    if flag == "--version":
+        assert result.stdout.splitlines()[0] == f"visgoal {version('visgoal')}"
+
+
+def test_subcommand_help_lists_the_environments_and_explains_seed_and_method():
+    from conftest import ENVS, ROOT
+
+    on_disk = sorted(p.stem for p in (ROOT / "envs").glob("*.yaml"))
+    assert set(ENVS) <= set(on_disk)
+    for command in ("train", "evaluate", "dataset", "train-vae"):
+        result = subprocess.run([sys.executable, "-m", "visgoal", command, "--help"], capture_output=True, text=True,
+                                env={**os.environ, "COLUMNS": "400"})  # one line per option
+        assert result.returncode == 0, result.stderr[-2000:]
+        (env_help,) = [line for line in result.stdout.splitlines() if line.strip().startswith("--env ENV")]
+        assert ", ".join(on_disk) in env_help, env_help
+        if command in ("train", "evaluate"):
+            (method_help,) = [line for line in result.stdout.splitlines() if line.strip().startswith("--method")]
+            assert "td3, tdm, rig, crl" in method_help and len(method_help.split("  ")[-1]) > 20, method_help
+    train = subprocess.run([sys.executable, "-m", "visgoal", "train", "--help"], capture_output=True, text=True,
+                           env={**os.environ, "COLUMNS": "400"}).stdout
+    (seed_help,) = [line for line in train.splitlines() if line.strip().startswith("--seed")]
+    assert "default: 0" in seed_help, seed_help

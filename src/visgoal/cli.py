@@ -2,7 +2,8 @@
 
 Every sub-command takes --profile, --set section.key=value and --out, and logs
 the fully resolved parameters it runs with. Errors in the user's input end the
-command with one line on stderr and exit status 2.
+command with one line on stderr and exit status 2. The heavy modules (torch, mujoco) are
+imported by the sub-command that runs, so that `visgoal --help` and `--version` answer at once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import sys
 from pathlib import Path
 
 from visgoal import paths
-from visgoal.agents import AGENTS
 from visgoal.config import PROFILE_ENV_VAR, PROFILES, ConfigError, Params, load_params
 from visgoal.processes import sigterm_unwinds
 
@@ -31,6 +31,46 @@ def _common(parser: argparse.ArgumentParser, out_help: str) -> None:
     parser.add_argument("--params", type=Path, default=None, help="params file (default: ./params.yaml)")
     parser.add_argument("--out", type=Path, default=None, help=out_help)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+class _Methods:
+    """The agents' names (visgoal.agents.AGENTS), read when argparse checks a --method or prints a
+    sub-command's help, not before: the agents import torch, which `visgoal --help` need not wait for."""
+
+    def __iter__(self):
+        from visgoal.agents import AGENTS
+
+        return iter(AGENTS)
+
+    def __contains__(self, method) -> bool:
+        return method in list(self)
+
+
+class _Version(argparse.Action):
+    """--version: the installed package's version, looked up only when asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"{parser.prog} {version('visgoal')}")
+        except PackageNotFoundError:
+            parser.error("visgoal is not installed, so it has no version; install it with `pip install -e .`")
+        parser.exit()
+
+
+def _env(parser: argparse.ArgumentParser) -> None:
+    envs = paths.available_envs()
+    parser.add_argument("--env", required=True,
+                        help=f"environment: {', '.join(envs) or 'none found'} (the files envs/<name>.yaml)")
+
+
+def _method(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--method", required=True, choices=_Methods(), metavar="METHOD",
+                        help=f"the agent {what}: %(choices)s")
 
 
 def _at_least(minimum: int):
@@ -144,23 +184,26 @@ def cmd_dvc_yaml(args: argparse.Namespace) -> int:
 # --- the parser ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visgoal", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action=_Version, help="print the version of visgoal and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<sub-command>")
 
     p = sub.add_parser("dataset", help="collect a VAE image dataset (HDF5): half goal images, half observations")
-    p.add_argument("--env", required=True, help="environment name (a file envs/<name>.yaml)")
+    _env(p)
     _common(p, "output HDF5 file (default: results/<env>/vae_dataset.h5)")
     p.set_defaults(func=cmd_dataset)
 
     p = sub.add_parser("train-vae", help="train the beta-VAE (Lightning) on a dataset; write vae.pt")
-    p.add_argument("--env", required=True, help="environment name")
+    _env(p)
     p.add_argument("--dataset", type=Path, default=None, help="HDF5 dataset (default: results/<env>/vae_dataset.h5)")
     _common(p, "output checkpoint (default: results/<env>/vae.pt)")
     p.set_defaults(func=cmd_train_vae)
 
-    p = sub.add_parser("train", help=f"train one agent ({', '.join(AGENTS)}) for one seed")
-    p.add_argument("--env", required=True, help="environment name")
-    p.add_argument("--method", required=True, choices=tuple(AGENTS))
-    p.add_argument("--seed", type=_at_least(0), default=0)
+    p = sub.add_parser("train", help="train one agent (a --method) for one seed")
+    _env(p)
+    _method(p, "to train")
+    p.add_argument("--seed", type=_at_least(0), default=0,
+                   help="seed of the run: its network weights, exploration and episodes, and its folder "
+                        "seed<k>/ (default: 0)")
     p.add_argument("--vae", type=Path, default=None, help="VAE checkpoint for image agents (default: results/<env>/vae.pt)")
     p.add_argument("--dataset", type=Path, default=None,
                    help="VAE dataset for online fine-tuning (default: results/<env>/vae_dataset.h5)")
@@ -168,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate every seed of a method on the fixed episode set")
-    p.add_argument("--env", required=True, help="environment name")
-    p.add_argument("--method", required=True, choices=tuple(AGENTS))
+    _env(p)
+    _method(p, "to evaluate")
     p.add_argument("--seeds", type=_at_least(0), nargs="+", default=None, help="seeds (default: params 'seeds')")
     p.add_argument("--eval-seed", type=_at_least(0), default=None, help="seed of the fixed (initial state, goal) set")
     p.add_argument("--runs", type=Path, default=None, help="directory of seed<k>/ runs (default: results/<env>/<method>)")

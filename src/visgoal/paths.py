@@ -93,6 +93,13 @@ def log_file(stage: str, root: str | Path = RESULTS) -> Path:
     return Path(root) / "logs" / f"{stage}.log"
 
 
+def available_envs(root: str | Path | None = None) -> list[str]:
+    """The environments a project defines: its `envs/<name>.yaml` files, by name (no MuJoCo needed)."""
+    from visgoal.config import project_root
+
+    return sorted(p.stem for p in (Path(root or project_root()) / "envs").glob("*.yaml"))
+
+
 def benchmark_file(stage: str, root: str | Path = RESULTS) -> Path:
     """A workflow job's timings (Snakemake's `benchmark:`)."""
     return Path(root) / "benchmarks" / f"{stage}.tsv"

@@ -14,6 +14,7 @@ import numpy as np
 
 from visgoal.config import ConfigError, project_root, read_yaml, validate
 from visgoal.envs.render import FastRenderer
+from visgoal.paths import available_envs
 
 import contextlib  # noqa: E402
 import io  # noqa: E402
@@ -147,10 +148,6 @@ def paint_floor(model, geom: int, extent, env: str = "") -> None:
         pixels = np.concatenate([pixels, np.full((height, width, 1), 255, np.uint8)], axis=-1)
     start = model.tex_adr[texture]
     model.tex_data[start:start + width * height * channels] = pixels.reshape(-1)
-
-
-def available_envs(root: Path | None = None) -> list[str]:
-    return sorted(p.stem for p in ((root or project_root()) / "envs").glob("*.yaml"))
 
 
 def load_spec(name: str, root: Path | None = None) -> EnvSpec:
