@@ -208,9 +208,31 @@ def test_training_is_deterministic_and_keeps_best_full_beta_epoch(dataset, tmp_p
     assert all(torch.equal(c1["state_dict"][k], c2["state_dict"][k]) for k in c1["state_dict"])
     assert m1["history"] == m2["history"]
     val = [h["val_loss"] for h in m1["history"]]
-    assert m1["val_loss"] == min(val) and m1["best_epoch"] == int(np.argmin(val))
+    assert m1["val_loss"] == min(val) and m1["best_epoch"] == m1["history"][int(np.argmin(val))]["epoch"]
     for h in m1["history"]:  # the kept loss uses the full KL weight beta = 1, not the annealed one
         assert h["val_loss"] == pytest.approx(h["val_recon"] + h["val_kl"], rel=1e-5)
+
+
+def test_best_epoch_is_counted_from_1_in_every_output(dataset, tmp_path, monkeypatch, caplog):
+    """vae_metrics.json, vae_history.csv, the log and vae_recon.png's title name the same kept epoch:
+    the history's epoch with the lowest monitored loss (val_loss), counted from 1."""
+    import logging
+
+    from visgoal.cli import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    out = tmp_path / "vae.pt"
+    with caplog.at_level(logging.INFO, logger="visgoal"):
+        assert main(["train-vae", "--env", "point_maze", "--profile", "smoke", "--quiet", "--dataset", str(dataset),
+                     "--out", str(out), "--set", "vae.max_epochs=3"]) == 0
+    metrics = json.loads(out.with_name("vae_metrics.json").read_text())
+    with open(out.with_name("vae_history.csv")) as f:
+        history = list(csv.DictReader(f))
+    assert [int(h["epoch"]) for h in history] == [1, 2, 3]
+    kept = min(history, key=lambda h: float(h["val_loss"]))
+    assert metrics["best_epoch"] == int(kept["epoch"]), (metrics["best_epoch"], history)
+    assert metrics["val_loss"] == pytest.approx(float(kept["val_loss"]))
+    assert f"VAE: best epoch {metrics['best_epoch']}," in caplog.text
 
 
 def test_data_module_batches_are_the_split_frames(dataset):

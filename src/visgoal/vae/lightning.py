@@ -204,7 +204,7 @@ class VAEModule(L.LightningModule):
         self.frames_per_second.append(self._epoch_frames / max(time.perf_counter() - self._epoch_start, 1e-9))
         if self.logger is not None:
             self.logger.log_metrics({**epoch, "frames_per_second": self.frames_per_second[-1]},
-                                    step=self.current_epoch)
+                                    step=self.current_epoch + 1)  # the epoch as every output counts it
         if self.log_epochs:  # no progress bar (a pipeline's log file): one line per epoch, for `tail -f`
             log.info("epoch %d/%d: train loss %.2f, val loss %.2f (recon %.2f, kl %.2f, kl weight %.2f), %.0f frames/s",
                      self.current_epoch + 1, self.trainer.max_epochs, epoch.get("train_loss", float("nan")),

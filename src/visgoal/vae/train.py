@@ -111,14 +111,14 @@ def recon_rows(vae: VAE, data: ImageDataset, indices: np.ndarray, columns: int =
 
 
 def write_history(history: list[dict], path: Path) -> None:
-    """One row per epoch (epoch counted from 1, as the log lines count it)."""
+    """One row per epoch."""
     import csv
 
     columns = ["epoch", *dict.fromkeys(k for row in history for k in row if k != "epoch")]
     with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
-        writer.writerows({**row, "epoch": row["epoch"] + 1} for row in history)
+        writer.writerows(history)
 
 
 def _score(value: float | None) -> str:
@@ -230,11 +230,15 @@ def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path
 
     threshold = load_spec(env).success_threshold
     distances = distance_metrics(vae, data, data_module.val_idx, threshold, seed=cfg["seed"])
-    best = next(h for h in module.history if h["epoch"] == module.best_epoch)
+    # Epochs counted from 1 in every output (the json, the history, the picture, the log), as the
+    # log's "epoch 3/20" lines count them; Lightning's current_epoch, kept inside, counts from 0.
+    history = [{**row, "epoch": row["epoch"] + 1} for row in module.history]
+    best_epoch = module.best_epoch + 1
+    best = next(h for h in history if h["epoch"] == best_epoch)
     metrics = {
         "env": env,
         "profile": profile,
-        "best_epoch": module.best_epoch,
+        "best_epoch": best_epoch,
         "epochs_run": len(module.history),
         "train_loss": best.get("train_loss"), "train_recon": best.get("train_recon"), "train_kl": best.get("train_kl"),
         "val_loss": best.get("val_loss"), "val_recon": best.get("val_recon"), "val_kl": best.get("val_kl"),
@@ -245,10 +249,10 @@ def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path
     }
     with atomic_output(metrics_path) as tmp:  # what `dvc metrics show` and `dvc exp show` compare
         tmp.write_text(json.dumps({k: metrics[k] for k in SCORES}, indent=2, sort_keys=True) + "\n")
-    write_history(module.history, out_path.with_name(paths.vae_history(env).name))
-    metrics["history"] = module.history
+    write_history(history, out_path.with_name(paths.vae_history(env).name))
+    metrics["history"] = history
     save_labelled_grid(recon_rows(vae, data, data_module.val_idx), recon_path,
-                       f"{env} VAE (latent {vae.latent_dim}, best epoch {module.best_epoch + 1}): held-out images and "
+                       f"{env} VAE (latent {vae.latent_dim}, best epoch {best_epoch}): held-out images and "
                        f"their reconstructions", ["held-out\nimage", "reconstruction"])
     # the checkpoint last: a workflow that sees vae.pt sees its metrics and picture too
     save_vae(vae, out_path, {"env": env, "profile": profile, "recon_loss": cfg["recon_loss"],
@@ -263,6 +267,6 @@ def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path
         logger.experiment.log_artifact(logger.run_id, str(artifact))
     data.close()
     log.info("VAE: best epoch %d, val loss %.2f, distance_spearman %s, success_auc %s, %.0f training frames/s "
-             "(median epoch); wrote %s", module.best_epoch + 1, metrics["val_loss"], _score(metrics["distance_spearman"]),
+             "(median epoch); wrote %s", best_epoch, metrics["val_loss"], _score(metrics["distance_spearman"]),
              _score(metrics["success_auc"]), float(np.median(module.frames_per_second)), out_path)
     return metrics
