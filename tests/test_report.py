@@ -157,3 +157,40 @@ def test_missing_results_fail_with_one_line(tmp_path):
     assert len(errors) == 1 and errors[0].startswith("visgoal report: error:"), result.stderr
     assert "python -m visgoal evaluate" in errors[0] and "Traceback" not in result.stderr
     assert not (tmp_path / "report").exists()
+
+
+def test_eval_json_and_summary_csv_agree_on_the_spread_over_seeds(workdir, tmp_path):
+    """`<method>_eval.json` (evaluate) and summary.csv (report) of the same runs give the same mean and
+    the same std over seeds: the sample std (ddof=1); with one seed there is none (null, an empty cell)."""
+    import json
+
+    from visgoal.cli import main
+
+    results = tmp_path / "results"
+    for seed in (0, 1):
+        assert main(["train", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet",
+                     "--seed", str(seed), "--out", str(results / "point_maze" / "td3" / f"seed{seed}")]) == 0
+    scope = ["--set", "envs=[point_maze]", "--set", "methods=[td3]"]
+    for seeds in ([0, 1], [0]):
+        name = "".join(map(str, seeds))
+        out = tmp_path / name
+        evaluation = out / "point_maze" / "td3_eval.csv"
+        assert main(["evaluate", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--quiet",
+                     "--seeds", *map(str, seeds), "--runs", str(results / "point_maze" / "td3"),
+                     "--out", str(evaluation)]) == 0
+        assert main(["report", "--profile", "smoke", "--quiet", "--results", str(out), "--out", str(out / "report"),
+                     "--set", f"seeds={seeds}", *scope]) == 0
+        summary = json.loads(evaluation.with_suffix(".json").read_text())
+        with open(out / "report" / "summary.csv") as f:
+            (row,) = list(csv.DictReader(f))
+        for key in ("success_rate", "final_distance"):
+            assert float(row[f"{key}_mean"]) == pytest.approx(summary[key], abs=1e-6), (seeds, key)
+            if len(seeds) == 1:
+                assert summary[f"{key}_std"] is None and row[f"{key}_std"] == "", (key, summary, row)
+            else:
+                assert float(row[f"{key}_std"]) == pytest.approx(summary[f"{key}_std"], abs=1e-6), (key, summary, row)
+        if len(seeds) == 2:  # two different seeds: a spread that tells ddof=1 from ddof=0 (sqrt 2 apart)
+            with open(evaluation) as f:
+                rows = list(csv.DictReader(f))
+            per_seed = [statistics.mean(float(r["final_distance"]) for r in rows if int(r["seed"]) == s) for s in seeds]
+            assert summary["final_distance_std"] == pytest.approx(statistics.stdev(per_seed)) and per_seed[0] != per_seed[1]

@@ -8,7 +8,8 @@ reached and held. `reached` (the goal's threshold crossed at any step after the 
 is a diagnostic beside it, not a second protocol: a policy that finds the goal but passes
 through it has it, one that never finds the goal has neither. The results: one row per (seed,
 episode) with the true distances (`COLUMNS`), their means per seed (`summary`), and the
-JSON summary over seeds (`write_summary`: what `dvc metrics show` reads). The stage that
+JSON summary over seeds (`write_summary`: what `dvc metrics show` reads), mean and spread as
+`over_seeds` gives them, the report's too. The stage that
 writes them is `visgoal.stages.evaluate`.
 """
 
@@ -77,15 +78,24 @@ def summary(results: list[dict]) -> dict[str, float]:
     return out
 
 
+def over_seeds(values) -> tuple[float, float]:
+    """Mean and std over seeds of each seed's mean over episodes: every "± std over seeds" of the
+    pipeline (`<method>_eval.json`, the report's summary.csv and summary.md, final.png's error bars).
+    The sample std (ddof=1), the seeds being a sample of the seeds one could run; one seed has no
+    spread: NaN (null in the JSON, an empty cell in the CSV, no ± in the table)."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+
+
 def write_summary(path: Path, per_seed: dict[int, dict]) -> Path:
     """The eval summary as JSON, what `dvc metrics show` and `dvc exp show` compare: success rate,
-    reached rate and final distance, mean and std over seeds of each seed's mean over episodes
+    reached rate and final distance, mean and std over seeds (`over_seeds`; null for one seed)
     (each seed's own numbers are in the CSV and in its MLflow run; the episodes and seeds are
     parameters)."""
     data = {}
     for key in ("success_rate", "reached_rate", "final_distance"):
-        values = np.array([s[key] for s in per_seed.values()])
-        data.update({key: float(values.mean()), f"{key}_std": float(values.std())})
+        mean, std = over_seeds([s[key] for s in per_seed.values()])
+        data.update({key: mean, f"{key}_std": std if np.isfinite(std) else None})  # JSON has no NaN
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path

@@ -4,7 +4,8 @@ Reads what the evaluate and train stages wrote under `results/`, skipping what i
 missing, and writes to `results/report/`:
 
 - `summary.csv`, `summary.md`: per (env, method), success rate and final distance,
-  first averaged over each seed's evaluation episodes, then mean and std over seeds.
+  first averaged over each seed's evaluation episodes, then mean and std over seeds
+  (`evaluation.over_seeds`, as in `<method>_eval.json`: the sample std, none for one seed).
 - `curves.png`: evaluation success rate (true distance) against env steps, from each
   run's curve.csv; mean over seeds with a 95% confidence band (Student t). Where a
   seed's curve ends early, later points average the seeds that reach them (no band
@@ -66,16 +67,16 @@ def read_curves(results_dir: Path, envs, methods, seeds) -> pd.DataFrame:
 # --- tables -------------------------------------------------------------------------------
 def summarize(evals: pd.DataFrame, envs, methods) -> pd.DataFrame:
     """One row per (env, method): mean and std over seeds of each seed's episode means."""
+    from visgoal.evaluation import over_seeds
+
     per_seed = evals.groupby(["env", "method", "seed"], sort=False).agg(
         success_rate=("success", "mean"), final_distance=("final_distance", "mean"), episodes=("episode", "size"))
     rows = []
     for (env, method), group in per_seed.groupby(level=["env", "method"], sort=False):
-        rows.append({"env": env, "method": method, "n_seeds": len(group),
-                     "success_rate_mean": group["success_rate"].mean(),
-                     "success_rate_std": group["success_rate"].std(ddof=1),  # NaN for one seed: written empty
-                     "final_distance_mean": group["final_distance"].mean(),
-                     "final_distance_std": group["final_distance"].std(ddof=1),
-                     "episodes": int(group["episodes"].sum())})
+        row = {"env": env, "method": method, "n_seeds": len(group), "episodes": int(group["episodes"].sum())}
+        for key in ("success_rate", "final_distance"):  # std NaN for one seed: written empty
+            row[f"{key}_mean"], row[f"{key}_std"] = over_seeds(group[key])
+        rows.append(row)
     order = {(env, method): i for i, (env, method) in enumerate((e, m) for e in envs for m in methods)}
     rows.sort(key=lambda r: order[r["env"], r["method"]])  # params.yaml's order, not the order files were found
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
@@ -100,7 +101,7 @@ def markdown_table(summary: pd.DataFrame, envs, methods, seeds, profile: str) ->
         f"# visgoal results (profile {profile})",
         "",
         "Success rate on the fixed evaluation episodes (true distance below the env's threshold): mean ± std over",
-        "seeds of each seed's success rate; in brackets, the mean final distance to the goal.",
+        "seeds (sample std) of each seed's success rate; in brackets, the mean final distance to the goal.",
         "",
         "| method | " + " | ".join(envs) + " |",
         "|---|" + "---|" * len(envs),
