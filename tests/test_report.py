@@ -193,4 +193,65 @@ def test_eval_json_and_summary_csv_agree_on_the_spread_over_seeds(workdir, tmp_p
             with open(evaluation) as f:
                 rows = list(csv.DictReader(f))
             per_seed = [statistics.mean(float(r["final_distance"]) for r in rows if int(r["seed"]) == s) for s in seeds]
-            assert summary["final_distance_std"] == pytest.approx(statistics.stdev(per_seed)) and per_seed[0] != per_seed[1]
+            assert per_seed[0] != per_seed[1]
+            assert summary["final_distance_std"] == pytest.approx(statistics.stdev(per_seed))
+
+
+def _texts_outside(fig) -> list[str]:
+    """What of a figure, as saved, does not lie wholly within it: its texts (titles, legends, labels)
+    by name, then all that is drawn, tick labels included, as matplotlib's tight box around it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)  # the layout, as savefig does it
+    box = fig.bbox
+    ticks = {id(label) for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)  # drawn only where their tick
+             for tick in axis.get_major_ticks() + axis.get_minor_ticks()  # is in view: in the tight box
+             for label in (tick.label1, tick.label2)}
+    boxes = [(repr(text.get_text()), text.get_window_extent(renderer))
+             for text in fig.findobj(lambda a: hasattr(a, "get_text") and a.get_visible() and a.get_text())
+             if id(text) not in ticks]
+    boxes.append(("everything drawn", fig.get_tightbbox(renderer).transformed(fig.dpi_scale_trans)))
+    return [f"{name}: {e.x0:.0f}..{e.x1:.0f} x {e.y0:.0f}..{e.y1:.0f} in {box.width:.0f} x {box.height:.0f}"
+            for name, e in boxes
+            if e.x0 < box.x0 - 0.5 or e.x1 > box.x1 + 0.5 or e.y0 < box.y0 - 0.5 or e.y1 > box.y1 + 0.5]
+
+
+def _position(image: np.ndarray, inside: np.ndarray) -> tuple[int, int] | None:
+    """Where `image` lies pixel for pixel in `inside` (RGB uint8 arrays), if it does."""
+    h, w, _ = image.shape
+    ay, ax = np.argwhere((image != 255).any(axis=-1))[0]  # an anchor that is not the white padding
+    for y, x in np.argwhere((inside == image[ay, ax]).all(axis=-1)) - (ay, ax):
+        if y >= 0 and x >= 0 and np.array_equal(inside[y : y + h, x : x + w], image):
+            return int(y), int(x)
+    return None
+
+
+def _rgb(path) -> np.ndarray:
+    return np.round(matplotlib.image.imread(path)[..., :3] * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("envs", [["point_maze"], ENVS])
+def test_figures_cut_no_text_and_frames_keeps_the_eval_pictures_pixels(results, tmp_path, monkeypatch, envs):
+    """Every text of every figure lies within it (curves.png's legend title with one environment was
+    wider than the figure); frames.png and vae_recon.png place the saved pictures pixel for pixel, their
+    labels as sharp and whole as evaluate wrote them (resampled, "success" read "uccess")."""
+    import visgoal.report
+
+    figures, save = {}, visgoal.report._save
+
+    def keep(fig, path):
+        figures[path.name] = fig
+        return save(fig, path)
+
+    monkeypatch.setattr(visgoal.report, "_save", keep)
+    report(results, tmp_path, load_params(profile="default", overrides=[f"seeds={SEEDS}", f"envs={envs}"]))
+    assert sorted(figures) == ["curves.png", "final.png", "frames.png", "vae_recon.png"]
+    for name, fig in figures.items():
+        assert not _texts_outside(fig), (name, _texts_outside(fig))
+    frames = _rgb(tmp_path / "frames.png")
+    for env in envs:
+        for method in METHODS:
+            if (picture := results / env / f"{method}_eval.png").is_file():
+                assert _position(_rgb(picture), frames) is not None, (env, method)
+        assert _position(_rgb(results / env / "vae_recon.png"), _rgb(tmp_path / "vae_recon.png")) is not None, env

@@ -171,9 +171,26 @@ def plot_curves(curves: pd.DataFrame, envs, methods, path: Path, title: str) -> 
         ax.set_visible(False)
     present = [m for m in methods if (curves["method"] == m).any()]
     handles = [Line2D([], [], color=colors[m], label=m) for m in present]
-    fig.legend(handles=handles, loc="outside upper center", ncols=len(present),
-               title=f"{title}\nmean over seeds, shaded: 95% confidence interval")  # (a suptitle would overlap it)
+    legend = fig.legend(handles=handles, loc="outside upper center", ncols=len(present))  # (a suptitle would overlap)
+    _fit_title(fig, legend, f"{title}\nmean over seeds, shaded: 95% confidence interval")
     return _save(fig, path)
+
+
+def _fit_title(fig, legend, title: str) -> None:
+    """Give `legend` the title `title`, its lines wrapped until the legend is no wider than the figure:
+    a legend outside the axes is not shrunk by the layout, and one panel is narrower than a line."""
+    import textwrap
+
+    room = fig.bbox.width - 8  # pixels: the legend's frame within the figure's edges
+    legend.get_title().set_multialignment("center")
+    chars = max(len(line) for line in title.splitlines())
+    while True:
+        legend.set_title("\n".join(textwrap.fill(line, chars) for line in title.splitlines()))
+        fig.draw_without_rendering()  # the layout, and the legend's size in it
+        wide = legend.get_window_extent().width
+        if wide <= room or chars <= 10:
+            return
+        chars = min(chars - 1, int(chars * room / wide))
 
 
 def plot_final(summary: pd.DataFrame, envs, methods, path: Path) -> Path:
@@ -204,36 +221,46 @@ def plot_final(summary: pd.DataFrame, envs, methods, path: Path) -> Path:
     axes[0].set_ylim(0, 1.12)
     axes[1].set_xticks(x, [f"{e}\n(distance in {unit(e)})" for e in envs], rotation=20 if len(envs) > 3 else 0,
                        ha="right" if len(envs) > 3 else "center")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center", ncols=len(present),
-               title="mean over seeds, error bars: std over seeds")
+    legend = fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center", ncols=len(present))
+    _fit_title(fig, legend, "mean over seeds, error bars: std over seeds")
     return _save(fig, path)
 
 
 def plot_pictures(pictures: dict[tuple[str, str], Path], path: Path) -> Path:
-    """Saved (labelled) PNGs in a grid of panels: one row per env, one column per method (or one column)."""
+    """Saved (labelled) PNGs in a grid of panels: one row per env, one column per method (or one column).
+    Each is placed pixel for pixel, not resampled: scaled, its labels would blur, and lose their first
+    letters at its edges ("uccess, 0.033 m"); each panel's title is drawn whole above it."""
     import matplotlib.image
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.figure import Figure
+    from matplotlib.font_manager import FontProperties
 
     envs = list(dict.fromkeys(env for env, _ in pictures))
     methods = list(dict.fromkeys(method for _, method in pictures))
-    images = {key: matplotlib.image.imread(p) for key, p in pictures.items()}
-    h, w = max(i.shape[0] for i in images.values()), max(i.shape[1] for i in images.values())
-    # inches: about 1.3 figure pixels per image pixel, within bounds that keep titles readable
-    panel_w = float(np.clip(0.012 * w, 3.0, 4.0 if len(methods) > 1 else 10.0))
-    fig = _figure(panel_w * len(methods) + 0.4, (panel_w * h / w + 0.45) * len(envs))
-    axes = fig.subplots(len(envs), len(methods), squeeze=False)
-    for i, env in enumerate(envs):
-        for j, method in enumerate(methods):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            image = images.get((env, method))
-            title = env if method == "" else f"{env} / {method}"
-            if image is None:
-                ax.set_axis_off()
-                ax.set_title(f"{title}: not evaluated", fontsize=9, color="0.5")
-                continue
-            ax.imshow(image, interpolation="nearest")
-            ax.set_title(title, fontsize=10)
+    images = {key: np.round(matplotlib.image.imread(p)[..., :3] * 255).astype(np.uint8) for key, p in pictures.items()}
+    titles = {(env, method): (env if method == "" else f"{env} / {method}")
+              + ("" if (env, method) in images else ": not evaluated") for env in envs for method in methods}
+    dpi, pad, font = 110, 12, FontProperties(size=10)
+    measure = RendererAgg(1, 1, dpi).get_text_width_height_descent
+    title_h = int(1.8 * max(measure(t, font, ismath=False)[1] for t in titles.values()))
+    widths = [max(max((images[e, m].shape[1] for e in envs if (e, m) in images), default=0),
+                  *(int(measure(titles[e, m], font, ismath=False)[0]) + pad for e in envs)) for m in methods]
+    heights = [max(images[e, m].shape[0] for m in methods if (e, m) in images) for e in envs]
+    width, height = sum(widths) + pad * (len(methods) + 1), sum(heights) + (title_h + pad) * len(envs) + pad
+    fig = Figure(figsize=((width + 0.5) / dpi, (height + 0.5) / dpi), dpi=dpi)  # whole pixels, not one short
+    top = pad
+    for env, row_h in zip(envs, heights):
+        left = pad
+        for method, col_w in zip(methods, widths):
+            missing = (env, method) not in images
+            fig.text((left + col_w / 2) / width, 1 - (top + title_h / 2) / height, titles[env, method], ha="center",
+                     va="center", fontproperties=font, color="0.5" if missing else "black")
+            if not missing:
+                image = images[env, method]
+                fig.figimage(image, xo=left + (col_w - image.shape[1]) // 2, yo=height - top - title_h - image.shape[0],
+                             origin="upper")
+            left += col_w + pad
+        top += title_h + row_h + pad
     return _save(fig, path)
 
 
