@@ -5,9 +5,8 @@
 Random-action episodes (each action held `--hold` steps, so that the body gathers speed; episodes
 end as the env ends them) are rendered and encoded. A small MLP is fit on 80% of the episodes and
 scored on the rest, as R^2 per coordinate (1: read exactly; 0: no better than the mean):
-positions (`qpos`) from z_t alone, and velocities (`qvel`) from what the agents observe with
-`image_agents.latent_velocity` ([z_t, z_t - z_(t-1)], lag 1) and with `latent_frames` k+1 (the last
-k+1 latents), for each lag k. A probe is a bound, not a verdict: what it cannot read, an agent of
+positions (`qpos`) from z_t alone, and velocities (`qvel`) from [z_t, z_t - z_(t-1)] (lag 1) and
+from what the agents observe with `image_agents.latent_frames` k+1 (the last k+1 latents), for each lag k. A probe is a bound, not a verdict: what it cannot read, an agent of
 the same inputs will hardly read either.
 """
 

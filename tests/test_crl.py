@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import math
 
 import numpy as np
 import pytest
@@ -66,20 +65,15 @@ def test_positive_goals_past_an_absorbing_end_land_on_its_final_state():
         assert np.mean(offset[near] == k) == pytest.approx(p, abs=0.03), k
     near = ~fell & (left == 3)  # cut short: renormalized within the episode, as before
     assert np.mean(offset[near] == 3) == pytest.approx(gamma ** 2 * (1 - gamma) / (1 - gamma ** 3), abs=0.03)
-    # `sunk` marks the offsets past the end (k > 3 of the 3 left, gamma^3), only where the episode fell
-    assert np.mean(batch["sunk"][fell & (left == 3)]) == pytest.approx(gamma ** 3, abs=0.03)
-    assert not batch["sunk"][~fell].any() and (offset[batch["sunk"] > 0] == left[batch["sunk"] > 0]).all()
 
 
-@pytest.mark.parametrize("loss", ["infonce", "binary"])
-def test_the_contrastive_critic_learns_to_pick_the_positive_goal(loss):
+def test_the_contrastive_critic_learns_to_pick_the_positive_goal():
     """Goals that the state and action determine: the critic's accuracy at picking each row's own
-    goal among the batch's rises from chance (1/64) to many times it, and the actor's loss is finite.
-    (BCE over 63 negatives per positive first drives every logit down; the positives separate later.)"""
+    goal among the batch's rises from chance (1/64) to many times it, and the actor's loss is finite."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     agent = CRLAgent(4, 3, 2, -np.ones(2), np.ones(2), TD3Config(hidden=[64, 64], batch_size=64),
-                     CRLConfig(loss=loss, discount=0.9, repr_dim=16, hidden=(64, 64), pixels=PIXELS), rng)
+                     CRLConfig(loss="infonce", discount=0.9, repr_dim=16, hidden=(64, 64), pixels=PIXELS), rng)
     mixing = torch.randn(6, 3)
 
     def batch():
@@ -95,13 +89,13 @@ def test_the_contrastive_critic_learns_to_pick_the_positive_goal(loss):
     assert np.isfinite(metrics["losses/actor"])
 
 
-def train_on_a_chain(absorbing: str, K: int = 8, gamma: float = 0.9, n: int = 64) -> CRLAgent:
+def train_on_a_chain(K: int = 8, gamma: float = 0.9, n: int = 64) -> CRLAgent:
     """TD InfoNCE on a chain 0 -> 1 -> ... -> K - 1 that ignores the action and ends, absorbing, in
     K - 1. Its batches hold next states and random goals only, never a state two steps on."""
     torch.manual_seed(0)
     agent = CRLAgent(K, K, 1, -np.ones(1), np.ones(1), TD3Config(hidden=[64, 64], batch_size=n, normalize_inputs=False),
                      CRLConfig(loss="td_infonce", discount=gamma, repr_dim=16, hidden=(64, 64), pixels=PIXELS,
-                               target_polyak=0.05, absorbing=absorbing), np.random.default_rng(0))
+                               target_polyak=0.05), np.random.default_rng(0))
     assert {"next_obs", "next_achieved", "terminated"} <= set(agent.batch_keys) and "critic_target" in agent.nets()
     eye, generator = torch.eye(K), torch.Generator().manual_seed(0)
     for _ in range(1000):
@@ -113,106 +107,24 @@ def train_on_a_chain(absorbing: str, K: int = 8, gamma: float = 0.9, n: int = 64
 
 
 def chain_logits(agent: CRLAgent, start: int, K: int = 8) -> torch.Tensor:
-    """The twins' mean logits from `start` against the K states, then the sink where there is one."""
+    """The twins' mean logits from `start` against the K states."""
     eye = torch.eye(K)
     with torch.no_grad():
         phi = agent.critic.state_action(eye[[start]], torch.zeros(1, 1), eye[[K - 1]])
-        return agent.critic.pairs(phi, agent.critic.candidates(eye)).mean(0)[0]
+        return agent.critic.pairs(phi, agent.critic.goal(eye)).mean(0)[0]
 
 
 def test_td_infonce_learns_the_discounted_occupancy_from_next_states_alone():
     """What it learns beyond one step, TD brings. From s, the softmax over the eight states is the
     occupancy (1 - gamma) gamma^(k - s - 1) for s < k < 7, and gamma^(6 - s) for the absorbing 7."""
     K, gamma = 8, 0.9
-    agent = train_on_a_chain("frame", K, gamma)
+    agent = train_on_a_chain(K, gamma)
     for start in (0, 3):
         learned = chain_logits(agent, start, K).softmax(0).numpy()
         true = np.array([(1 - gamma) * gamma ** (k - start - 1) if k > start else 0.0 for k in range(K)])
         true[K - 1] = gamma ** (K - 2 - start)
         np.testing.assert_allclose(learned, true, atol=0.06, err_msg=f"from state {start}")
         assert learned[start + 2 : K - 1].sum() > 0.6 * true[start + 2 : K - 1].sum()  # two steps on and more
-
-
-def test_with_a_sink_the_absorbing_end_is_reached_once_and_the_sink_holds_the_rest():
-    """`crl.absorbing: sink`: the final state 7 is a future like any other, (1 - gamma) gamma^(6 - s),
-    and the sink, which every row has among its candidates, holds what comes after, gamma^(7 - s).
-    The states are candidates n/K = 8 times each in a batch, the sink once: their logits count 8 times."""
-    K, gamma, n = 8, 0.9, 64
-    agent = train_on_a_chain("sink", K, gamma, n)
-    for start in (0, 3):
-        logits = chain_logits(agent, start, K)
-        learned = (logits + torch.cat([torch.full((K,), math.log(n / K)), torch.zeros(1)])).softmax(0).numpy()
-        true = np.array([(1 - gamma) * gamma ** (k - start - 1) if k > start else 0.0 for k in range(K)] + [0.0])
-        true[K] = gamma ** (K - 1 - start)
-        np.testing.assert_allclose(learned, true, atol=0.06, err_msg=f"from state {start}")
-        assert learned[K] > 2 * learned[K - 1]  # the end once, the sink forever after
-
-
-@pytest.mark.parametrize("loss", ["infonce", "binary"])
-def test_the_monte_carlo_critic_puts_the_offsets_past_a_fall_on_the_sink(loss):
-    """Rows whose positive went past an absorbing end (`sunk`, here where the state's first
-    coordinate is positive) learn the sink as their future; the others do not."""
-    torch.manual_seed(0)
-    agent = CRLAgent(4, 3, 2, -np.ones(2), np.ones(2), TD3Config(hidden=[64, 64], batch_size=64),
-                     CRLConfig(loss=loss, discount=0.9, repr_dim=16, hidden=(64, 64), pixels=PIXELS, absorbing="sink"),
-                     np.random.default_rng(0))
-    assert "sunk" in agent.batch_keys and agent.critic.sink is not None
-    mixing = torch.randn(6, 3)
-
-    def batch():
-        obs, action = torch.randn(64, 4), torch.rand(64, 2) * 2 - 1
-        return {"obs": obs, "action": action, "goal": torch.tanh(torch.cat([obs, action], 1) @ mixing),
-                "sunk": (obs[:, 0] > 0).float()}
-
-    for _ in range(1000):
-        agent.update(batch())
-    test = batch()
-    x = agent.normalize(agent.inputs(test["obs"], test["goal"]))
-    with torch.no_grad():
-        logits = agent.critic.pairs(agent.critic.state_action(x[:, :4], test["action"]),
-                                    agent.critic.candidates(x[:, 4:])).mean(0)
-    sunk, sink, own = test["sunk"] > 0, logits[:, 64], torch.diagonal(logits)
-    assert (logits[sunk].argmax(1) == 64).float().mean() > 0.8  # the sink first among a sunk row's candidates
-    assert (own[~sunk] > sink[~sunk]).float().mean() > 0.8  # the others' own goal above the sink
-    assert (own[sunk] < sink[sunk]).all()
-
-
-class _Fixed(torch.nn.Module):
-    def __init__(self, f):
-        super().__init__()
-        self.f = f
-
-    def forward(self, x):
-        return self.f(x)
-
-
-@pytest.mark.parametrize("actor_loss", ["normalized", "infonce"])
-def test_the_infonce_actor_heads_for_its_own_goal_where_a_bonus_for_every_goal_misleads_the_normalized(actor_loss):
-    """A fixed critic f(s, a, g) = (a . g + 3 a_0) / sqrt(3), goals on the unit circle: a_0 earns 3
-    for every goal alike. The normalized objective chases that bonus, a_0 = +1 whatever the goal;
-    the log-softmax against the batch's goals cancels it and points the action at its own goal."""
-    torch.manual_seed(0)
-    agent = CRLAgent(1, 2, 2, -np.ones(2), np.ones(2), TD3Config(hidden=[32, 32], batch_size=64, normalize_inputs=False),
-                     CRLConfig(repr_dim=3, hidden=(8,), actor_loss=actor_loss, pixels=PIXELS), np.random.default_rng(0))
-    phi = _Fixed(lambda sa: torch.stack([sa[:, 1], sa[:, 2], 3 * sa[:, 1]], -1))  # [a_0, a_1, 3 a_0]
-    psi = _Fixed(lambda g: torch.cat([g, torch.ones(len(g), 1)], -1))  # [g_0, g_1, 1]
-    agent.critic.phi, agent.critic.psi = torch.nn.ModuleList([phi, phi]), torch.nn.ModuleList([psi, psi])
-    generator = torch.Generator().manual_seed(0)
-
-    def circle(n):
-        angle = torch.rand(n, generator=generator) * 2 * torch.pi
-        return torch.stack([angle.cos(), angle.sin()], -1)
-
-    for _ in range(300):
-        agent.update_crl_actor(torch.zeros(64, 1), circle(64))
-    behind = torch.tensor([[-1.0, 0.0], [-0.8, 0.6], [-0.8, -0.6]])  # goals the bonus points away from
-    with torch.no_grad():
-        action = agent.actor.from_normalized(torch.cat([torch.zeros(3, 1), behind], -1))
-    if actor_loss == "infonce":
-        assert (action[:, 0] < -0.5).all(), action
-        assert torch.nn.functional.cosine_similarity(action, behind).min() > 0.8, action
-    else:
-        assert (action[:, 0] > 0.5).all(), action
 
 
 def test_the_gaussian_policys_log_probability_is_the_squashed_normals():
@@ -411,20 +323,37 @@ def test_state_diagnostic_pursues_the_goal_without_images(env, workdir, tmp_path
     assert view.kind == "state" and meta["view"]["goal_conditioned"] and not view.needs_images
 
 
-@pytest.mark.parametrize("loss", ["infonce", "td_infonce"])
-def test_the_sink_trains_where_the_pole_falls_and_is_checkpointed(loss, workdir, tmp_path):
-    """`crl.absorbing=sink` through the CLI on inverted_pendulum, whose random exploration falls: the
-    critic's sink gets gradients and is in the checkpoint."""
+def test_a_checkpoint_or_policy_made_with_a_retired_option_is_refused_naming_its_tag(workdir, tmp_path, capsys):
+    """A checkpoint whose critic has `crl.absorbing=sink`'s sink, or that records a retired option among
+    its params, does not resume; a policy.pt that records one does not evaluate. One line each, naming
+    the git tag that has the option."""
     from visgoal.cli import main
+    from visgoal.config import RETIRED_TAG
 
     run = tmp_path / "crl" / "seed0"
-    assert main(["train", "--env", "inverted_pendulum", "--method", "crl", "--profile", "smoke", "--quiet",
-                 "--out", str(run), "--set", "crl.representation=state", "--set", f"crl.loss={loss}",
-                 "--set", "crl.absorbing=sink"]) == 0
-    agent = torch.load(run / "checkpoint.pt", weights_only=False)["agent"]
-    assert agent["critic"]["sink"].shape == (2, 1, 16) and torch.isfinite(agent["critic"]["sink"]).all()
-    moments = [state["exp_avg"] for state in agent["critic_opt"]["state"].values() if state["exp_avg"].dim() == 3]
-    assert len(moments) == 1 and moments[0].abs().sum() > 0  # the sink, the critic's one 3-d parameter, got gradients
+    args = ["--env", "inverted_pendulum", "--method", "crl", "--profile", "smoke", "--quiet"]
+    assert main(["train", *args, "--out", str(run), "--set", "crl.representation=state"]) == 0
+    saved = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert saved["params"]["crl"]["representation"] == "state"  # what made it
+    for retired, edit in (("crl.absorbing=sink", lambda state: state["agent"]["critic"].update(sink=torch.zeros(2, 1, 16))),
+                          ("crl.loss=binary", lambda state: state["params"]["crl"].update(loss="binary"))):
+        state = torch.load(run / "checkpoint.pt", weights_only=False)
+        edit(state)
+        torch.save(state, tmp_path / "checkpoint.pt")
+        (tmp_path / "checkpoint.pt").replace(run / "checkpoint.pt")
+        assert main(["train", *args, "--out", str(run), "--set", "crl.representation=state",
+                     "--set", "train.total_steps=600"]) == 2
+        err = capsys.readouterr().err
+        assert retired in err and RETIRED_TAG in err and "Traceback" not in err, err
+        torch.save(saved, run / "checkpoint.pt")
+    policy = torch.load(run / "policy.pt", weights_only=True)
+    policy["meta"]["view"]["latent_velocity"] = True  # as a latent policy of the tag's recorded it
+    torch.save(policy, run / "policy.pt")
+    assert main(["evaluate", *args, "--runs", str(tmp_path / "crl"), "--seeds", "0",
+                 "--out", str(tmp_path / "eval.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "latent_velocity=True" in err and RETIRED_TAG in err and "Traceback" not in err, err
+    assert not (tmp_path / "eval.csv").exists()
 
 
 def test_a_fall_is_terminal_for_every_goal_and_a_stop_at_the_goal_is_not(workdir, tmp_path):

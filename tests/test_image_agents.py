@@ -4,12 +4,14 @@ relabelling mixture, the imagined-goal prior, and VAE fine-tuning with re-encodi
 
 import csv
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import mlflow
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from conftest import run_cli
 from visgoal import paths
@@ -18,9 +20,9 @@ from visgoal.agents.policy import Policy, countdown
 from visgoal.agents.replay import STRATEGIES, EpisodeReplay, negative_distance
 from visgoal.agents.td3 import TD3Config
 from visgoal.agents.tdm import TDMAgent, TDMConfig
-from visgoal.agents.views import LatentView, VAEFineTuner, latent_observation
+from visgoal.agents.views import LatentView, VAEFineTuner
 from visgoal.cli import main
-from visgoal.config import load_params
+from visgoal.config import RETIRED_TAG, load_params, parse_override
 from visgoal.tracking import experiment_name, file_hash
 from visgoal.vae import VAE
 
@@ -83,10 +85,10 @@ def test_train_and_evaluate_through_the_cli(method, workdir, env_vae, env="point
     assert found[0].info.status == "FINISHED" and found[0].info.end_time / 1000 <= trained_by
 
 
-@pytest.mark.parametrize("method,history", [("rig", None), ("tdm", None), ("crl", None), ("crl", "latent_velocity")])
+@pytest.mark.parametrize("method,history", [("rig", None), ("tdm", None), ("crl", None), ("crl", "one_frame")])
 def test_latent_history_trains_fine_tunes_and_evaluates(method, history, workdir, env_vae, env="point_maze"):
     """`image_agents.latent_frames`, point_maze's own (params.yaml's env_overrides): the actor reads its last
-    k latents (and the goal, and tau for tdm); `latent_velocity`, with the stack off: [z, z - z_prev]."""
+    k latents (and the goal, and tau for tdm); with one frame, the latent alone."""
     own = load_params(profile="smoke", env=env)
     frames = own["image_agents"]["latent_frames"]
     assert frames > 1 and SMOKE["image_agents"]["latent_frames"] == 1  # the other environments' default
@@ -94,15 +96,15 @@ def test_latent_history_trains_fine_tunes_and_evaluates(method, history, workdir
     assert own["crl"]["actor_average"] > 0 == SMOKE["crl"]["actor_average"]
     out = env_vae(env)
     run = out / f"{method}_{history or 'latent_frames'}"
-    sets = ["--set", "image_agents.latent_velocity=true", "--set", "image_agents.latent_frames=1"] if history else []
+    sets = ["--set", "image_agents.latent_frames=1"] if history else []
     assert main(["train", "--env", env, "--method", method, "--seed", "0", "--profile", "smoke", "--quiet",
                  *sets, "--out", str(run / "seed0")]) == 0
     view, _, meta = load_policy(run / "seed0")
     d = SMOKE["vae"]["latent_dim"]
     if history:
-        assert view.velocity and view.frames == 1 and view.obs_dim == 2 * d
+        assert view.frames == 1 and view.obs_dim == d
     else:
-        assert view.frames == frames and not view.velocity and view.obs_dim == frames * d
+        assert view.frames == frames and view.obs_dim == frames * d
     if method != "crl":
         assert meta["input_dim"] == view.obs_dim + d + (method == "tdm")  # the goal, and tau
     else:  # what acts in evaluations is point_maze's averaged actor, which its checkpoint carries
@@ -120,7 +122,7 @@ def latent_view(latent_dim: int = 3, **kwargs) -> LatentView:
                       **kwargs)
 
 
-@pytest.mark.parametrize("history", [{"velocity": True}, {"frames": 3}, {}])
+@pytest.mark.parametrize("history", [{"frames": 3}, {}])
 def test_reencoded_observations_are_the_observed_ones(history):
     """The replay's re-encoding rebuilds an episode's observations as `observe` builds them step by step."""
     view = latent_view(**history)
@@ -134,14 +136,8 @@ def test_reencoded_observations_are_the_observed_ones(history):
                                atol=1e-6)
 
 
-def test_latent_velocity_and_frames_mean_what_they_say():
+def test_latent_frames_mean_what_they_say():
     z = np.arange(12, dtype=np.float32).reshape(4, 3) ** 2
-    velocity = latent_view(velocity=True).episode_observations(z)
-    np.testing.assert_array_equal(velocity[:, :3], z)
-    assert not velocity[0, 3:].any()  # no velocity at an episode's first step
-    np.testing.assert_array_equal(velocity[2, 3:], z[2] - z[1])
-    torch_obs = latent_observation(torch.from_numpy(z[2]), torch.from_numpy(z[1]))
-    np.testing.assert_array_equal(torch_obs.numpy(), velocity[2])
     stacked = latent_view(frames=3).episode_observations(z)
     assert stacked.shape == (4, 9)
     np.testing.assert_array_equal(stacked[3], np.concatenate([z[1], z[2], z[3]]))  # oldest first
@@ -149,12 +145,25 @@ def test_latent_velocity_and_frames_mean_what_they_say():
     np.testing.assert_array_equal(latent_view().episode_observations(z), z)
 
 
-def test_latent_velocity_with_frames_fails_in_one_line(workdir, capsys):
+@pytest.mark.parametrize("retired", ["image_agents.latent_velocity=true", "crl.loss=binary", "td3.absorbing=kept",
+                                     "image_agents.td3.absorbing=farthest", "tdm.eval_tau=countdown"])
+def test_a_retired_option_fails_in_one_line_naming_its_tag(retired, workdir, capsys):
+    """A retired option, in --set or in params.yaml (its env_overrides too), names the git tag that has it."""
     assert main(["train", "--env", "point_maze", "--method", "rig", "--profile", "smoke", "--quiet",
-                 "--set", "image_agents.latent_velocity=true", "--set", "image_agents.latent_frames=2",
-                 "--vae", str(workdir / "missing.pt")]) == 2
+                 "--set", retired, "--vae", str(workdir / "missing.pt")]) == 2
     err = capsys.readouterr().err
-    assert "latent_velocity" in err and "latent_frames" in err and "Traceback" not in err
+    assert retired.split("=")[0].removeprefix("image_agents.") in err and RETIRED_TAG in err and "Traceback" not in err
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    keys, value = parse_override(retired)
+    node = params["env_overrides"].setdefault("fetch_reach", {})
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+    Path("retired.yaml").write_text(yaml.safe_dump(params))
+    assert main(["train", "--env", "point_maze", "--method", "rig", "--profile", "smoke", "--quiet",
+                 "--params", "retired.yaml", "--vae", str(workdir / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "retired.yaml" in err and RETIRED_TAG in err and "Traceback" not in err
 
 
 def test_train_without_a_vae_fails_in_one_line(workdir, capsys):
@@ -217,26 +226,12 @@ def test_tdm_bootstrap_is_the_min_of_the_target_critics():
     torch.testing.assert_close(target, torch.min(-(f1 - goal).abs(), -(f2 - goal).abs()))
 
 
-def test_tdm_latent_regulariser_enters_the_loss():
-    torch.manual_seed(0)
-    next_obs = torch.randn(16, 3)
-    batch = {"obs": torch.randn(16, 3), "next_obs": next_obs, "next_achieved": next_obs, "goal": torch.randn(16, 3),
-             "action": torch.rand(16, 2) * 2 - 1, "tau": torch.randint(0, 6, (16,)).float(), "terminated": torch.zeros(16)}
-    losses = {}
-    for weight in (0.0, 1.0):
-        torch.manual_seed(1)  # the same initial weights and target noise for both
-        losses[weight] = tdm_agent(latent_reg=weight).update(dict(batch))
-    plain, regularised = losses[0.0], losses[1.0]
-    assert "losses/latent_prior_nll" not in plain
-    assert regularised["losses/critic"] == pytest.approx(plain["losses/critic"] + regularised["losses/latent_prior_nll"])
-
-
 def test_tdm_rollout_horizon_counts_down_and_resets():
     assert [countdown(t, 3) for t in range(9)] == [3, 2, 1, 0, 3, 2, 1, 0, 3]
 
 
 @pytest.mark.parametrize("training, eval_tau, expected", [
-    (False, 0, [0] * 6), (False, 2, [2] * 6), (False, "countdown", [3, 2, 1, 0, 3, 2]),
+    (False, 0, [0] * 6), (False, 2, [2] * 6),
     (True, 0, [3, 2, 1, 0, 3, 2])])
 def test_tdm_policy_acts_with_the_configured_horizon(training, eval_tau, expected):
     """The tau input the policy gives the actor at each step of an episode: the countdown in
@@ -335,15 +330,15 @@ def test_finetuning_reencodes_the_stored_latents():
         np.testing.assert_allclose(replay.obs[e, :n], expected, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(replay.achieved[e, :n], replay.obs[e, :n])
     assert not np.allclose(before, replay.obs[: replay.size])
-    # With latent velocity, obs are rebuilt from the new latents the same way.
-    view = LatentView(vae, velocity=True, tuner=tuner)
-    velocity = EpisodeReplay(100, 5, (8,), 4, 2, relabel={}, reward_fn=negative_distance, image_shape=(16, 16, 3))
+    # With stacked latents, obs are rebuilt from the new latents the same way.
+    view = LatentView(vae, tuner=tuner, frames=3)
+    stacked = EpisodeReplay(100, 5, (12,), 4, 2, relabel={}, reward_fn=negative_distance, image_shape=(16, 16, 3))
     for e in range(replay.size):
         z = replay.achieved[e]
-        velocity.add_episode(view.episode_observations(z), z, z[-1], replay.action[e], np.zeros(5), np.zeros(5),
-                             images=replay.images[e])
-    view.finetune(velocity, rng)
-    for e in range(velocity.size):
-        z = vae.encode(velocity.images[e])
-        np.testing.assert_allclose(velocity.achieved[e], z, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(velocity.obs[e], view.episode_observations(z), rtol=1e-5, atol=1e-5)
+        stacked.add_episode(view.episode_observations(z), z, z[-1], replay.action[e], np.zeros(5), np.zeros(5),
+                            images=replay.images[e])
+    view.finetune(stacked, rng)
+    for e in range(stacked.size):
+        z = vae.encode(stacked.images[e])
+        np.testing.assert_allclose(stacked.achieved[e], z, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(stacked.obs[e], view.episode_observations(z), rtol=1e-5, atol=1e-5)

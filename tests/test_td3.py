@@ -217,46 +217,24 @@ def test_a_terminal_state_keeps_its_goal_distance_forever():
 
 
 
-def test_farthest_values_a_fall_at_the_farthest_distance_seen():
-    """`td3.absorbing: farthest`: a terminal row's target is -d + gamma * -D / (1 - gamma), D the farthest
-    distance any update has seen (also a later batch's nearer rows); the bootstrapped rows are as with `kept`."""
-    cfg = TD3Config(hidden=[8], gamma=0.9, target_noise=0.0, absorbing="farthest")
-    agent = TD3Agent(3, 1, [-1], [1], cfg, np.random.default_rng(0), terminal_keeps_reward=True)
-    x = torch.randn(4, 3)
-    with torch.no_grad():
-        future = torch.min(*agent.critic_target(x, agent.actor_target.from_normalized(x))).squeeze(-1)
-    terminated = torch.tensor([1.0, 0.0, 0.0, 0.0])
-    metrics = agent.update_critic(x, torch.zeros(4, 1), -torch.tensor([0.1, 3.0, 0.5, 0.2]), x, terminated)
-    expected = torch.cat([torch.tensor([-0.1 - 0.9 * 3.0 / (1 - 0.9)]), -torch.tensor([3.0, 0.5, 0.2]) + 0.9 * future[1:]])
-    assert metrics["values/target_q"] == pytest.approx(expected.mean().item(), rel=1e-5)
-    assert agent.farthest.item() == pytest.approx(3.0)
-    agent.update_critic(x, torch.zeros(4, 1), -torch.tensor([0.1, 0.2, 0.3, 0.4]), x, terminated)
-    assert agent.farthest.item() == pytest.approx(3.0)  # it never shrinks
-    # It resumes with the run.
-    other = TD3Agent(3, 1, [-1], [1], cfg, np.random.default_rng(0), terminal_keeps_reward=True)
-    other.load_state_dict(agent.state_dict())
-    assert other.farthest.item() == pytest.approx(3.0)
-
-
 def test_tdm_values_a_fall_per_dimension():
-    """TDM's fallen rows: the reached distance at every horizon (`kept`), or the farthest seen in each
-    latent dimension (`farthest`); live rows are unchanged."""
+    """TDM's fallen rows: the reached distance at every horizon (the state stays where it fell);
+    live rows bootstrap, or take what they reached at tau = 0."""
     from visgoal.agents.tdm import TDMAgent, TDMConfig
 
     goal = torch.zeros(3, 2)
     next_z = torch.tensor([[0.1, 0.2], [2.0, 0.1], [0.3, 1.5]])
     tau, terminated = torch.tensor([3, 0, 3]), torch.tensor([1.0, 0.0, 0.0])
-    targets = {}
-    for absorbing in ("kept", "farthest"):
-        torch.manual_seed(0)  # the same networks, and the same target noise
-        agent = TDMAgent(2, 1, [-1], [1], TD3Config(hidden=[8], absorbing=absorbing), TDMConfig(tau_max=3),
-                         np.random.default_rng(0))
-        next_x = torch.cat([next_z, goal, torch.full((3, 1), 2 / 3)], dim=-1)
-        targets[absorbing] = agent.targets(goal, next_x, next_z, tau, terminated)
-    np.testing.assert_allclose(targets["kept"][0], [-0.1, -0.2], rtol=1e-6)
-    np.testing.assert_allclose(targets["farthest"][0], [-2.0, -1.5], rtol=1e-6)  # each dimension's farthest
-    np.testing.assert_allclose(targets["farthest"][1:], targets["kept"][1:])
-    np.testing.assert_allclose(targets["kept"][1], [-2.0, -0.1], rtol=1e-6)  # tau = 0: what it reached
+    torch.manual_seed(0)
+    agent = TDMAgent(2, 1, [-1], [1], TD3Config(hidden=[8], target_noise=0.0), TDMConfig(tau_max=3),
+                     np.random.default_rng(0))
+    next_x = torch.cat([next_z, goal, torch.full((3, 1), 2 / 3)], dim=-1)
+    targets = agent.targets(goal, next_x, next_z, tau, terminated)
+    np.testing.assert_allclose(targets[0], [-0.1, -0.2], rtol=1e-6)  # fallen at tau 3: what it reached
+    np.testing.assert_allclose(targets[1], [-2.0, -0.1], rtol=1e-6)  # tau = 0: what it reached
+    with torch.no_grad():
+        f1, f2 = agent.critic_target(next_x[2:], agent.actor_target.from_normalized(next_x[2:]))
+    np.testing.assert_allclose(targets[2], torch.min(-f1.abs(), -f2.abs())[0], rtol=1e-6)  # bootstrapped
 
 
 def averaging_agent(method: str, average: float):

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jsonschema
 import yaml
@@ -121,6 +121,48 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML{line}: {getattr(err, 'problem', err)}") from None
 
 
+# Options that lost in docs/experiments and were removed; the tag's commit still has them. A key
+# with None lost every value it had but the one the code now always does (the key is gone).
+RETIRED_TAG = "retired-options-2026-12"
+# key: (is this value retired?, whether the key itself is gone: only one value was left).
+RETIRED: dict[str, tuple[Callable[[Any], bool], bool]] = {
+    "crl.loss": (lambda v: v == "binary", False),
+    "crl.absorbing": (lambda v: v == "sink", True),          # frame is what crl does
+    "crl.actor_loss": (lambda v: v == "infonce", True),      # normalized is what crl does
+    "td3.absorbing": (lambda v: v == "farthest", True),      # a fall keeps its own distance
+    "tdm.latent_reg": (lambda v: v != 0, True),
+    "tdm.eval_tau": (lambda v: v == "countdown", False),
+    "image_agents.latent_velocity": (lambda v: bool(v), True),   # latent_frames shows the past instead
+}
+
+
+def retired_options(flat: dict[str, Any], gone_keys: bool = True) -> list[str]:
+    """The `key=value` entries of a flat mapping of parameters that name a retired option: a retired
+    value, or (`gone_keys`, for params files) a key that is gone whatever its value. Keys may carry
+    a prefix (`env_overrides.<env>.`, `profiles.<name>.`, or `image_agents.` before `td3.`)."""
+    found = []
+    for key, value in flat.items():
+        for name, (is_retired, gone) in RETIRED.items():
+            if (key == name or key.endswith("." + name)) and ((gone and gone_keys) or is_retired(value)):
+                found.append(f"{name}={value}")
+    return found
+
+
+def retired_error(source: str, found: list[str]) -> str:
+    return (f"{source}: {', '.join(found)}: retired, the code that had it is git tag {RETIRED_TAG} "
+            f"(git checkout {RETIRED_TAG}); remove it")
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """`{"vae": {"beta": 1.0}}` -> `{"vae.beta": 1.0}`."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
 @dataclass(frozen=True)
 class Params:
     """Fully resolved parameters: what a stage actually ran with."""
@@ -136,17 +178,7 @@ class Params:
 
     def flat(self) -> dict[str, Any]:
         """`{"vae.beta": 1.0, ...}`: for MLflow params."""
-        out: dict[str, Any] = {}
-
-        def walk(prefix: str, node: Any) -> None:
-            if isinstance(node, dict):
-                for k, v in node.items():
-                    walk(f"{prefix}.{k}" if prefix else k, v)
-            else:
-                out[prefix] = node
-
-        walk("", self.values)
-        return out
+        return flatten(self.values)
 
 
 def dvc_profile_error(profile: str, overlay: dict) -> str:
@@ -178,6 +210,10 @@ def load_params(
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    if found := retired_options(flatten(raw)):
+        raise ConfigError(retired_error(str(path), found))
+    if found := retired_options(flatten({".".join(keys): value for keys, value in map(parse_override, overrides)})):
+        raise ConfigError(retired_error("--set", found))
     validate(raw, "params.schema.json", str(path))
     base = {k: v for k, v in raw.items() if k not in ("profile", "profiles")}
     profiles = raw.get("profiles") or {}
@@ -201,7 +237,6 @@ def load_params(
     if env is not None:  # a stage of one environment holds what it runs with, not the others' tuning
         values.pop("env_overrides", None)
     check_relabel(values, source)
-    check_latent_history(values, source)
     return Params(profile=chosen, values=values)
 
 
@@ -226,14 +261,6 @@ def check_env_overrides(values: dict, path: Path) -> None:
                 raise ConfigError(f"{source}: key 'env_overrides.{env}.{key}': the same for every environment "
                                   f"(it shapes the pipeline's jobs); set it in its section instead")
         validate(deep_merge(values, override), "params.schema.json", f"{source} (env_overrides.{env})")
-
-
-def check_latent_history(values: dict, source: str) -> None:
-    """`image_agents.latent_velocity` and `latent_frames` > 1 are two ways of showing the past: one at a time."""
-    cfg = values.get("image_agents", {})
-    if cfg.get("latent_velocity") and cfg.get("latent_frames", 1) > 1:
-        raise ConfigError(f"{source}: keys 'image_agents.latent_velocity' and 'image_agents.latent_frames' both show "
-                          f"the agent the past; set latent_velocity false or latent_frames 1")
 
 
 def check_relabel(values: dict, source: str) -> None:

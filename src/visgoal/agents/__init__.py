@@ -37,6 +37,15 @@ def view_kind(method: str, params) -> str:
     return agent_class(method).view_kind(params)
 
 
+def refuse_retired(path: Path, made_with: dict) -> None:
+    """A policy.pt or checkpoint made with an option that is retired fails in one line naming the tag."""
+    from visgoal.config import RETIRED_TAG, flatten, retired_options
+
+    if found := retired_options(flatten(made_with), gone_keys=False):
+        raise ValueError(f"{path}: made with {', '.join(found)}, a retired option (git tag {RETIRED_TAG} has it); "
+                         f"evaluate it there, or retrain it with `python -m visgoal train`")
+
+
 def load_policy(run_dir: Path, vae: Path | None = None):
     """(view, policy, meta) of a trained run's policy.pt: what evaluation acts with. Image agents
     act through the run's own (fine-tuned) vae.pt unless `vae` names another."""
@@ -53,4 +62,6 @@ def load_policy(run_dir: Path, vae: Path | None = None):
     if meta.get("format") != POLICY_FORMAT:
         raise ValueError(f"{path}: not a {POLICY_FORMAT} policy (an older visgoal's, or not ours); "
                          f"retrain it with `python -m visgoal train`")
+    refuse_retired(path, meta.get("params", {}))
+    refuse_retired(path, {"image_agents": {"latent_velocity": meta["view"].get("latent_velocity")}, "tdm": meta.get("tdm", {})})
     return load_view(meta["view"], run_dir, vae), agent_class(meta["method"]).load_policy(saved), meta

@@ -2,30 +2,24 @@
 
 The critic is f(s, a, g) = phi(s, a) . psi(g) / sqrt(d) (section 4): for a batch of
 (s_i, a_i, g_i), g_i is a positive for row i and every other g_j a negative, so the logits matrix
-should be high on its diagonal and low elsewhere (section 4.2). `crl.loss` is the paper's
+should be high on its diagonal and low elsewhere (section 4.2). `crl.loss: infonce` is the paper's
 "contrastive RL (CPC)", InfoNCE (each row's softmax cross-entropy over the batch's goals, with the
-reference's 0.01 logsumexp^2 penalty), or its "(NCE)", binary cross-entropy on every pair. InfoNCE
-is the default: on pixels, binary NCE first drives every logit to log(1/(n-1)) and the encoder's
-features collapse to a constant with them (their spread across a batch fell from 0.08 to 0.002 in
-100 updates, the loss stuck at the constant's 0.0256); InfoNCE ignores a row's offset, so it
-cannot gain from that. On latents it also picked the positive more often (0.25 against 0.17 after
-1,600 updates on fetch_reach). The positive g_i is what the camera shows k steps after (s_i, a_i) in the same
+reference's 0.01 logsumexp^2 penalty). The positive g_i is what the camera shows k steps after (s_i, a_i) in the same
 episode, k ~ Geometric(1 - gamma) (the discounted state occupancy of section 3), at most the
 episode's last step: the replay's `geometric` relabelling, the only one. There is no reward, no
 target critic and no reward relabelling. Twin critics, as the reference implementations use.
 
-Those two learn the occupancy of the data's own futures, a Monte Carlo estimate over whatever
-policies collected them. The third, `td_infonce` (Zheng, Salakhutdinov & Eysenbach 2023), learns the
+It learns the occupancy of the data's own futures, a Monte Carlo estimate over whatever
+policies collected them. The other loss, `td_infonce` (Zheng, Salakhutdinov & Eysenbach 2023), learns the
 current goal-conditioned policy's by temporal difference: phi also reads the commanded goal, and a
 target critic at the next state labels the future (`update_td_infonce`). Where crl reaches a goal
-and leaves it again (point_maze, README), the data's futures go on past the goal; the policy's own
+and leaves it again (point_maze), the data's futures go on past the goal; the policy's own
 future, once it holds, stays there.
 
 The actor (`crl.policy`) is deterministic (TD3's, with its exploration noise) or, as the reference
 does on images, a tanh-squashed Gaussian that explores by sampling. It maximizes
 min_e f_e(s, pi(s, g), g), divided by the mean |f| so that the loss scale does not depend on the
-logits' (OGBench's DDPG objective), or with `actor_loss: infonce` that logit's log-softmax
-against the batch's goals (the TD InfoNCE reference's actor). The Gaussian also gets SAC's
+logits' (OGBench's DDPG objective). The Gaussian also gets SAC's
 entropy bonus alpha * H beside its objective, alpha tuned so that the entropy stays near
 `crl.target_entropy` (the reference's 0 on images). With `actor_random_goals` it sees every
 state twice, with its own goal and with the next row's (the reference's `random_goals=0.5`), so
@@ -64,9 +58,7 @@ from visgoal.agents.td3 import ExplorationNoise, TD3Config, averaged_copy, soft_
 
 REPRESENTATIONS = ("latent", "pixels", "state")
 POLICIES = ("deterministic", "gaussian")
-LOSSES = ("infonce", "binary", "td_infonce")
-ACTOR_LOSSES = ("normalized", "infonce")
-ABSORBING = ("frame", "sink")
+LOSSES = ("infonce", "td_infonce")
 
 
 @dataclass
@@ -83,9 +75,7 @@ class CRLConfig:
     policy: str = "deterministic"
     target_entropy: float = 0.0
     target_polyak: float = 0.005  # td_infonce's target critic
-    actor_loss: str = "normalized"
     actor_average: float = 0.0  # the averaged actor's step toward the actor per update; 0: none
-    absorbing: str = "frame"  # what follows an absorbing end: its final frame, or a sink that no goal is
     pixels: dict | None = None  # feature_dim, shift, precision
 
     @classmethod
@@ -96,15 +86,13 @@ class CRLConfig:
 class ContrastiveCritic(nn.Module):
     """Twin (phi_e, psi_e): logits[e, i, j] = phi_e(s_i, a_i) . psi_e(g_j) / sqrt(d). With a
     `command_dim`, phi also reads the goal the policy is commanded (TD InfoNCE's phi(s, a, c)): the
-    future it predicts is the goal-conditioned policy's own. With a `sink`, a learned psi_e of the
-    state that follows an absorbing end, which no image shows (`crl.absorbing: sink`)."""
+    future it predicts is the goal-conditioned policy's own."""
 
     def __init__(self, obs_dim: int, action_dim: int, goal_dim: int, hidden: list[int], repr_dim: int,
-                 command_dim: int = 0, sink: bool = False):
+                 command_dim: int = 0):
         super().__init__()
         self.phi = nn.ModuleList(mlp(obs_dim + action_dim + command_dim, list(hidden), repr_dim) for _ in range(2))
         self.psi = nn.ModuleList(mlp(goal_dim, list(hidden), repr_dim) for _ in range(2))
-        self.sink = nn.Parameter(torch.randn(2, 1, repr_dim) / math.sqrt(repr_dim)) if sink else None
         self.scale = 1.0 / math.sqrt(repr_dim)
 
     def representations(self, obs, action, goal) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,11 +109,6 @@ class ContrastiveCritic(nn.Module):
 
     def goal(self, goal) -> torch.Tensor:
         return torch.stack([psi(goal) for psi in self.psi])
-
-    def candidates(self, goal) -> torch.Tensor:
-        """psi of the goals, (2, m, d), then the sink's where there is one: (2, m + 1, d)."""
-        psi = self.goal(goal)
-        return psi if self.sink is None else torch.cat([psi, self.sink], dim=1)
 
     def forward(self, obs, action, goal) -> torch.Tensor:
         """(2, n): f_e(s_i, a_i, g_i), each row against its own goal only."""
@@ -224,16 +207,13 @@ class PixelActor(nn.Module):
 @torch.no_grad()
 def logit_metrics(logits: torch.Tensor) -> dict:
     """What MLflow shows of the twins' (2, n, n) logits, row i's positive in column i: how often it
-    is the row's largest, the mean positive and negative logits, and their scale. A sink's column
-    (n + 1) is left out of these, and its mean softmax weight shown apart."""
-    n = logits.shape[1]
-    sink = {"critic/weight_on_sink": logits.mean(0).softmax(1)[:, n].mean().item()} if logits.shape[2] > n else {}
-    mean = logits[..., :n].mean(0)
+    is the row's largest, the mean positive and negative logits, and their scale."""
+    mean = logits.mean(0)
     diagonal = torch.diagonal(mean)
     accuracy = (mean.argmax(1) == torch.arange(len(mean))).float().mean()
     off = (mean.sum() - diagonal.sum()) / max(mean.numel() - len(mean), 1)
     return {"critic/accuracy": accuracy.item(), "critic/logits_positive": diagonal.mean().item(),
-            "critic/logits_negative": off.item(), "critic/logits_scale": mean.abs().mean().item(), **sink}
+            "critic/logits_negative": off.item(), "critic/logits_scale": mean.abs().mean().item()}
 
 
 class CRLAgent(RIGAgent):
@@ -251,18 +231,11 @@ class CRLAgent(RIGAgent):
             raise ValueError(f"crl.policy: unknown '{crl.policy}' (choose deterministic or gaussian)")
         if crl.loss not in LOSSES:
             raise ValueError(f"crl.loss: unknown '{crl.loss}' (choose {', '.join(LOSSES)})")
-        if crl.actor_loss not in ACTOR_LOSSES:
-            raise ValueError(f"crl.actor_loss: unknown '{crl.actor_loss}' (choose {', '.join(ACTOR_LOSSES)})")
-        if crl.absorbing not in ABSORBING:
-            raise ValueError(f"crl.absorbing: unknown '{crl.absorbing}' (choose {', '.join(ABSORBING)})")
         self.cfg, self.crl = cfg, crl
         self.td = crl.loss == "td_infonce"
         if self.td:  # the next step, its achieved goal (pixels: the next image itself), and whether it ended
             next_goal = ("next_obs",) if crl.representation == "pixels" else ("next_obs", "next_achieved")
             self.batch_keys = (*self.batch_keys, *next_goal, "terminated")
-        self.sink = crl.absorbing == "sink"
-        if self.sink and not self.td:
-            self.batch_keys = (*self.batch_keys, "sunk")
         self.encoder = None
         if crl.representation == "pixels":
             self.encoder = ConvEncoder(image_size, crl.pixels["feature_dim"], crl.pixels["precision"] == "bf16-mixed")
@@ -273,7 +246,7 @@ class CRLAgent(RIGAgent):
         self.actor = (GaussianActor if self.gaussian else Actor)(obs_dim + goal_dim, action_dim, cfg.hidden, action_low,
                                                                   action_high, cfg.normalize_inputs and self.encoder is None)
         self.critic = ContrastiveCritic(obs_dim, action_dim, goal_dim, list(crl.hidden), crl.repr_dim,
-                                        command_dim=goal_dim if self.td else 0, sink=self.sink)
+                                        command_dim=goal_dim if self.td else 0)
         if self.td:
             self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         # td_infonce on pixels: a Monte Carlo head that trains the encoder beside the TD critic
@@ -349,29 +322,23 @@ class CRLAgent(RIGAgent):
         if self.td:
             metrics = self.update_td_infonce(obs, batch["action"], goal, next_obs, next_goal, batch["terminated"])
         else:
-            metrics = self.update_contrastive(obs, batch["action"], goal, batch.get("sunk"))
+            metrics = self.update_contrastive(obs, batch["action"], goal)
         metrics.update(self.update_crl_actor(obs.detach(), goal.detach()))
         self.num_updates += 1
         return metrics
 
     @staticmethod
-    def monte_carlo_loss(critic: ContrastiveCritic, obs, action, goal, loss: str = "infonce", sunk=None
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss, logits (2, n, n), or (2, n, n + 1) with the critic's sink): each row's own geometric
-        future goal the positive, or the sink where `sunk` says the offset went past an absorbing end."""
-        n = len(obs)
-        logits = critic.pairs(critic.state_action(obs, action), critic.candidates(goal))
-        labels = torch.arange(n) if sunk is None else torch.where(sunk > 0, n, torch.arange(n))
-        if loss == "infonce":  # each row's softmax over the batch's goals, its own the label
-            rows = logits.flatten(0, 1)
-            # the reference's logsumexp penalty: softmax ignores a row's offset, which could drift unbounded
-            return (F.cross_entropy(rows, labels.repeat(len(logits)))
-                    + 0.01 * (torch.logsumexp(rows, dim=1) ** 2).mean()), logits
-        targets = F.one_hot(labels, logits.shape[-1]).float().expand_as(logits)
-        return F.binary_cross_entropy_with_logits(logits, targets), logits
+    def monte_carlo_loss(critic: ContrastiveCritic, obs, action, goal) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, logits (2, n, n)): InfoNCE, each row's softmax over the batch's goals, its own
+        geometric future goal the label."""
+        logits = critic.pairs(critic.state_action(obs, action), critic.goal(goal))
+        rows = logits.flatten(0, 1)
+        # the reference's logsumexp penalty: softmax ignores a row's offset, which could drift unbounded
+        return (F.cross_entropy(rows, torch.arange(len(obs)).repeat(len(logits)))
+                + 0.01 * (torch.logsumexp(rows, dim=1) ** 2).mean()), logits
 
-    def update_contrastive(self, obs, action, goal, sunk=None) -> dict:
-        loss, logits = self.monte_carlo_loss(self.critic, obs, action, goal, self.crl.loss, sunk)
+    def update_contrastive(self, obs, action, goal) -> dict:
+        loss, logits = self.monte_carlo_loss(self.critic, obs, action, goal)
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = self._clip(self.critic, "critic")
@@ -386,9 +353,8 @@ class CRLAgent(RIGAgent):
         1 - gamma (a cross-entropy with the identity over the batch's next states); with weight gamma
         its future is wherever the policy goes from s'_i, which the target critic tells as soft
         labels w_i = softmax_j f_target(s'_i, pi(s'_i, c_i), c_i, c_j), min over the twins. A
-        terminated s'_i is absorbing: it is its own future with weight 1 (`crl.absorbing: frame`), or
-        the sink follows it with weight gamma (`sink`), where every row also has the sink among its
-        candidate futures. Both terms get the 0.01 logsumexp^2 penalty, as InfoNCE does: a row's
+        terminated s'_i is absorbing: it is its own future with weight 1, its final frame forever.
+        Both terms get the 0.01 logsumexp^2 penalty, as InfoNCE does: a row's
         offset is what the actor's objective reads.
 
         On pixels the encoder also learns from the Monte Carlo InfoNCE of a second head
@@ -400,21 +366,17 @@ class CRLAgent(RIGAgent):
         gamma, n = self.crl.discount, len(obs)
         command = goal.roll(1, 0)
         phi = self.critic.state_action(obs, action, command)
-        now = self.critic.pairs(phi, self.critic.candidates(next_goal)).flatten(0, 1)  # (2n, n[+1]) against s'_j
-        later = self.critic.pairs(phi, self.critic.candidates(command)).flatten(0, 1)  # (2n, n[+1]) against c_j
+        now = self.critic.pairs(phi, self.critic.goal(next_goal)).flatten(0, 1)  # (2n, n) against s'_j
+        later = self.critic.pairs(phi, self.critic.goal(command)).flatten(0, 1)  # (2n, n) against c_j
         with torch.no_grad():
             next_command = torch.cat([next_obs, command], dim=-1).detach()
             next_action = (self.actor.sample_normalized(next_command)[0] if self.gaussian
                            else self.actor.from_normalized(next_command))
             target = self.critic_target
             w = target.pairs(target.state_action(next_obs.detach(), next_action, command.detach()),
-                             target.candidates(command.detach())).min(0).values.softmax(1)
-            if self.sink:  # after the end, the sink forever: s'_i now, then the sink
-                w = torch.where(terminated[:, None] > 0, F.one_hot(torch.tensor(n), n + 1).float(), w)
-                now_weight, later_weight = 1 - gamma, gamma
-            else:  # the final frame forever
-                ended = terminated.repeat(2)
-                now_weight, later_weight = (1 - gamma) + gamma * ended, gamma * (1 - ended)
+                             target.goal(command.detach())).min(0).values.softmax(1)
+            ended = terminated.repeat(2)  # the final frame forever
+            now_weight, later_weight = (1 - gamma) + gamma * ended, gamma * (1 - ended)
             w = w.repeat(2, 1)
         rows = torch.arange(n).repeat(2)
         loss = (now_weight * F.cross_entropy(now, rows, reduction="none")
@@ -436,13 +398,9 @@ class CRLAgent(RIGAgent):
 
     def update_crl_actor(self, obs, goal) -> dict:
         """obs, goal: what the critic read (normalized latents, or encoder features), detached.
-
-        `crl.actor_loss`: `normalized` maximizes min_e f_e(s, pi(s, g), g) over its mean |f|
-        (OGBench's objective), `infonce` the log-softmax of that logit against the batch's goals
-        (the TD InfoNCE reference's actor): a part of f that an action raises for every goal alike
-        (moving on, for one) earns it nothing, only what singles out its own goal does."""
-        with torch.no_grad():  # psi(g) does not depend on the actor: no gradient, once per goal (and the sink)
-            psi = self.critic.candidates(goal)
+        Maximizes min_e f_e(s, pi(s, g), g) over its mean |f| (OGBench's objective)."""
+        with torch.no_grad():  # psi(g) does not depend on the actor: no gradient, once per goal
+            psi = self.critic.goal(goal)
         own = torch.arange(len(obs))  # row i's goal among the batch's goals (candidates)
         if self.crl.actor_random_goals:
             obs, goal, own = torch.cat([obs, obs]), torch.cat([goal, goal.roll(1, 0)]), torch.cat([own, own.roll(1)])
@@ -450,13 +408,8 @@ class CRLAgent(RIGAgent):
         action, log_prob = self.actor.sample_normalized(x) if self.gaussian else (self.actor.from_normalized(x), None)
         with frozen(self.critic):
             phi = self.critic.state_action(obs, action, goal if self.td else None)
-            if self.crl.actor_loss == "infonce":
-                logits = self.critic.pairs(phi, psi).min(0).values  # (rows, the batch's goals)
-                q = logits[torch.arange(len(own)), own]
-                loss = F.cross_entropy(logits, own)
-            else:
-                q = ((phi * psi[:, own]).sum(-1) * self.critic.scale).min(0).values
-                loss = -q.mean() / (q.abs().mean().detach() + 1e-6)
+            q = ((phi * psi[:, own]).sum(-1) * self.critic.scale).min(0).values
+            loss = -q.mean() / (q.abs().mean().detach() + 1e-6)
         if self.gaussian:
             loss = loss + self.temperature().detach() * log_prob.mean()
         metrics = {"losses/actor": loss.item(), "values/q": q.mean().item(), **self.actor_step(loss)}

@@ -14,8 +14,7 @@ replaces a sampled transition's goal, with mixture weights from `replay.relabel`
             to the steps left in the episode (contrastive RL's positive: the discounted state
             occupancy, renormalized within the episode as the reference implementation does; capping
             k at the last step instead would put 0.99^49 = 61% of a 50-step episode's first
-            positives on its last frame). Past an absorbing end, k lands on the final state, and
-            the batch's `sunk` marks it
+            positives on its last frame). Past an absorbing end, k lands on the final state
 The rest keep the episode's own goal. Rewards are recomputed on the final goal by
 `reward_fn(next_achieved, goal, env_reward)`. `batch_hook(batch, rng)` may add to a
 batch afterwards (TDM: the horizon tau).
@@ -168,12 +167,10 @@ class EpisodeReplay:
         k = truncated_geometric(self.geometric_discount, np.where(absorbed, ABSORBED_HORIZON, steps_left), rng)
         idx = t[pick] + np.minimum(k, steps_left)
         goal[pick], goal_step[pick] = self.achieved[ep[pick], idx], idx
-        sunk = np.zeros(batch_size, np.float32)  # the offset went past an absorbing end (crl.absorbing: sink)
-        sunk[pick] = k > steps_left
 
         batch = {"action": self.action[ep, t], "goal": goal, "env_reward": self.env_reward[ep, t],
                  "terminated": self.terminated[ep, t], "t": t, "length": n, "strategy": strategy,
-                 "goal_step": goal_step, "sunk": sunk}
+                 "goal_step": goal_step}
         for key in self.gathered:
             array = self.obs if key.endswith("obs") else self.achieved
             batch[key] = array[ep, t + 1 if key.startswith("next_") else t]

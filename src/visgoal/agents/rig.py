@@ -2,7 +2,7 @@
 
 What is RIG's own, and nothing else (the loop is agents/workspace.py, the latents agents/views.py):
   observation  z = the VAE encoder's mean of the camera image, the goal z_g of the goal image
-               (section 3); `image_agents.latent_velocity` adds z_t - z_(t-1)
+               (section 3); `image_agents.latent_frames` stacks the last k
   reward       -||z' - z_g||, the latent distance (section 4.2)
   goals        exploration: an imagined goal from the VAE's fitted prior (section 4.4), or the
                env's own goal image (`image_agents.exploration_goals: env`); relabelling

@@ -51,7 +51,6 @@ class TD3Config:
     max_grad_norm: float = 0.0
     normalize_inputs: bool = True
     batch_size: int = 256
-    absorbing: str = "kept"
     actor_average: float = 0.0
 
     @classmethod
@@ -109,7 +108,6 @@ class TD3Agent:
     name = "td3"    # its params.yaml section and `--method`
     view = "state"  # what it sees: "state" (StateView), "latent" (LatentView) or "pixels" (PixelView)
     batch_keys = ("obs", "next_obs", "next_achieved", "goal", "action", "reward", "terminated", "tau")  # what update reads
-    farthest = torch.zeros(())  # the farthest goal distance its updates have seen (`absorbing: farthest`)
 
     def __init__(self, input_dim: int, action_dim: int, action_low, action_high, cfg: TD3Config,
                  rng: np.random.Generator, device: str = "cpu", terminal_keeps_reward: bool = False):
@@ -195,13 +193,13 @@ class TD3Agent:
             future = torch.min(target_q1, target_q2)  # clipped double Q (section 4.2)
             # A time-limit cut has a future (bootstrapped); a terminal state is absorbing: no action
             # leaves it, so its value is what it pays forever. For the env's own reward that is
-            # nothing (the pendulum's alive bonus stops). For a goal distance it is a distance kept
-            # forever, -d/(1 - gamma) (`fall_distance`). Bootstrapping instead would value the
-            # fallen state by Q(s_fallen, .), which no transition ever trains, and zero (the
-            # standard done mask) would make a fall worth more than every step of -d it cuts short:
-            # with negative distances, ending early would look cheap.
-            absorbed = (-self.fall_distance(-reward) / (1.0 - self.cfg.gamma) if self.terminal_keeps_reward
-                        else torch.zeros_like(reward))
+            # nothing (the pendulum's alive bonus stops). For a goal distance it is the distance the
+            # state keeps forever, -d/(1 - gamma): it stays where it fell, and so does its distance
+            # to any goal. Bootstrapping instead would value the fallen state by Q(s_fallen, .),
+            # which no transition ever trains, and zero (the standard done mask) would make a fall
+            # worth more than every step of -d it cuts short: with negative distances, ending early
+            # would look cheap.
+            absorbed = reward / (1.0 - self.cfg.gamma) if self.terminal_keeps_reward else torch.zeros_like(reward)
             target_q = reward + self.cfg.gamma * torch.where(terminated > 0, absorbed, future)
         q1, q2 = self.critic(x, action)
         loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
@@ -257,26 +255,6 @@ class TD3Agent:
         return {}
 
     # --- snapshots ----------------------------------------------------------------------
-    def fall_distance(self, distance: torch.Tensor) -> torch.Tensor:
-        """The goal distance an absorbing state (a fall, `termination: absorbing`) keeps forever, for rows
-        whose reached distance is `distance` (n, 1), or (n, d) per latent dimension for TDM.
-
-        `kept`: its own. The state stays where it fell, and so does its distance to any goal; that
-        values a fall by where it leaves the agent, and falling where the goal is costs nothing.
-        That holds where the distance sees the fall: the state's pole angle counts in radians.
-        `farthest`: the farthest distance (per dimension) that any update has seen so far, so that a
-        fall is never worth more than any state the agent reached. That is for a distance blind to
-        the fall: the VAE of a camera on the whole rail put a 0.2-rad tilt (where the episode ends)
-        1.00 from upright, less than 5 cm of cart costs (`benchmarks/latent_sensitivity.py`), and
-        kept, a fall beside the target looked like success. The cart camera's latent-6 VAE puts it
-        1.8-2.3 away, as far as 50-65 cm of cart, so the image agents keep it too: `farthest` makes
-        every fall worth the worst distance ever seen, a value far below the rest that the critic
-        must fit beside them, and costs td3 on the state 0.22-0.26 of its 1.00 success (README)."""
-        if self.cfg.absorbing == "kept":
-            return distance
-        self.farthest = torch.maximum(self.farthest, distance.detach().amax(0))
-        return self.farthest.expand_as(distance)
-
     def nets(self) -> tuple[str, ...]:
         """The attributes a checkpoint carries, each with its own state_dict."""
         return (("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt")
@@ -284,15 +262,13 @@ class TD3Agent:
 
     def state_dict(self) -> dict:
         return {**{name: getattr(self, name).state_dict() for name in self.nets()},
-                "noise_state": self.noise.state.copy(), "num_updates": self.num_updates,
-                "farthest": self.farthest.clone()}
+                "noise_state": self.noise.state.copy(), "num_updates": self.num_updates}
 
     def load_state_dict(self, state: dict) -> None:
         for name in self.nets():
             getattr(self, name).load_state_dict(state[name])
         self.noise.state[:] = state["noise_state"]
         self.num_updates = state["num_updates"]
-        self.farthest = state.get("farthest", torch.zeros(()))  # checkpoints from before `absorbing`
 
     # --- policy.pt ------------------------------------------------------------------------
     def policy_file(self) -> dict:

@@ -9,9 +9,6 @@ one p-norm. No discount: the horizon tau carries time instead.
 
 Inputs are [z, z_g, tau / tau_max]. The agent is TD3 (twin critics, target smoothing,
 delayed actor) with a vector-valued critic; the actor maximises the summed Q.
-Optional, from the report's own diagnosis (section 6.3.1): `latent_reg` adds the
-prior's negative log-likelihood of f to the critic loss, keeping predicted latents on
-the VAE's latent distribution.
 
 Acting (report section 3.2, Algorithm 1): the policy's horizon input counts down during
 rollouts (tau_max, ..., 0, tau_max, ...) and is `tdm.eval_tau` on real goals; with
@@ -42,10 +39,9 @@ class TDMConfig:
     tau_max: int = 10
     distance: str = "vectorized"     # vectorized (per-dimension |f - g|) or norm (one p-norm)
     norm_p: float = 2.0
-    latent_reg: float = 0.0          # weight of the prior NLL of f in the critic loss
     action_selection: str = "policy"  # policy (TD3 actor) or argmax (report equation 4)
     candidates: int = 256            # sampled actions for argmax
-    eval_tau: int | str = 0          # the horizon when acting on a real goal: an integer, or countdown
+    eval_tau: int = 0                # the horizon when acting on a real goal
 
     @classmethod
     def from_params(cls, section: dict) -> "TDMConfig":
@@ -96,41 +92,29 @@ class TDMAgent(RIGAgent):
     name = "tdm"
 
     def __init__(self, latent_dim: int, action_dim: int, action_low, action_high, cfg: TD3Config,
-                 tdm: TDMConfig, rng: np.random.Generator, prior_mean=None, prior_std=None, obs_dim: int | None = None):
+                 tdm: TDMConfig, rng: np.random.Generator, obs_dim: int | None = None):
         if tdm.distance not in ("vectorized", "norm"):
             raise ValueError(f"tdm.distance: unknown '{tdm.distance}' (choose vectorized or norm)")
         if tdm.action_selection not in ("policy", "argmax"):
             raise ValueError(f"tdm.action_selection: unknown '{tdm.action_selection}' (choose policy or argmax)")
-        if tdm.eval_tau != "countdown" and tdm.eval_tau > tdm.tau_max:
+        if tdm.eval_tau > tdm.tau_max:
             raise ValueError(f"tdm.eval_tau={tdm.eval_tau} exceeds tdm.tau_max={tdm.tau_max}; lower it or raise tau_max")
         self.tdm, self.latent_dim = tdm, latent_dim
         super().__init__((obs_dim or latent_dim) + latent_dim + 1, action_dim, action_low, action_high, cfg, rng)
-        self.prior_mean = torch.zeros(latent_dim) if prior_mean is None else torch.as_tensor(prior_mean).float()
-        self.prior_std = torch.ones(latent_dim) if prior_std is None else torch.as_tensor(prior_std).float()
         self.generator = torch.Generator().manual_seed(int(rng.integers(2**31)))  # rollouts' argmax candidates
 
     @classmethod
     def build(cls, params, view, action_low, action_high, rng: np.random.Generator) -> "TDMAgent":
         agent = cls(view.goal_dim, len(action_low), action_low, action_high, image_td3_config(params),
-                    TDMConfig.from_params(params["tdm"]), rng, view.vae.prior_mean, view.vae.prior_std,
-                    obs_dim=view.obs_dim)
+                    TDMConfig.from_params(params["tdm"]), rng, obs_dim=view.obs_dim)
         agent.configure(params)
         return agent
 
     def replay_options(self, params, view) -> dict:
         return {**super().replay_options(params, view), "batch_hook": horizon_hook(self.tdm.tau_max)}
 
-    def after_episode(self, view, replay, episodes: int, learning: bool, rng: np.random.Generator) -> dict:
-        metrics = super().after_episode(view, replay, episodes, learning, rng)
-        if metrics:  # the VAE changed: the latent regulariser follows its refitted prior
-            self.set_prior(view.vae.prior_mean, view.vae.prior_std)
-        return metrics
-
     def make_critic(self, input_dim: int, action_dim: int) -> nn.Module:
         return Critic(input_dim, action_dim, self.cfg.hidden, out_dim=self.latent_dim)
-
-    def set_prior(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.prior_mean, self.prior_std = mean.detach().float().cpu(), std.detach().float().cpu()
 
     # --- acting -------------------------------------------------------------------------
     def policy(self, training: bool) -> Policy:
@@ -167,7 +151,7 @@ class TDMAgent(RIGAgent):
     def targets(self, goal, next_x, next_z, tau, terminated) -> torch.Tensor:
         """The TDM target: the reached distance at tau = 0, the bootstrapped one at tau - 1 otherwise.
         A terminal state is absorbing (TD3Agent.update_critic): the agent stays where it fell, so
-        the distance it keeps (`fall_distance`) is the distance at every horizon."""
+        the distance it reached is the distance at every horizon."""
         with torch.no_grad():
             noise = (torch.randn(len(next_x), self.actor.net[-1].out_features) * self.cfg.target_noise).clamp(
                 -self.cfg.target_noise_clip, self.cfg.target_noise_clip)
@@ -176,23 +160,16 @@ class TDMAgent(RIGAgent):
             bootstrap = torch.min(self.q(f1, goal), self.q(f2, goal))
             reached = self.q(next_z, goal)
             rows = (-1, *([1] * (reached.ndim - 1)))
-            fallen = -self.fall_distance(-reached)
-            return torch.where((terminated > 0).view(rows), fallen, torch.where((tau == 0).view(rows), reached, bootstrap))
+            return torch.where((terminated > 0).view(rows) | (tau == 0).view(rows), reached, bootstrap)
 
     def update_critic(self, x, action, goal, next_x, next_z, tau, terminated) -> dict:
         target = self.targets(goal, next_x, next_z, tau, terminated)
         f1, f2 = self.critic(x, action)
         q1, q2 = self.q(f1, goal), self.q(f2, goal)
         loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-        metrics = {}
-        if self.tdm.latent_reg > 0:
-            # Negative log-likelihood of the predicted latents under the VAE's fitted prior (section 6.3.1).
-            nll = 0.5 * (((torch.cat([f1, f2]) - self.prior_mean) / self.prior_std) ** 2).sum(-1).mean()
-            loss = loss + self.tdm.latent_reg * nll
-            metrics["losses/latent_prior_nll"] = nll.item()
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
-        metrics.update(self._clip(self.critic, "critic"))
+        metrics = self._clip(self.critic, "critic")
         self.critic_opt.step()
         return {"losses/critic": loss.item(), "values/q1": total(q1).mean().item(),
                 "values/q2": total(q2).mean().item(), "values/target_q": total(target).mean().item(), **metrics}
@@ -203,13 +180,11 @@ class TDMAgent(RIGAgent):
         return {"losses/actor": loss.item(), **self.actor_step(loss)}
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "generator": self.generator.get_state(),
-                "prior_mean": self.prior_mean, "prior_std": self.prior_std}
+        return {**super().state_dict(), "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.generator.set_state(state["generator"])
-        self.prior_mean, self.prior_std = state["prior_mean"], state["prior_std"]
 
     # --- policy.pt ------------------------------------------------------------------------
     def policy_file(self) -> dict:
@@ -223,7 +198,7 @@ class TDMAgent(RIGAgent):
     @classmethod
     def load_policy(cls, saved: dict) -> Policy:
         meta, critic = saved["meta"], None
-        tdm = TDMConfig(**meta["tdm"])
+        tdm = TDMConfig(**{f.name: meta["tdm"][f.name] for f in fields(TDMConfig)})  # not a retired key
         if "critic" in saved:
             critic = Critic(meta["input_dim"], meta["action_dim"], meta["hidden"], out_dim=meta["latent_dim"])
             critic.load_state_dict(saved["critic"])

@@ -6,8 +6,8 @@ of putting the VAE in front of the environment):
 
   StateView   the oracle: the simulator's state, the achieved and desired goal vectors
   LatentView  pixels only: z = the VAE encoder's mean of the camera image (RIG section 3), the
-              goal z_g of the goal image; with `latent_velocity` the observation is
-              [z_t, z_t - z_(t-1)], with `latent_frames` k the last k latents. It owns the
+              goal z_g of the goal image; with `image_agents.latent_frames` k the observation is
+              the last k latents. It owns the
               VAE, so it also owns what changes the VAE:
               online fine-tuning (RIG section 4.1) and re-encoding the replay after it.
   PixelView   pixels only, and no model: the camera image itself (uint8, H x W x 3) and the
@@ -70,13 +70,6 @@ class StateView:
         """Nothing beside policy.pt: the state view has no model."""
 
 
-def latent_observation(z, last_z):
-    """[z, z - last_z] along the last axis: the latent and its change since the last step (zero at an
-    episode's start, last_z None). Numpy arrays or tensors, one step or many."""
-    lib = torch if isinstance(z, torch.Tensor) else np
-    return lib.concatenate([z, z - (z if last_z is None else last_z)], -1)
-
-
 def stacked_latents(z: np.ndarray, frames: int) -> np.ndarray:
     """Each step's last `frames` latents [z_(t-k+1), ..., z_t], oldest first, (n, k * d), from one
     episode's latents (n, d): DrQ-v2's frame stack, on latents. Before an episode's first step the
@@ -135,11 +128,10 @@ class LatentView:
     goal_conditioned = True
     dtype = np.float32
 
-    def __init__(self, vae, velocity: bool = False, tuner: VAEFineTuner | None = None, frames: int = 1):
-        """`velocity` or `frames` > 1, not both (params are checked: config.check_latent_history)."""
-        self.vae, self.velocity, self.frames, self.tuner = vae, bool(velocity), int(frames), tuner
+    def __init__(self, vae, tuner: VAEFineTuner | None = None, frames: int = 1):
+        self.vae, self.frames, self.tuner = vae, int(frames), tuner
         self.goal_dim = vae.latent_dim
-        self.obs_dim = (2 if self.velocity else self.frames) * vae.latent_dim
+        self.obs_dim = self.frames * vae.latent_dim
         self.obs_shape = (self.obs_dim,)
         self.reset()
 
@@ -163,7 +155,7 @@ class LatentView:
         if finetune["every"] > 0:
             frames = read_dataset_sample(dataset_path, finetune["dataset_frames"], seed)
             tuner = VAEFineTuner(vae, frames, finetune, params["vae"])
-        return cls(vae, cfg["latent_velocity"], tuner, cfg["latent_frames"])
+        return cls(vae, tuner, cfg["latent_frames"])
 
     # --- one episode ----------------------------------------------------------------------
     def reset(self) -> None:
@@ -174,7 +166,7 @@ class LatentView:
 
     def observe(self, step) -> tuple[np.ndarray, np.ndarray]:
         z = self.encode(step.image[None])[0]
-        self.past = (self.past + [z])[-max(self.frames, 2):]
+        self.past = (self.past + [z])[-self.frames:]
         return self.episode_observations(np.stack(self.past))[-1], z
 
     def goal(self, step) -> np.ndarray:
@@ -197,8 +189,6 @@ class LatentView:
     # --- what changes the VAE ---------------------------------------------------------------
     def episode_observations(self, z: np.ndarray) -> np.ndarray:
         """The observations of one episode's latents (n, d) at once: what `observe` gave step by step."""
-        if self.velocity:
-            return latent_observation(z, np.concatenate([z[:1], z[:-1]]))
         return stacked_latents(z, self.frames)
 
     def finetune(self, replay: EpisodeReplay, rng: np.random.Generator) -> dict:
@@ -209,8 +199,7 @@ class LatentView:
 
     # --- files ------------------------------------------------------------------------------
     def meta(self) -> dict:
-        return {"kind": self.kind, "latent_dim": self.vae.latent_dim, "latent_velocity": self.velocity,
-                "latent_frames": self.frames}
+        return {"kind": self.kind, "latent_dim": self.vae.latent_dim, "latent_frames": self.frames}
 
     def state_dict(self) -> dict:
         state = {"vae": self.vae.state_dict()}
@@ -282,5 +271,4 @@ def load_view(meta: dict, run_dir: Path, vae: Path | None = None):
         return StateView(meta["goal_conditioned"], 0, 0)
     if meta["kind"] == "pixels":
         return PixelView(meta["image_size"])
-    return LatentView(load_vae(vae or Path(run_dir) / RUN_VAE), meta["latent_velocity"],
-                      frames=meta.get("latent_frames", 1))  # policies from before frame stacks have one
+    return LatentView(load_vae(vae or Path(run_dir) / RUN_VAE), frames=meta.get("latent_frames", 1))

@@ -283,7 +283,8 @@ class Workspace:
     def save_policy(self) -> None:
         """policy.pt (the agent's `policy_file` and the run's meta), and the view's model beside it."""
         saved = self.agent.policy_file()
-        saved["meta"].update({"format": POLICY_FORMAT, "env": self.env_name, "method": self.method, "seed": self.seed,
+        saved["meta"].update({"format": POLICY_FORMAT, "params": self.params.as_dict(),
+                              "env": self.env_name, "method": self.method, "seed": self.seed,
                               "env_steps": self.env_steps, "view": self.view.meta()})
         self.view.save(self.out_dir, self.env_steps)
         with atomic_output(self.out_dir / paths.POLICY) as tmp:
@@ -301,6 +302,7 @@ class Workspace:
             "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "env_rngs": [g.bit_generator.state for g in self._env_rngs()],
             "fingerprint": self.inputs, "view": self.view.state_dict(),
+            "params": self.params.as_dict(),  # what made it, so that an option retired later can be named
         }
         with atomic_output(self.out_dir / paths.CHECKPOINT) as tmp:
             torch.save(plain(state), tmp)
@@ -339,8 +341,14 @@ class Workspace:
         except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile):
             raise ValueError(f"{path}: not a visgoal checkpoint (unreadable, or holding more than weights); "
                              f"delete it to train this run afresh") from None
+        from visgoal.agents import refuse_retired
         from visgoal.tracking import changed
 
+        if isinstance(state, dict) and isinstance(state.get("agent"), dict):
+            agent = state["agent"]  # what a retired option left in the weights, and the params that made them
+            refuse_retired(path, state.get("params", {}))
+            refuse_retired(path, {"td3": {"absorbing": "farthest" if float(agent.get("farthest", 0)) > 0 else "kept"},
+                                  "crl": {"absorbing": "sink" if "sink" in agent.get("critic", {}) else "frame"}})
         if differ := changed(state.get("fingerprint") if isinstance(state, dict) else None, self.inputs):
             log.warning("%s does not match this run (changed: %s): starting afresh (it will be overwritten)",
                         path, ", ".join(differ))

@@ -2,7 +2,7 @@
 
 Gymnasium's renderer draws shadows, reflections, the skybox and a multisampled
 buffer. At 64x64 none of that is visible, and on a software rasteriser it costs
-up to 17x (FrankaKitchen: 1.8 -> 30 fps). We render with MuJoCo's own low-level
+many times the frame (docs/experiments/2026-11-20-render-speed.md). We render with MuJoCo's own low-level
 API instead, sharing a single GL context between every model in the process and
 freeing it once, at exit, in the right order (mujoco.Renderer's `__del__` raises
 EGL errors when the interpreter tears the context down first).
@@ -89,9 +89,8 @@ class FastRenderer:
         `supersample` k > 1 renders k times larger and averages each k x k block, and
         `multisample` is the GL buffer's samples per pixel (0: none). Without them an edge that
         lies on the pixel grid, like the cart-pole's pole exactly upright in every goal image,
-        jumps a whole pixel column at the smallest tilt: 0.001 rad moved the pendulum's picture
-        by 152 (L2, 0-255), 0.005 rad by 643, as much as 11 cm of cart; with 2 and 4, by 53 and
-        141 (`antialias` in envs/<name>.yaml)."""
+        jumps a whole pixel column at the smallest tilt (`antialias` in envs/<name>.yaml;
+        docs/experiments/2026-12-06-pendulum-antialias.md)."""
         if supersample < 1 or multisample < 0:
             raise ValueError(f"supersample must be >= 1 and multisample >= 0, got {supersample} and {multisample}")
         if max(width, height) * supersample > _MAX_SIDE:
