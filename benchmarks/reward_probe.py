@@ -2,14 +2,15 @@
 image agent, to tell which part of it fails (the observation, the goal, or the reward).
 
     python benchmarks/reward_probe.py --weights 1 7 -- train --env inverted_pendulum --method td3 \
-        --seed 0 --out R/weighted/seed0 --set 'td3.env_reward_envs=[]' --set train.total_steps=50000
+        --seed 0 --out R/weighted/seed0 --set train.total_steps=50000
     python benchmarks/reward_probe.py --weights 1 7 --sparse 0.1 -- train ...      # -1 unless within 0.1
     python benchmarks/reward_probe.py --true-goal -- train --env inverted_pendulum --method rig \
         --seed 0 --out R/true/seed0 --vae V --dataset D --set train.total_steps=50000
     python benchmarks/reward_probe.py --true-goal -- evaluate --env inverted_pendulum --method rig \
         --seeds 0 --runs R/true --out R/true/eval.csv
 
---weights / --sparse: the state oracle's reward -||w * (achieved' - g)||, or -1 wherever that
+--weights / --sparse: the state oracle pursues the goal on every env (the pendulum's too, whose
+`oracle_reward: env` it overrides), with the reward -||w * (achieved' - g)||, or -1 wherever that
 weighted distance exceeds the sparse threshold (0 else): does a reward that weighs the goal's
 parts as a VAE's latent does (inverted_pendulum: 0.1 rad of tilt as 7 times 0.1 m of cart)
 still teach TD3? --true-goal: rig still observes only its latents, but its goal is the latent
@@ -81,6 +82,7 @@ def main() -> None:
         import visgoal.agents.td3 as td3
 
         td3.negative_distance = weighted_reward(np.array(args.weights, np.float32), args.sparse)
+        td3.TD3Agent.pursues_goal = classmethod(lambda cls, params, env: True)
     else:
         from visgoal.envs import make_env
 

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from visgoal.agents.crl import ConvEncoder, random_shift
+from visgoal.agents.encoders import ConvEncoder, random_shift
 from visgoal.agents.replay import EpisodeReplay, negative_distance, no_reward
 from visgoal.agents.td3 import TD3Agent, TD3Config
 

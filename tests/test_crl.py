@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from visgoal.agents.crl import ConvEncoder, CRLAgent, CRLConfig, random_shift
+from visgoal.agents.crl import CRLAgent, CRLConfig
+from visgoal.agents.encoders import ConvEncoder, random_shift
 from visgoal.agents.replay import STRATEGIES, EpisodeReplay, negative_distance
 from visgoal.agents.td3 import TD3Config
 from visgoal.config import load_params

@@ -20,6 +20,7 @@ import torch
 from conftest import ENVS, ROOT
 from visgoal.agents.replay import STRATEGIES, EpisodeReplay, negative_distance
 from visgoal.agents.td3 import TD3Agent, TD3Config
+from visgoal.envs import load_spec
 from visgoal.agents.policy import Policy
 from visgoal.agents.views import StateView
 from visgoal.envs.core import Step
@@ -43,7 +44,7 @@ def test_train_and_evaluate_through_the_cli(env, workdir):
     assert all(row["eval_latent_distance"] == "" for row in curve)  # no latent space
     assert int(curve[-1]["env_steps"]) == smoke["train"]["total_steps"]
     saved = torch.load(run / "policy.pt", weights_only=True)
-    assert saved["meta"]["view"]["goal_conditioned"] == (env not in smoke["td3"]["env_reward_envs"])
+    assert saved["meta"]["view"]["goal_conditioned"] == (load_spec(env).oracle_reward == "goal")
 
     out = workdir / env / "td3_eval.csv"
     assert main(["evaluate", "--env", env, "--method", "td3", "--profile", "smoke", "--quiet",
@@ -416,7 +417,7 @@ def test_updates_run_every_kth_env_step(every, tmp_path, workdir):
 
 
 def test_exploration_noise_anneals_and_ou_is_correlated():
-    from visgoal.agents.td3 import ExplorationNoise
+    from visgoal.agents.actor import ExplorationNoise
 
     noise = ExplorationNoise("gaussian", 2, start=0.5, final=0.1, anneal_steps=100, theta=0.15,
                              rng=np.random.default_rng(0))

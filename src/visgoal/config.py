@@ -10,6 +10,7 @@ overrides are applied last. The result is checked against
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -133,6 +134,7 @@ RETIRED: dict[str, tuple[Callable[[Any], bool], bool]] = {
     "tdm.latent_reg": (lambda v: v != 0, True),
     "tdm.eval_tau": (lambda v: v == "countdown", False),
     "image_agents.latent_velocity": (lambda v: bool(v), True),   # latent_frames shows the past instead
+    "td3.env_reward_envs": (lambda v: True, True),   # an environment's property now: oracle_reward in envs/<env>.yaml
 }
 
 
@@ -272,3 +274,74 @@ def check_relabel(values: dict, source: str) -> None:
         if isinstance(mixture, dict) and sum(mixture.values()) > 1 + 1e-9:
             raise ConfigError(f"{source}: key '{section}.relabel': the weights sum to {sum(mixture.values()):g}, "
                               f"more than 1 ({mixture}); lower one of them")
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sections(path: Path, mtime: float) -> dict:
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return raw
+
+
+class Section:
+    """Attribute access to one params.yaml section (`section`, less `leave_out`): what an agent
+    reads as `cfg.gamma`. Its keys and their defaults are params.yaml's own section (before any
+    profile, environment or --set), so that a parameter has one place, params.yaml, and the code
+    none: `TD3Config(gamma=0.9)` is params.yaml's td3 section with gamma 0.9."""
+
+    section = ""
+    leave_out: tuple[str, ...] = ()
+
+    def __init__(self, **values: Any):
+        defaults = self.defaults()
+        if unknown := sorted(set(values) - set(defaults)):
+            raise TypeError(f"{type(self).__name__}: no key {', '.join(unknown)} in params.yaml's '{self.section}'")
+        self.__dict__.update({**copy.deepcopy(defaults), **values})
+
+    @classmethod
+    def defaults(cls) -> dict:
+        path = project_root() / "params.yaml"
+        sections = _file_sections(path, path.stat().st_mtime if path.is_file() else 0.0)
+        return {k: v for k, v in sections[cls.section].items() if k not in cls.leave_out}
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return list(cls.defaults())
+
+    @classmethod
+    def from_params(cls, section: dict) -> "Section":
+        """From a resolved section (a stage's params), every key of the section's."""
+        return cls(**{key: section[key] for key in cls.keys()})
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.__dict__})"
+
+
+def parameter_sources(path: Path | None = None, profile: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+                      env: str | None = None) -> tuple[Params, dict[str, str]]:
+    """The resolved params (as `load_params` gives them) and, for each flat key, where its value
+    came from: `params.yaml`, `env_overrides.<env>`, `profile <name>` or `--set`, the last that
+    set it (a profile wins over an environment's tuning, --set over both)."""
+    params = load_params(path, profile, overrides, env)
+    raw = read_yaml(path or project_root() / "params.yaml")
+    tuning = flatten(((raw.get("env_overrides") or {}).get(env) or {}) if env else {})
+    overlay = flatten((raw.get("profiles") or {}).get(params.profile) or {})
+    sets = [".".join(keys) for keys, _ in map(parse_override, overrides)]
+
+    def source(key: str) -> str:
+        def within(layer) -> bool:
+            return any(key == k or key.startswith(k + ".") or k.startswith(key + ".") for k in layer)
+
+        if within(sets):
+            return "--set"
+        if within(overlay):
+            return f"profile {params.profile}"
+        if within(tuning):
+            return f"env_overrides.{env}"
+        return "params.yaml"
+
+    return params, {key: source(key) for key in params.flat()}

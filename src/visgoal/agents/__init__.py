@@ -1,15 +1,16 @@
 """The agents: one file per method, one factory line each.
 
-A method is a class with TD3Agent's protocol (agents/td3.py): `name` and `view` (what it
-sees), `build`, `replay_options`, `exploration_goal`, `policy`, `explore`, `update`,
-`after_episode`, `state_dict`/`load_state_dict`, `policy_file`/`load_policy`. The
-Workspace (agents/workspace.py) runs every method through that protocol alone.
+A method is a class that answers the agent interface (agents/base.py: what it sees, `build`,
+`replay_options`, `exploration_goal`, `policy`, `explore`, `update`, `after_episode`, its
+checkpoint state and its policy.pt). The Workspace (agents/workspace.py) runs every method
+through that interface alone.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from visgoal.agents.base import Agent
 from visgoal.agents.crl import CRLAgent
 from visgoal.agents.rig import RIGAgent
 from visgoal.agents.td3 import TD3Agent
@@ -25,7 +26,7 @@ AGENTS = {
 POLICY_FORMAT = "visgoal-policy/2"  # the `format` key of policy.pt's meta
 
 
-def agent_class(method: str) -> type[TD3Agent]:
+def agent_class(method: str) -> type[Agent]:
     if method not in AGENTS:
         raise ValueError(f"unknown method '{method}' (choose {', '.join(AGENTS)})")
     return AGENTS[method]

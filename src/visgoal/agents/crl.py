@@ -43,44 +43,31 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, fields
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from visgoal.agents.actor import (ActorTrainer, ExplorationNoise, OwnsActor, actor_file, clip_gradients,
+                                  load_actor, soft_update_params)
+from visgoal.agents.base import Agent
+from visgoal.agents.encoders import ConvEncoder, PixelActor, random_shift
 from visgoal.agents.networks import Actor, GaussianActor, frozen, mlp
 from visgoal.agents.policy import Policy
 from visgoal.agents.replay import no_reward
-from visgoal.agents.rig import RIGAgent, image_td3_config
-from visgoal.agents.td3 import ExplorationNoise, TD3Config, averaged_copy, soft_update_params
+from visgoal.agents.rig import LatentGoals, image_td3_config
+from visgoal.agents.td3 import TD3Config
+from visgoal.config import Section
 
 REPRESENTATIONS = ("latent", "pixels", "state")
 POLICIES = ("deterministic", "gaussian")
 LOSSES = ("infonce", "td_infonce")
 
 
-@dataclass
-class CRLConfig:
+class CRLConfig(Section):
     """The `crl` section of params.yaml."""
 
-    representation: str = "latent"
-    loss: str = "infonce"
-    discount: float = 0.99
-    repr_dim: int = 64
-    hidden: tuple = (256, 256)
-    actor_random_goals: bool = True
-    exploration_goals: str = "env"
-    policy: str = "deterministic"
-    target_entropy: float = 0.0
-    target_polyak: float = 0.005  # td_infonce's target critic
-    actor_average: float = 0.0  # the averaged actor's step toward the actor per update; 0: none
-    pixels: dict | None = None  # feature_dim, shift, precision
-
-    @classmethod
-    def from_params(cls, section: dict) -> "CRLConfig":
-        return cls(**{f.name: section[f.name] for f in fields(cls)})
+    section = "crl"
 
 
 class ContrastiveCritic(nn.Module):
@@ -116,55 +103,6 @@ class ContrastiveCritic(nn.Module):
         return (phi * psi).sum(-1) * self.scale
 
 
-class ConvEncoder(nn.Module):
-    """Images (n, H, W, 3), uint8 or float in [0, 255] -> features (n, feature_dim) in [-1, 1].
-
-    The DQN torso (32 8x8 filters, stride 4; 64 4x4, stride 2; 64 3x3, stride 1), in channels-last
-    layout (the images' own), with bf16 autocast if asked: on this kind of CPU, 2.7x faster than
-    float32 in (n, C, H, W) for a batch of 64x64 images."""
-
-    LAYERS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
-
-    def __init__(self, image_size: int, feature_dim: int, bf16: bool = True):
-        super().__init__()
-        layers, channels = [], 3
-        for out, kernel, stride in self.LAYERS:
-            layers += [nn.Conv2d(channels, out, kernel, stride), nn.ReLU()]
-            channels = out
-        self.convs = nn.Sequential(*layers, nn.Flatten())
-        flat = self.convs(torch.zeros(1, 3, image_size, image_size)).shape[1]
-        self.head = nn.Sequential(nn.Linear(flat, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
-        self.to(memory_format=torch.channels_last)
-        self.image_size, self.feature_dim, self.bf16 = image_size, feature_dim, bf16
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).float() / 255.0 - 0.5  # (n, C, H, W) over channels-last memory
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            hidden = self.convs(x)
-        return self.head(hidden.float())
-
-
-def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
-    """DrQ's augmentation (Yarats et al. 2021): each image (n, H, W, 3) padded by `pad` replicated
-    border pixels and cropped back to H x W at a random integer offset; the images' dtype, NHWC.
-    Draws from torch's generator, which the run seeds and checkpoints. In the images' own dtype and
-    layout, one window per image from `unfold`: 5x faster on uint8 than padding and gathering in
-    float (benchmarks/td3_core.py)."""
-    if pad == 0:
-        return images
-    n, height, width, _ = images.shape
-    dy, dx = torch.randint(0, 2 * pad + 1, (2, n))
-    windows = edge_pad(images, pad).unfold(1, height, 1).unfold(2, width, 1)  # (n, 2p+1, 2p+1, 3, H, W)
-    return windows[torch.arange(n), dy, dx].permute(0, 2, 3, 1).contiguous()
-
-
-def edge_pad(images: torch.Tensor, pad: int) -> torch.Tensor:
-    """(n, H, W, C) -> (n, H + 2 pad, W + 2 pad, C), the border pixels repeated (any dtype)."""
-    rows = images[:, :1].expand(-1, pad, -1, -1), images, images[:, -1:].expand(-1, pad, -1, -1)
-    tall = torch.cat(rows, 1)
-    return torch.cat([tall[:, :, :1].expand(-1, -1, pad, -1), tall, tall[:, :, -1:].expand(-1, -1, pad, -1)], 2)
-
-
 class Temperature(nn.Module):
     """SAC's entropy weight alpha = exp(log_alpha), learned (Haarnoja et al. 2018, section 5)."""
 
@@ -174,34 +112,6 @@ class Temperature(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return self.log_alpha.exp()
-
-
-class PixelActor(nn.Module):
-    """What acts from pixels: the encoder, then the actor on [features(image), features(goal image)].
-    Its input is the observation stacked over the goal image, (n, 2H, W, 3): how `Policy` joins them."""
-
-    def __init__(self, encoder: ConvEncoder, actor: Actor):
-        super().__init__()
-        self.encoder, self.actor = encoder, actor
-
-    @property
-    def action_scale(self) -> torch.Tensor:
-        return self.actor.action_scale
-
-    @property
-    def action_bias(self) -> torch.Tensor:
-        return self.actor.action_bias
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.actor(self.features(x))
-
-    def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.actor.sample(self.features(x), generator)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        n, height = len(x), x.shape[1] // 2
-        features = self.encoder(torch.cat([x[:, :height], x[:, height:]]))  # both images in one pass
-        return torch.cat([features[:n], features[n:]], dim=-1)
 
 
 @torch.no_grad()
@@ -216,7 +126,10 @@ def logit_metrics(logits: torch.Tensor) -> dict:
             "critic/logits_negative": off.item(), "critic/logits_scale": mean.abs().mean().item()}
 
 
-class CRLAgent(RIGAgent):
+class CRLAgent(OwnsActor, LatentGoals, Agent):
+    """Contrastive RL, composed of the shared parts (agents/actor.py): the actor's trainer and
+    averaged copy, TD3's exploration noise and its actor; RIG's latent goals and fine-tuning."""
+
     name = "crl"
     view = "latent"  # the default; `crl.representation` chooses (view_kind)
     batch_keys = ("obs", "goal", "action")  # no reward; td_infonce adds the next state
@@ -232,6 +145,7 @@ class CRLAgent(RIGAgent):
         if crl.loss not in LOSSES:
             raise ValueError(f"crl.loss: unknown '{crl.loss}' (choose {', '.join(LOSSES)})")
         self.cfg, self.crl = cfg, crl
+        self.exploration_goals, self.finetune_every = crl.exploration_goals, 0  # build sets the VAE's schedule
         self.td = crl.loss == "td_infonce"
         if self.td:  # the next step, its achieved goal (pixels: the next image itself), and whether it ended
             next_goal = ("next_obs",) if crl.representation == "pixels" else ("next_obs", "next_achieved")
@@ -254,11 +168,9 @@ class CRLAgent(RIGAgent):
                                       if self.td and self.encoder is not None else None)
         learned = [*self.critic.parameters(), *(self.encoder.parameters() if self.encoder is not None else []),
                    *(self.representation_critic.parameters() if self.representation_critic is not None else [])]
-        self.actor_average, self.averaged_actor = crl.actor_average, averaged_copy(self.actor, crl.actor_average)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
+        self.trainer = ActorTrainer(self.actor, cfg.actor_lr, cfg.max_grad_norm, crl.actor_average)
         self.critic_opt = torch.optim.Adam(learned, lr=cfg.critic_lr, fused=True)
-        self.noise = ExplorationNoise(cfg.exploration, action_dim, cfg.exploration_noise, cfg.exploration_noise_final,
-                                      cfg.exploration_anneal_steps, cfg.ou_theta, rng)
+        self.noise = ExplorationNoise.from_config(cfg, action_dim, rng)
         if self.gaussian:  # rollouts sample with their own generator, checkpointed; updates with torch's
             self.temperature = Temperature()
             self.temperature_opt = torch.optim.Adam(self.temperature.parameters(), lr=cfg.actor_lr)
@@ -281,14 +193,20 @@ class CRLAgent(RIGAgent):
                              f"from the VAE's prior); use crl.exploration_goals=env with {crl.representation}")
         agent = cls(view.obs_dim, view.goal_dim, len(action_low), action_low, action_high, image_td3_config(params),
                     crl, rng, image_size=params["render"]["image_size"])
-        agent.configure(params)
-        agent.exploration_goals = crl.exploration_goals
+        agent.finetune_every = params["image_agents"]["finetune"]["every"]
         return agent
+
+    @property
+    def batch_size(self) -> int:
+        return self.cfg.batch_size
 
     def replay_options(self, params, view) -> dict:
         """Every goal is a geometric future observation; no reward."""
         return {"relabel": {"geometric": 1.0}, "reward_fn": no_reward, "geometric_discount": self.crl.discount,
                 "goal_sampler": getattr(view, "sample_prior", None)}  # a VAE's prior, latents only
+
+    def start_episode(self) -> None:
+        self.noise.reset()
 
     def policy(self, training: bool) -> Policy:
         """The actor; a Gaussian's rollouts sample from it, and its evaluation takes the mode. With
@@ -301,17 +219,17 @@ class CRLAgent(RIGAgent):
 
     def explore(self, action: np.ndarray, step: int) -> np.ndarray:
         """A Gaussian's action is a sample already: no noise on top."""
-        return action if self.gaussian else super().explore(action, step)
+        return action if self.gaussian else self.noise.explore(action, step)
 
     # --- learning -----------------------------------------------------------------------
     def update(self, batch: dict[str, torch.Tensor]) -> dict:
         if self.encoder is None:
-            x = self.inputs(batch["obs"], batch["goal"])
-            self.update_normalizer(x)
-            x = self.normalize(x)  # one normalizer for the actor's input; the critic reads its two halves
+            x = torch.cat([batch["obs"], batch["goal"]], dim=-1)
+            self.actor.normalizer.update(x)
+            x = self.actor.normalizer(x)  # one normalizer for the actor's input; the critic reads its two halves
             obs, goal = x[:, : self.obs_dim], x[:, self.obs_dim :]
             if self.td:  # the next state and its achieved goal, through the same two halves
-                x = self.normalize(self.inputs(batch["next_obs"], batch["next_achieved"]))
+                x = self.actor.normalizer(torch.cat([batch["next_obs"], batch["next_achieved"]], dim=-1))
                 next_obs, next_goal = x[:, : self.obs_dim], x[:, self.obs_dim :]
         else:
             images = torch.cat([batch["obs"], batch["goal"], *([batch["next_obs"]] if self.td else [])])
@@ -341,7 +259,7 @@ class CRLAgent(RIGAgent):
         loss, logits = self.monte_carlo_loss(self.critic, obs, action, goal)
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = self._clip(self.critic, "critic")
+        grad_norm = clip_gradients(self.critic, self.cfg.max_grad_norm, "critic")
         self.critic_opt.step()
         return {"losses/contrastive": loss.item(), **logit_metrics(logits), **grad_norm}
 
@@ -391,7 +309,7 @@ class CRLAgent(RIGAgent):
                             "representation/accuracy": logit_metrics(logits)["critic/accuracy"]})
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
-        metrics.update(self._clip(self.critic, "critic"))
+        metrics.update(clip_gradients(self.critic, self.cfg.max_grad_norm, "critic"))
         self.critic_opt.step()
         soft_update_params(self.critic, self.critic_target, self.crl.target_polyak)
         return metrics
@@ -435,17 +353,18 @@ class CRLAgent(RIGAgent):
                 + (("temperature", "temperature_opt") if self.gaussian else ()))
 
     def state_dict(self) -> dict:
-        state = super().state_dict()
+        state = {**super().state_dict(), "noise_state": self.noise.state.copy(), "num_updates": self.num_updates}
         return {**state, "generator": self.generator.get_state()} if self.gaussian else state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
+        self.noise.state[:] = state["noise_state"]
+        self.num_updates = state["num_updates"]
         if self.gaussian:
             self.generator.set_state(state["generator"])
 
     def policy_file(self) -> dict:
-        saved = super().policy_file()
-        saved["meta"]["normalize_inputs"] = self.actor.normalizer.enabled
+        saved = actor_file(self.actor, self.acting(training=False), self.cfg.hidden, self.actor.normalizer.enabled)
         saved["meta"]["gaussian"] = self.gaussian
         if self.encoder is not None:
             saved["encoder"] = self.encoder.state_dict()
@@ -455,7 +374,7 @@ class CRLAgent(RIGAgent):
 
     @classmethod
     def load_policy(cls, saved: dict) -> Policy:
-        actor = cls.load_actor(saved)
+        actor = load_actor(saved)
         spec = saved["meta"].get("encoder")
         if spec is None:
             return Policy(actor)

@@ -26,7 +26,28 @@ def image_td3_config(params) -> TD3Config:
     return TD3Config.from_params({**params["td3"], **params["image_agents"]["td3"]})
 
 
-class RIGAgent(TD3Agent):
+class LatentGoals:
+    """RIG's goals, for every agent on latents (rig, tdm, crl): each training episode pursues an
+    imagined goal from the VAE's fitted prior (`exploration_goals: prior`, section 4.4) or the
+    latent of the env's goal image (`env`), and every `finetune_every` episodes once learning has
+    started the VAE is fine-tuned (section 4.1)."""
+
+    exploration_goals = "env"
+    finetune_every = 0
+
+    def exploration_goal(self, view, step, rng: np.random.Generator) -> np.ndarray:
+        return view.sample_prior(1, rng)[0] if self.exploration_goals == "prior" else view.goal(step)
+
+    def explores_env_goals(self) -> bool:
+        return self.exploration_goals == "env"
+
+    def after_episode(self, view, replay, episodes: int, learning: bool, rng: np.random.Generator) -> dict:
+        if view.tuner is None or not learning or episodes % self.finetune_every:
+            return {}
+        return view.finetune(replay, rng)
+
+
+class RIGAgent(LatentGoals, TD3Agent):
     name = "rig"
     view = "latent"
 
@@ -45,14 +66,3 @@ class RIGAgent(TD3Agent):
     def replay_options(self, params, view) -> dict:
         return {"relabel": params[self.name]["relabel"], "reward_fn": negative_distance,
                 "goal_sampler": view.sample_prior}
-
-    def exploration_goal(self, view, step, rng: np.random.Generator) -> np.ndarray:
-        if self.exploration_goals == "prior":
-            return view.sample_prior(1, rng)[0]
-        return view.goal(step)
-
-    def after_episode(self, view, replay, episodes: int, learning: bool, rng: np.random.Generator) -> dict:
-        """The fine-tuning schedule: every `finetune_every` episodes, once learning has started."""
-        if view.tuner is None or not learning or episodes % self.finetune_every:
-            return {}
-        return view.finetune(replay, rng)

@@ -19,33 +19,24 @@ report builds on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from visgoal.agents.actor import load_actor
 from visgoal.agents.networks import Critic, frozen
 from visgoal.agents.policy import Policy
 from visgoal.agents.rig import RIGAgent, image_td3_config
 from visgoal.agents.td3 import TD3Config
+from visgoal.config import Section
 
 
-@dataclass
-class TDMConfig:
+class TDMConfig(Section):
     """The `tdm` section of params.yaml, less the relabelling mixture."""
 
-    tau_max: int = 10
-    distance: str = "vectorized"     # vectorized (per-dimension |f - g|) or norm (one p-norm)
-    norm_p: float = 2.0
-    action_selection: str = "policy"  # policy (TD3 actor) or argmax (report equation 4)
-    candidates: int = 256            # sampled actions for argmax
-    eval_tau: int = 0                # the horizon when acting on a real goal
-
-    @classmethod
-    def from_params(cls, section: dict) -> "TDMConfig":
-        return cls(**{f.name: section[f.name] for f in fields(cls)})
+    section = "tdm"
+    leave_out = ("relabel",)
 
 
 def tdm_distance(f: torch.Tensor, goal: torch.Tensor, cfg: TDMConfig) -> torch.Tensor:
@@ -189,7 +180,7 @@ class TDMAgent(RIGAgent):
     # --- policy.pt ------------------------------------------------------------------------
     def policy_file(self) -> dict:
         saved = super().policy_file()
-        saved["meta"]["tdm"] = {f.name: getattr(self.tdm, f.name) for f in fields(TDMConfig)}
+        saved["meta"]["tdm"] = self.tdm.as_dict()
         saved["meta"]["latent_dim"] = self.latent_dim
         if self.tdm.action_selection == "argmax":
             saved["critic"] = self.critic.state_dict()
@@ -198,9 +189,9 @@ class TDMAgent(RIGAgent):
     @classmethod
     def load_policy(cls, saved: dict) -> Policy:
         meta, critic = saved["meta"], None
-        tdm = TDMConfig(**{f.name: meta["tdm"][f.name] for f in fields(TDMConfig)})  # not a retired key
+        tdm = TDMConfig(**{key: meta["tdm"][key] for key in TDMConfig.keys()})  # not a retired key
         if "critic" in saved:
             critic = Critic(meta["input_dim"], meta["action_dim"], meta["hidden"], out_dim=meta["latent_dim"])
             critic.load_state_dict(saved["critic"])
             critic.eval()
-        return cls.make_policy(cls.load_actor(saved), critic, tdm, training=False)
+        return cls.make_policy(load_actor(saved), critic, tdm, training=False)

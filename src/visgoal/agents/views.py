@@ -28,20 +28,50 @@ from visgoal.agents.replay import EpisodeReplay
 from visgoal.vae.model import beta_vae_loss
 
 
-class StateView:
+class View:
+    """What every view answers; the defaults are those of a view with no model (state, pixels)."""
+
+    kind = ""
+    needs_images = True
+    goal_conditioned = True
+    dtype = np.float32
+    tuner = None            # no model to fine-tune
+    keeps_frames = False    # whether the replay keeps each step's image (fine-tuning re-encodes them)
+    achieved_is_obs = False  # whether the achieved goal is the observation itself (an image)
+
+    def reset(self) -> None:
+        """An episode begins: nothing to forget."""
+
+    def latent_distance(self, achieved: np.ndarray, goal: np.ndarray) -> str:
+        return ""  # no latent space
+
+    def episode_stats(self, achieved: np.ndarray, goal: np.ndarray, rewards: list[float]) -> dict:
+        """What a finished training episode shows of its own goal (beside its true success)."""
+        return {}
+
+    def input_files(self) -> dict[str, Path]:
+        """The files the view reads, by name: part of a run's fingerprint and MLflow tags."""
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def save(self, run_dir: Path, env_steps: int = 0) -> None:
+        """Nothing beside policy.pt: no model of its own."""
+
+
+class StateView(View):
     kind = "state"
     needs_images = False
-    dtype = np.float32
-    tuner = None  # no model to fine-tune
 
     def __init__(self, goal_conditioned: bool, obs_dim: int, goal_dim: int):
         """`goal_conditioned=False` (td3 on inverted_pendulum): no goal, the env's own reward."""
         self.goal_conditioned = goal_conditioned
         self.obs_dim, self.goal_dim = obs_dim, goal_dim if goal_conditioned else 0
         self.obs_shape = (self.obs_dim,)
-
-    def reset(self) -> None:
-        """A state keeps nothing between steps."""
 
     def observe(self, step) -> tuple[np.ndarray, np.ndarray]:
         """(agent observation, achieved goal) of a step."""
@@ -54,20 +84,12 @@ class StateView:
         """The protocol's return: -distance to the goal, or the env's own reward."""
         return -step.distance if self.goal_conditioned else step.reward
 
-    def latent_distance(self, achieved: np.ndarray, goal: np.ndarray) -> str:
-        return ""  # no latent space
+    def episode_stats(self, achieved: np.ndarray, goal: np.ndarray, rewards: list[float]) -> dict:
+        return {"charts/episode_return": sum(rewards) if not self.goal_conditioned else
+                -float(np.sum(np.linalg.norm(achieved[1:] - goal, axis=-1)))}
 
     def meta(self) -> dict:
         return {"kind": self.kind, "goal_conditioned": self.goal_conditioned}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-    def save(self, run_dir: Path, env_steps: int = 0) -> None:
-        """Nothing beside policy.pt: the state view has no model."""
 
 
 def stacked_latents(z: np.ndarray, frames: int) -> np.ndarray:
@@ -122,14 +144,12 @@ def read_dataset_sample(path: Path, n: int, seed: int) -> np.ndarray:
         data.close()
 
 
-class LatentView:
+class LatentView(View):
     kind = "latent"
-    needs_images = True
-    goal_conditioned = True
-    dtype = np.float32
 
-    def __init__(self, vae, tuner: VAEFineTuner | None = None, frames: int = 1):
-        self.vae, self.frames, self.tuner = vae, int(frames), tuner
+    def __init__(self, vae, tuner: VAEFineTuner | None = None, frames: int = 1, files: dict[str, Path] | None = None):
+        """`files`: what it was made from, by name (the VAE, and its dataset when fine-tuning)."""
+        self.vae, self.frames, self.tuner, self.files = vae, int(frames), tuner, dict(files or {})
         self.goal_dim = vae.latent_dim
         self.obs_dim = self.frames * vae.latent_dim
         self.obs_shape = (self.obs_dim,)
@@ -155,7 +175,20 @@ class LatentView:
         if finetune["every"] > 0:
             frames = read_dataset_sample(dataset_path, finetune["dataset_frames"], seed)
             tuner = VAEFineTuner(vae, frames, finetune, params["vae"])
-        return cls(vae, tuner, cfg["latent_frames"])
+        files = {"VAE": Path(vae_path), **({"VAE dataset": Path(dataset_path)} if tuner is not None else {})}
+        return cls(vae, tuner, cfg["latent_frames"], files)
+
+    @property
+    def keeps_frames(self) -> bool:
+        return self.tuner is not None
+
+    def input_files(self) -> dict[str, Path]:
+        return self.files
+
+    def episode_stats(self, achieved: np.ndarray, goal: np.ndarray, rewards: list[float]) -> dict:
+        latent = np.linalg.norm(achieved[1:] - goal, axis=-1)
+        return {"charts/episode_latent_return": -float(latent.sum()),
+                "charts/episode_latent_final_distance": float(latent[-1])}
 
     # --- one episode ----------------------------------------------------------------------
     def reset(self) -> None:
@@ -220,21 +253,16 @@ class LatentView:
         save_vae(self.vae, Path(run_dir) / RUN_VAE, {"env_steps": env_steps})
 
 
-class PixelView:
+class PixelView(View):
     """The camera image as the observation and the achieved goal, the goal image as the goal."""
 
     kind = "pixels"
-    needs_images = True
-    goal_conditioned = True
     dtype = np.uint8
-    tuner = None  # no model to fine-tune
+    achieved_is_obs = True
 
     def __init__(self, image_size: int):
         self.obs_shape = (image_size, image_size, 3)
         self.obs_dim = self.goal_dim = int(np.prod(self.obs_shape))
-
-    def reset(self) -> None:
-        """An image keeps nothing between steps."""
 
     def observe(self, step) -> tuple[np.ndarray, np.ndarray]:
         return step.image, step.image
@@ -246,20 +274,8 @@ class PixelView:
         """Evaluation scores the true distance."""
         return -step.distance
 
-    def latent_distance(self, achieved: np.ndarray, goal: np.ndarray) -> str:
-        return ""  # no latent space
-
     def meta(self) -> dict:
         return {"kind": self.kind, "image_size": self.obs_shape[0]}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-    def save(self, run_dir: Path, env_steps: int = 0) -> None:
-        """Nothing beside policy.pt: the encoder is part of the policy."""
 
 
 def load_view(meta: dict, run_dir: Path, vae: Path | None = None):
@@ -272,3 +288,13 @@ def load_view(meta: dict, run_dir: Path, vae: Path | None = None):
     if meta["kind"] == "pixels":
         return PixelView(meta["image_size"])
     return LatentView(load_vae(vae or Path(run_dir) / RUN_VAE), frames=meta.get("latent_frames", 1))
+
+
+def make_view(kind: str, params, first, goal_conditioned: bool, vae_path: Path, dataset_path: Path, seed: int):
+    """A training run's view of `kind` (its method's `view_kind`): the state, sized by the env's first
+    step; the VAE of `vae_path` (fine-tuned on `dataset_path`'s frames); or the camera image."""
+    if kind == "latent":
+        return LatentView.from_params(params, vae_path, dataset_path, seed)
+    if kind == "pixels":
+        return PixelView(params["render"]["image_size"])
+    return StateView(goal_conditioned, len(first.state), len(first.desired_goal))

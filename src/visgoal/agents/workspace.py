@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import csv
 import logging
-import pickle
 import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -41,9 +39,9 @@ import torch
 from visgoal import paths
 from visgoal.agents import POLICY_FORMAT, agent_class
 from visgoal.agents.replay import EpisodeReplay
-from visgoal.agents.views import LatentView, PixelView, StateView
+from visgoal.agents.views import make_view
 from visgoal.evaluation import evaluate_policy, summary
-from visgoal.files import atomic_output
+from visgoal.files import atomic_output, load_weights
 
 log = logging.getLogger("visgoal")
 
@@ -83,24 +81,18 @@ class Workspace:
 
         params = self.params
         kind = agent_cls.view_kind(params)  # state, latent or pixels
-        # The VAE first: building it draws from torch's seeded generator before the agent's networks do.
-        view = LatentView.from_params(params, self.vae_path, self.dataset_path, self.seed) if kind == "latent" else None
         image_size = params["render"]["image_size"]
         self.env = make_env(self.env_name, image_size=image_size, render_images=kind != "state")
         self.eval_env = make_env(self.env_name, image_size=image_size, render_images=kind != "state")
         first = self.env.reset(seed=self.seed)
-        if kind == "pixels":
-            view = PixelView(image_size)
-        elif view is None:
-            view = StateView(agent_cls.pursues_goal(params, self.env_name), len(first.state),
-                             len(first.desired_goal))
-        self.view = view
+        # The view before the agent: a VAE's building draws from torch's seeded generator before the agent's networks do.
+        self.view = view = make_view(kind, params, first, agent_cls.pursues_goal(params, self.env_name), self.vae_path,
+                                     self.dataset_path, self.seed)
         low, high = self.env.action_space.low, self.env.action_space.high
         self.agent = agent_cls.build(params, view, low, high, self.rng)
-        keeps_frames = view.tuner is not None if kind == "latent" else False  # fine-tuning re-encodes the frames
         self.replay = EpisodeReplay(params["replay"]["capacity"], self.env.spec.episode_length, view.obs_shape,
-                                    view.goal_dim, len(low), obs_dtype=view.dtype, achieved_is_obs=kind == "pixels",
-                                    image_shape=first.image.shape if keeps_frames else None,
+                                    view.goal_dim, len(low), obs_dtype=view.dtype, achieved_is_obs=view.achieved_is_obs,
+                                    image_shape=first.image.shape if view.keeps_frames else None,
                                     reads=self.agent.batch_keys, **self.agent.replay_options(params, view))
         self.policy, self.eval_policy = self.agent.policy(training=True), self.agent.policy(training=False)
         self.terminal_for_goals = not view.goal_conditioned or self.env.spec.termination == "absorbing"
@@ -159,7 +151,7 @@ class Workspace:
         """Act for one episode (random actions before learning_starts), updating every step after it."""
         step = self.env.reset() if self.needs_reset else self.first
         self.needs_reset = True
-        self.agent.noise.reset()
+        self.agent.start_episode()
         self.view.reset()
         self.policy.reset()
         goal = self.agent.exploration_goal(self.view, step, self.rng)
@@ -173,7 +165,7 @@ class Workspace:
                 self.policy.skip()  # the horizon's countdown moves on all the same
             else:
                 action = self.agent.explore(self.policy(obs[-1], goal), self.env_steps)
-            updating = (self.env_steps + 1 >= self.cfg["learning_starts"] and self.replay.size > 0
+            updating = (self.agent.batch_keys and self.env_steps + 1 >= self.cfg["learning_starts"] and self.replay.size > 0
                         and (self.env_steps + 1) % self.cfg["update_every"] == 0)
             pending = self.updater.submit(self.updates) if updating and self.updater else None
             step = self.env.step(self.policy.env_action(action))
@@ -205,20 +197,10 @@ class Workspace:
             log.debug("after episode %d at env step %d: %s", self.episodes, self.env_steps, finetuned)
 
     def episode_metrics(self, achieved: np.ndarray, goal: np.ndarray, rewards: list[float], step) -> dict:
-        """The finished training episode: its latent return and distance where the agent sees latents,
-        and its true distance where its goal was the env's own (not an imagined one)."""
-        if self.view.kind == "latent":
-            latent = np.linalg.norm(achieved[1:] - goal, axis=-1)
-            stats = {"charts/episode_latent_return": -float(latent.sum()),
-                     "charts/episode_latent_final_distance": float(latent[-1])}
-            real_goal = self.agent.exploration_goals == "env"
-        elif self.view.kind == "pixels":  # the env's own goal image
-            stats, real_goal = {}, True
-        else:
-            stats = {"charts/episode_return": sum(rewards) if not self.view.goal_conditioned else
-                     -float(np.sum(np.linalg.norm(achieved[1:] - goal, axis=-1)))}
-            real_goal = True
-        if real_goal:
+        """The finished training episode: what its view shows of it (a latent return and distance, a
+        return), and its true success and distance where its goal was the env's own (not an imagined one)."""
+        stats = self.view.episode_stats(achieved, goal, rewards)
+        if self.agent.explores_env_goals():
             stats.update({"charts/episode_success": float(step.success), "charts/episode_final_distance": step.distance})
         return stats
 
@@ -227,7 +209,7 @@ class Workspace:
         return [self.agent.update(self.sample()) for _ in range(self.cfg["updates_per_step"])]
 
     def sample(self) -> dict[str, torch.Tensor]:
-        batch = self.replay.sample(self.agent.cfg.batch_size, self.rng)
+        batch = self.replay.sample(self.agent.batch_size, self.rng)
         # Images stay uint8 (a quarter of the memory traffic); the agent converts what it uses.
         return {k: torch.from_numpy(batch[k]) if batch[k].dtype == np.uint8 else
                 torch.as_tensor(batch[k], dtype=torch.float32) for k in self.agent.batch_keys if k in batch}
@@ -325,22 +307,14 @@ class Workspace:
         fine-tuning, its dataset (their hashes are the run's MLflow tags and part of its fingerprint)."""
         from visgoal.config import project_root
 
-        files = {"env spec": project_root() / "envs" / f"{self.env_name}.yaml"}
-        if self.view.kind == "latent":
-            files["VAE"] = self.vae_path
-            if self.view.tuner is not None:
-                files["VAE dataset"] = self.dataset_path
-        return files
+        return {"env spec": project_root() / "envs" / f"{self.env_name}.yaml", **self.view.input_files()}
 
     def load_checkpoint(self) -> bool:
         path = self.out_dir / paths.CHECKPOINT
         if not path.is_file():
             return False
-        try:  # weights only: tensors and plain values, so that no file a run reads can run code
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile):
-            raise ValueError(f"{path}: not a visgoal checkpoint (unreadable, or holding more than weights); "
-                             f"delete it to train this run afresh") from None
+        state = load_weights(path, ValueError(f"{path}: not a visgoal checkpoint (unreadable, or holding more than "
+                                              f"weights); delete it to train this run afresh"))
         from visgoal.agents import refuse_retired
         from visgoal.tracking import changed
 

@@ -52,6 +52,7 @@ class EnvSpec:
     restyle: dict = field(default_factory=dict)
     antialias: dict = field(default_factory=dict)  # {supersample, multisample}: FastRenderer's
     termination: str = "cut"  # or "absorbing": see env.schema.json
+    oracle_reward: str = "goal"  # or "env": see env.schema.json
     description: str = ""
 
     @property
