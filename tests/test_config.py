@@ -251,3 +251,21 @@ def test_subcommand_help_lists_the_environments_and_explains_seed_and_method():
                            env={**os.environ, "COLUMNS": "400"}).stdout
     (seed_help,) = [line for line in train.splitlines() if line.strip().startswith("--seed")]
     assert "default: 0" in seed_help, seed_help
+
+
+def test_params_prints_each_value_and_where_it_came_from(capsys):
+    """`visgoal params`: a default, an environment's tuning, a profile's value and a --set, each named;
+    with --method, only the sections its training reads."""
+    from visgoal.cli import main
+
+    assert main(["params", "--env", "inverted_pendulum", "--method", "rig", "--profile", "smoke",
+                 "--set", "td3.gamma=0.9"]) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if not line.startswith("#")}
+    assert rows["td3.gamma"] == ["0.9", "--set"]
+    assert rows["image_agents.latent_frames"] == ["8", "env_overrides.inverted_pendulum"]
+    assert rows["train.total_steps"] == ["300", "profile", "smoke"]
+    assert rows["td3.polyak"] == ["0.05", "params.yaml"]
+    assert "tdm.tau_max" not in rows and "dataset.frames" not in rows  # rig reads neither
+    assert main(["params", "--env", "point_maze", "--profile", "default"]) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if not line.startswith("#")}
+    assert rows["vae.latent_dim"] == ["4", "env_overrides.point_maze"] and "dataset.frames" in rows

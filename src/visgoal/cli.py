@@ -181,6 +181,28 @@ def cmd_dvc_yaml(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_params(args: argparse.Namespace) -> int:
+    """Every parameter a stage of `--env` (and `--method`) runs with, and where each value came from."""
+    from visgoal.config import parameter_sources
+
+    params, sources = parameter_sources(args.params, args.profile, args.overrides, env=args.env)
+    sections = None
+    if args.method:  # what its training stage reads (its dvc.yaml stage's params)
+        from visgoal.agents import view_kind
+
+        image = args.method != "td3"
+        sections = {"train", "replay", "evaluate", "td3", *(("render", "image_agents", args.method) if image else ()),
+                    *(("vae",) if view_kind(args.method, params) == "latent" else ())}
+    rows = [(key, json.dumps(value), sources[key]) for key, value in params.flat().items()
+            if sections is None or key.split(".")[0] in sections]
+    width = [max(len(row[i]) for row in rows) for i in range(2)]
+    print(f"# profile {params.profile}, env {args.env or '(none: no env_overrides)'}"
+          f"{f', method {args.method}' if args.method else ''}")
+    for key, value, source in rows:
+        print(f"{key:<{width[0]}}  {value:<{width[1]}}  {source}")
+    return 0
+
+
 # --- the parser ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visgoal", description=__doc__.splitlines()[0])
@@ -232,6 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=_at_least(1), default=None, help="frames per renderer (default: params bench_render.frames)")
     _common(p, "also write the table as CSV here")
     p.set_defaults(func=cmd_bench_render)
+    p = sub.add_parser("params", help="print the parameters a stage runs with, and where each came from")
+    p.add_argument("--env", default=None, help=f"environment: {', '.join(paths.available_envs())} (its env_overrides)")
+    p.add_argument("--method", default=None, choices=_Methods(), metavar="METHOD",
+                   help="only the sections its training reads: %(choices)s")
+    _common(p, "(unused)")
+    p.set_defaults(func=cmd_params)
+
     p = sub.add_parser("dvc-yaml", help="generate dvc.yaml (the DAG of the Snakefile) from params.yaml")
     _common(p, "write it here (default: stdout), e.g. dvc.yaml")
     p.set_defaults(func=cmd_dvc_yaml)
