@@ -12,8 +12,10 @@ export MUJOCO_GL ?= egl
 # busy, not 2, so three trainings fill two cores where two would not. fetch_reach's three TDM
 # seeds at once on two cores took 425 s, against 483-515 s two then one; the same policies.
 CORES := $(shell echo $$(( $$(nproc) + 1 )))
+# Then the report over what is there (results/report/summary.md: the README's results table).
 run: setup
 	$(VENV)/bin/snakemake --cores $(CORES) results/fetch_reach/tdm_eval.csv
+	$(PY) -m visgoal report --quiet
 
 # One worker per core, each test file on one worker (its module fixtures built once): the smoke DAG's
 # file keeps both cores busy for minutes, and the rest of the suite is mostly one core's work.

@@ -434,6 +434,25 @@ def test_dvc_repro_after_a_full_run_changes_nothing(smoke_runs):
 
 
 @E2E
+def test_dvc_records_what_snakemake_built_and_a_changed_parameter_reruns_its_readers(smoke_runs):
+    """Right after the Snakemake run, `dvc status` says everything is up to date (its onsuccess wrote
+    dvc.lock); a changed parameter then lists exactly the stages that read its section."""
+    work = smoke_runs["snakemake"]
+    env = tool_env(work)
+    assert json.loads(dvc(work, "status", "--json", env=env).stdout) == {}
+    text = (work / "params.yaml").read_text()
+    params = yaml.safe_load(text)
+    params["evaluate"]["picture_episodes"] += 1
+    try:
+        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        changed = set(json.loads(dvc(work, "status", "--json", env=env).stdout))
+    finally:
+        (work / "params.yaml").write_text(text)
+    readers = {stage["name"] for stage in dvc_stages(work) if "evaluate" in stage["params"]}
+    assert readers and changed == readers, (sorted(changed ^ readers))
+
+
+@E2E
 def test_sigterm_during_training_then_rerun_finishes(tmp_path):
     """SIGTERM to Snakemake's process group while a td3 run trains; the rerun resumes it."""
     from visgoal.agents import load_policy

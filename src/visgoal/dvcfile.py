@@ -11,6 +11,8 @@ regenerate after changing them.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 
 from visgoal import paths
@@ -127,3 +129,23 @@ def dvc_yaml(envs: list[str], methods: list[str], seeds: list[int], views: dict[
     body = yaml.safe_dump({"stages": stages(envs, methods, views), "plots": plots(envs, methods, seeds)},
                           sort_keys=False, width=120)
     return HEADER + body
+
+
+def record(since: float, repo_dir: str | Path = ".") -> list[str]:
+    """Write into dvc.lock what a workflow run built: every DVC stage all of whose outputs exist and
+    one of which was written at `since` or later (the run's start), with the hashes of its deps,
+    params and outs as they are now (`dvc commit --force <stage>`). The stages the run did not build
+    keep what dvc.lock said of them, so `dvc status` then lists exactly what is out of date. Returns
+    the stages recorded."""
+    from dvc.repo import Repo
+
+    repo_dir = Path(repo_dir)
+    built = []
+    with Repo(str(repo_dir)) as repo:
+        for stage in repo.index.stages:
+            outs = [repo_dir / out.def_path for out in stage.outs]
+            if outs and all(out.exists() for out in outs) and max(out.stat().st_mtime for out in outs) >= since:
+                built.append(stage.addressing)
+        for name in built:
+            repo.commit(name, force=True)
+    return built
