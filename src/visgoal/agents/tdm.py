@@ -189,7 +189,7 @@ class TDMAgent(RIGAgent):
     @classmethod
     def load_policy(cls, saved: dict) -> Policy:
         meta, critic = saved["meta"], None
-        tdm = TDMConfig(**{key: meta["tdm"][key] for key in TDMConfig.keys()})  # not a retired key
+        tdm = TDMConfig(**{key: meta["tdm"][key] for key in TDMConfig.keys() if key in meta["tdm"]})  # none retired
         if "critic" in saved:
             critic = Critic(meta["input_dim"], meta["action_dim"], meta["hidden"], out_dim=meta["latent_dim"])
             critic.load_state_dict(saved["critic"])
