@@ -3,8 +3,10 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+
 import pytest
 
 from visgoal.config import ConfigError, load_params
@@ -47,10 +49,10 @@ def test_set_overrides_and_rejects_unknown_keys(root):
         load_params(root / "params.yaml", "smoke", ["dataset.framez=3"])
     with pytest.raises(ConfigError, match="dataset.frames"):
         load_params(root / "params.yaml", "smoke", ["dataset.frames=seven"])
-    # out of its range: the message names the --set, not an environment's overrides it was merged under
+    # out of its range: the message names the --set, not an environment's tuning it was merged under
     with pytest.raises(ConfigError, match=r"\(profile smoke, after --set\): key 'crl.discount'") as bad:
-        load_params(root / "params.yaml", "smoke", ["crl.discount=2"], env="fetch_reach")
-    assert "env_overrides" not in str(bad.value)
+        load_params(root / "params.yaml", "smoke", ["crl.discount=2"], env="point_maze")
+    assert "envs/point_maze.yaml" not in str(bad.value)
     with pytest.raises(ConfigError, match="expected section.key=value"):
         load_params(root / "params.yaml", "smoke", ["dataset.frames"])
 
@@ -65,50 +67,62 @@ def test_set_adds_a_td3_key_to_the_image_agents_overrides(root):
         load_params(root / "params.yaml", "smoke", ["image_agents.td3.actor_averag=0.001"])
 
 
-def test_env_overrides_tune_one_environment(root, tmp_path):
-    """`env_overrides.<env>`: that environment's stages read its values over the sections; another
-    environment's, and a command of no environment, do not. A profile (a scale) wins over them, and
-    --set over both, also on a key of env_overrides itself."""
-    import yaml
-
-    raw = yaml.safe_load((root / "params.yaml").read_text())
-    raw["env_overrides"] = {"fetch_reach": {"vae": {"latent_dim": 7}, "train": {"total_steps": 123}}}
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    tuned = load_params(path, "default", env="fetch_reach")
-    assert tuned["vae"]["latent_dim"] == 7 and tuned["train"]["total_steps"] == 123
-    for env in ("point_maze", None):
-        assert load_params(path, "default", env=env)["vae"] == raw["vae"]
-    assert "env_overrides" not in tuned.as_dict()  # a stage holds what it runs with
-    assert load_params(path, "default")["env_overrides"] == raw["env_overrides"]
-    paper = load_params(path, "paper", env="fetch_reach")
-    assert paper["vae"]["latent_dim"] == raw["profiles"]["paper"]["vae"]["latent_dim"]
-    assert paper["train"]["total_steps"] == raw["profiles"]["paper"]["train"]["total_steps"]
-    assert load_params(path, "paper", ["vae.latent_dim=9"], env="fetch_reach")["vae"]["latent_dim"] == 9
-    assert load_params(path, "default", ["env_overrides.fetch_reach.vae.latent_dim=5"],
-                       env="fetch_reach")["vae"]["latent_dim"] == 5
-
-
-@pytest.mark.parametrize("override,message", [
-    ({"fetch_reech": {"vae": {"latent_dim": 4}}}, r"'env_overrides.fetch_reech': unknown environment \(known: "),
-    ({"fetch_reach": {"seeds": [1]}}, r"'env_overrides.fetch_reach.seeds': the same for every environment"),
-    ({"fetch_reach": {"crl": {"representation": "pixels"}}}, r"'env_overrides.fetch_reach.crl.representation'"),
-    ({"fetch_reach": {"vae": {"latent_dimm": 4}}}, r"\(env_overrides.fetch_reach\): unknown key 'vae.latent_dimm'"),
-    ({"fetch_reach": {"vae": {"latent_dim": 0}}}, r"\(env_overrides.fetch_reach\): key 'vae.latent_dim'"),
-    ({"fetch_reach": {"crl": 3}}, r"\(env_overrides.fetch_reach\): key 'crl'"),
-])
-def test_bad_env_overrides_name_the_key(root, tmp_path, override, message):
-    """Every environment's overrides are checked, whichever environment a command runs."""
+def with_tuning(root, tmp_path, env: str, tuning) -> Path:
+    """A copy of params.yaml and envs/ in tmp_path, envs/<env>.yaml's `params:` replaced by `tuning`."""
     import shutil
 
     import yaml
 
-    raw = yaml.safe_load((root / "params.yaml").read_text())
-    raw["env_overrides"] = override
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    shutil.copy(root / "params.yaml", tmp_path / "params.yaml")
     shutil.copytree(root / "envs", tmp_path / "envs")
+    spec = yaml.safe_load((tmp_path / "envs" / f"{env}.yaml").read_text())
+    spec["params"] = tuning
+    (tmp_path / "envs" / f"{env}.yaml").write_text(yaml.safe_dump(spec))
+    return tmp_path / "params.yaml"
+
+
+def test_an_environment_tunes_its_own_stages(root, tmp_path):
+    """`params:` in envs/<env>.yaml: that environment's stages read its values over the sections;
+    another environment's, and a command of no environment, do not. A profile (a scale) wins over
+    them, and --set over both."""
+    import yaml
+
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    path = with_tuning(root, tmp_path, "fetch_reach", {"vae": {"latent_dim": 7}, "train": {"total_steps": 123}})
+    tuned = load_params(path, "default", env="fetch_reach")
+    assert tuned["vae"]["latent_dim"] == 7 and tuned["train"]["total_steps"] == 123
+    assert load_params(path, "default", env="point_maze")["train"] == raw["train"]  # another environment's
+    assert load_params(path, "default")["vae"] == raw["vae"]  # a command of no environment
+    paper = load_params(path, "paper", env="fetch_reach")
+    assert paper["vae"]["latent_dim"] == raw["profiles"]["paper"]["vae"]["latent_dim"]
+    assert paper["train"]["total_steps"] == raw["profiles"]["paper"]["train"]["total_steps"]
+    assert load_params(path, "paper", ["vae.latent_dim=9"], env="fetch_reach")["vae"]["latent_dim"] == 9
+
+
+def test_params_yaml_with_env_overrides_says_where_they_moved(root, tmp_path):
+    import yaml
+
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["env_overrides"] = {"fetch_reach": {"vae": {"latent_dim": 7}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"env_overrides moved .* `params:` in envs/<env>.yaml"):
+        load_params(tmp_path / "params.yaml", "default")
+
+
+@pytest.mark.parametrize("tuning,message", [
+    ({"seeds": [1]}, r"fetch_reach.yaml: key 'params.seeds': the same for every environment"),
+    ({"crl": {"representation": "pixels"}}, r"fetch_reach.yaml: key 'params.crl.representation'"),
+    ({"vae": {"latent_dimm": 4}}, r"fetch_reach.yaml \(params\): unknown key 'vae.latent_dimm'"),
+    ({"vae": {"latent_dim": 0}}, r"fetch_reach.yaml \(params\): key 'vae.latent_dim'"),
+    ({"crl": 3}, r"fetch_reach.yaml \(params\): key 'crl'"),
+    ({"crl": {"loss": "binary"}}, r"fetch_reach.yaml \(params\): crl.loss=binary: retired"),
+    ([1, 2], r"fetch_reach.yaml: key 'params': expected a mapping"),
+])
+def test_a_bad_environment_tuning_names_the_key(root, tmp_path, tuning, message):
+    """Every environment's tuning is checked, whichever environment a command runs."""
+    path = with_tuning(root, tmp_path, "fetch_reach", tuning)
     with pytest.raises(ConfigError, match=message):
-        load_params(tmp_path / "params.yaml", "default", env="point_maze")
+        load_params(path, "default", env="point_maze")
 
 
 def test_typo_in_params_names_the_key(root, tmp_path):
@@ -262,10 +276,10 @@ def test_params_prints_each_value_and_where_it_came_from(capsys):
                  "--set", "td3.gamma=0.9"]) == 0
     rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if not line.startswith("#")}
     assert rows["td3.gamma"] == ["0.9", "--set"]
-    assert rows["image_agents.latent_frames"] == ["8", "env_overrides.inverted_pendulum"]
+    assert rows["image_agents.latent_frames"] == ["8", "envs/inverted_pendulum.yaml"]
     assert rows["train.total_steps"] == ["300", "profile", "smoke"]
     assert rows["td3.polyak"] == ["0.05", "params.yaml"]
     assert "tdm.tau_max" not in rows and "dataset.frames" not in rows  # rig reads neither
     assert main(["params", "--env", "point_maze", "--profile", "default"]) == 0
     rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if not line.startswith("#")}
-    assert rows["vae.latent_dim"] == ["4", "env_overrides.point_maze"] and "dataset.frames" in rows
+    assert rows["vae.latent_dim"] == ["4", "envs/point_maze.yaml"] and "dataset.frames" in rows

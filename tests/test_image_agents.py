@@ -148,14 +148,14 @@ def test_latent_frames_mean_what_they_say():
 @pytest.mark.parametrize("retired", ["image_agents.latent_velocity=true", "crl.loss=binary", "td3.absorbing=kept",
                                      "image_agents.td3.absorbing=farthest", "tdm.eval_tau=countdown"])
 def test_a_retired_option_fails_in_one_line_naming_its_tag(retired, workdir, capsys):
-    """A retired option, in --set or in params.yaml (its env_overrides too), names the git tag that has it."""
+    """A retired option, in --set or in params.yaml, names the git tag that has it."""
     assert main(["train", "--env", "point_maze", "--method", "rig", "--profile", "smoke", "--quiet",
                  "--set", retired, "--vae", str(workdir / "missing.pt")]) == 2
     err = capsys.readouterr().err
     assert retired.split("=")[0].removeprefix("image_agents.") in err and RETIRED_TAG in err and "Traceback" not in err
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     keys, value = parse_override(retired)
-    node = params["env_overrides"].setdefault("fetch_reach", {})
+    node = params
     for key in keys[:-1]:
         node = node.setdefault(key, {})
     node[keys[-1]] = value

@@ -252,8 +252,9 @@ def test_dvc_stages_declare_params_metrics_and_plots(tmp_path):
         assert "profile" in stage["params"] and set(stage["params"]) <= top_level, (stage["name"], stage["params"])
         assert "profiles" not in stage["params"], stage["name"]  # DVC runs the sections, never a profile
         assert "speed" not in stage["params"], stage["name"]  # how fast, never what: it reruns nothing
-        # a stage of one environment reads its env_overrides: a change to them reruns it under DVC too
-        assert ("env_overrides" in stage["params"]) == (stage["name"] != "report"), stage["name"]
+        # a stage of one environment reads its own tuning (envs/<env>.yaml): a change to it reruns it under DVC too
+        env = stage["name"].partition("@")[2].split("-")[0]
+        assert (f"envs/{env}.yaml" in stage["deps"]) == (stage["name"] != "report"), stage["name"]
     by_name = {s["name"]: s for s in stages}
     assert by_name["train_vae@fetch_reach"]["metrics"] == ["results/fetch_reach/vae_metrics.json"]
     assert by_name["evaluate@fetch_reach-tdm"]["metrics"] == ["results/fetch_reach/tdm_eval.json"]
@@ -513,11 +514,12 @@ def test_changed_params_retrain_from_scratch(tmp_path):
     log = (work / "results" / "logs" / "point_maze" / "td3" / "train_seed0.log").read_text()
     assert "resumed" not in log
     assert (work / "results" / "point_maze" / "td3" / "seed0" / "curve.csv").is_file()
-    # An environment's own overrides rerun that environment's jobs, not another's.
-    params["env_overrides"]["fetch_reach"] = {"td3": {"actor_lr": 0.0007}}
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert "Nothing to be done" in snakemake(work, "-n", target).stdout
-    params["env_overrides"]["point_maze"]["td3"] = {"actor_lr": 0.0007}
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # An environment's own tuning (envs/<env>.yaml's `params:`) reruns that environment's jobs, not another's.
+    for env in ("fetch_reach", "point_maze"):
+        spec = yaml.safe_load((work / "envs" / f"{env}.yaml").read_text())
+        spec.setdefault("params", {})["td3"] = {"actor_lr": 0.0007}
+        (work / "envs" / f"{env}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        if env == "fetch_reach":
+            assert "Nothing to be done" in snakemake(work, "-n", target).stdout
     dry = snakemake(work, "-n", target).stdout
     assert re.search(r"^train_td3\s+1$", dry, re.M) and re.search(r"^evaluate\s+1$", dry, re.M), dry

@@ -545,13 +545,25 @@ def test_checkpoint_of_another_vae_is_not_resumed(tmp_path, workdir, smoke_vae, 
     assert train(other) == 0 and "from its checkpoint at env step 200" in caplog.text  # the same inputs resume
 
 
-def test_another_environments_overrides_restart_nothing(tmp_path, workdir, caplog):
-    """A run holds its own environment's resolved parameters, not params.yaml's env_overrides: a change
-    to point_maze's resumes a fetch_reach run from its checkpoint."""
+def test_another_environments_tuning_restarts_nothing(tmp_path, workdir, caplog, monkeypatch):
+    """A run holds its own environment's resolved parameters, not another environment's tuning: a
+    change to point_maze's (`params:` in envs/point_maze.yaml) resumes a fetch_reach run from its checkpoint."""
+    import shutil
+
+    import yaml
+
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(ROOT / "params.yaml", root / "params.yaml")
+    shutil.copytree(ROOT / "envs", root / "envs")
+    monkeypatch.setenv("VISGOAL_ROOT", str(root))
     base = ["train", "--env", "fetch_reach", "--method", "td3", "--profile", "smoke", "--quiet", "--out",
-            str(tmp_path), "--set", "train.total_steps=200"]
+            str(tmp_path / "run"), "--set", "train.total_steps=200"]
     assert main(base) == 0
-    assert main([*base[:-1], "train.total_steps=300", "--set", "env_overrides.point_maze.vae.latent_dim=8"]) == 0
+    spec = yaml.safe_load((root / "envs" / "point_maze.yaml").read_text())
+    spec["params"]["vae"]["latent_dim"] = 8
+    (root / "envs" / "point_maze.yaml").write_text(yaml.safe_dump(spec))
+    assert main([*base[:-1], "train.total_steps=300"]) == 0
     assert "from its checkpoint at env step 200" in caplog.text
 
 

@@ -88,7 +88,7 @@ def _at_least(minimum: int):
 
 
 def _resolve(args: argparse.Namespace) -> Params:
-    """The parameters a command runs with: a stage of one environment (`--env`) with its `env_overrides`."""
+    """The parameters a command runs with: a stage of one environment (`--env`) with its own tuning."""
     params = load_params(args.params, args.profile, args.overrides, env=getattr(args, "env", None))
     if sys.stderr.isatty():  # a person watching: the blob would bury the progress (MLflow has every value)
         log.info("profile %s%s", params.profile, "".join(f", --set {o}" for o in args.overrides))
@@ -196,7 +196,7 @@ def cmd_params(args: argparse.Namespace) -> int:
     rows = [(key, json.dumps(value), sources[key]) for key, value in params.flat().items()
             if sections is None or key.split(".")[0] in sections]
     width = [max(len(row[i]) for row in rows) for i in range(2)]
-    print(f"# profile {params.profile}, env {args.env or '(none: no env_overrides)'}"
+    print(f"# profile {params.profile}, env {args.env or '(none: no environment tuning)'}"
           f"{f', method {args.method}' if args.method else ''}")
     for key, value, source in rows:
         print(f"{key:<{width[0]}}  {value:<{width[1]}}  {source}")
@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, "also write the table as CSV here")
     p.set_defaults(func=cmd_bench_render)
     p = sub.add_parser("params", help="print the parameters a stage runs with, and where each came from")
-    p.add_argument("--env", default=None, help=f"environment: {', '.join(paths.available_envs())} (its env_overrides)")
+    p.add_argument("--env", default=None, help=f"environment: {', '.join(paths.available_envs())} (its tuning, envs/<env>.yaml)")
     p.add_argument("--method", default=None, choices=_Methods(), metavar="METHOD",
                    help="only the sections its training reads: %(choices)s")
     _common(p, "(unused)")

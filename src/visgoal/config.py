@@ -141,7 +141,7 @@ RETIRED: dict[str, tuple[Callable[[Any], bool], bool]] = {
 def retired_options(flat: dict[str, Any], gone_keys: bool = True) -> list[str]:
     """The `key=value` entries of a flat mapping of parameters that name a retired option: a retired
     value, or (`gone_keys`, for params files) a key that is gone whatever its value. Keys may carry
-    a prefix (`env_overrides.<env>.`, `profiles.<name>.`, or `image_agents.` before `td3.`)."""
+    a prefix (`profiles.<name>.`, `params.` in an env file, or `image_agents.` before `td3.`)."""
     found = []
     for key, value in flat.items():
         for name, (is_retired, gone) in RETIRED.items():
@@ -204,14 +204,17 @@ def load_params(
     path: Path | None = None, profile: str | None = None, overrides: list[str] | tuple[str, ...] = (),
     env: str | None = None,
 ) -> Params:
-    """Resolve params: file -> the environment's `env_overrides` -> profile (arg, then $VISGOAL_PROFILE,
-    then the file's key) -> overrides. With `env`, the result has no `env_overrides` section: what MLflow
-    records and a checkpoint's fingerprint hashes is what the stage runs with, so another environment's
-    tuning restarts nothing. Without `env`, no environment's overrides: what every stage shares."""
+    """Resolve params: file -> the environment's tuning (`params:` in envs/<env>.yaml beside the file) ->
+    profile (arg, then $VISGOAL_PROFILE, then the file's key) -> overrides. What MLflow records and a
+    checkpoint's fingerprint hashes is what the stage runs with, so another environment's tuning
+    restarts nothing. Without `env`, no environment's tuning: what every stage shares."""
     path = path or project_root() / "params.yaml"
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    if "env_overrides" in raw:
+        raise ConfigError(f"{path}: env_overrides moved beside each environment: put env_overrides.<env> under "
+                          f"`params:` in envs/<env>.yaml and remove the section")
     if found := retired_options(flatten(raw)):
         raise ConfigError(retired_error(str(path), found))
     if found := retired_options(flatten({".".join(keys): value for keys, value in map(parse_override, overrides)})):
@@ -230,39 +233,46 @@ def load_params(
     values = with_overrides(deep_merge(base, overlay), overrides)
     # a bad --set names itself, not the first environment whose overrides were merged over it
     validate(values, "params.schema.json", f"{path} (profile {chosen}, after --set)")
-    check_env_overrides(values, path)
-    tuning = (values.get("env_overrides") or {}).get(env) or {}
-    source = f"{path} (profile {chosen}{f', env_overrides.{env}' if tuning else ''}, after --set)"
+    check_env_tuning(values, path)
+    tuning = env_tuning(path, env) if env else {}
+    source = f"{path} (profile {chosen}{f', envs/{env}.yaml' if tuning else ''}, after --set)"
     if tuning:  # the profile (a scale) wins over an environment's tuning, --set over both
         values = with_overrides(deep_merge(deep_merge(base, tuning), overlay), overrides)
         validate(values, "params.schema.json", source)
-    if env is not None:  # a stage of one environment holds what it runs with, not the others' tuning
-        values.pop("env_overrides", None)
     check_relabel(values, source)
     return Params(profile=chosen, values=values)
 
 
 # What shapes the DAG itself (which jobs exist, and which rule trains a method) is the same for every
 # environment, so an environment cannot override it.
-DAG_KEYS = ("profile", "profiles", "envs", "methods", "seeds", "env_overrides", "crl.representation")
+DAG_KEYS = ("profile", "profiles", "envs", "methods", "seeds", "crl.representation")
 
 
-def check_env_overrides(values: dict, path: Path) -> None:
-    """Each environment of `env_overrides` has a spec beside params.yaml (envs/<env>.yaml), and its
-    overrides name only keys of params.yaml's sections, none of DAG_KEYS; the schema checks their
-    values once they are merged over the sections."""
-    source, specs = str(path), Path(path).parent / "envs"
-    for env, override in (values.get("env_overrides") or {}).items():
-        if specs.is_dir() and not (specs / f"{env}.yaml").is_file():
-            known = ", ".join(sorted(p.stem for p in specs.glob("*.yaml")))
-            raise ConfigError(f"{source}: key 'env_overrides.{env}': unknown environment (known: {known})")
-        override = override or {}
+def env_tuning(path: Path, env: str) -> dict:
+    """An environment's own values over params.yaml's sections: `params:` in envs/<env>.yaml beside
+    `path` (none where it has no such key, or no such file)."""
+    spec = Path(path).parent / "envs" / f"{env}.yaml"
+    raw = read_yaml(spec) if spec.is_file() else {}
+    tuning = raw.get("params") if isinstance(raw, dict) else None
+    if tuning is not None and not isinstance(tuning, dict):
+        raise ConfigError(f"{spec}: key 'params': expected a mapping of params.yaml's sections, got {tuning!r}")
+    return tuning or {}
+
+
+def check_env_tuning(values: dict, path: Path) -> None:
+    """Every environment's tuning (envs/*.yaml beside params.yaml, whichever stage runs) names only keys
+    of params.yaml's sections, none of DAG_KEYS; the schema checks its values merged over the sections."""
+    for spec in sorted((Path(path).parent / "envs").glob("*.yaml")):
+        tuning = env_tuning(path, spec.stem)
+        if found := retired_options(flatten(tuning)):
+            raise ConfigError(retired_error(f"{spec} (params)", found))
         for key in DAG_KEYS:
             section, _, name = key.partition(".")
-            if section in override and (not name or isinstance(override[section], dict) and name in override[section]):
-                raise ConfigError(f"{source}: key 'env_overrides.{env}.{key}': the same for every environment "
-                                  f"(it shapes the pipeline's jobs); set it in its section instead")
-        validate(deep_merge(values, override), "params.schema.json", f"{source} (env_overrides.{env})")
+            if section in tuning and (not name or isinstance(tuning[section], dict) and name in tuning[section]):
+                raise ConfigError(f"{spec}: key 'params.{key}': the same for every environment (it shapes the "
+                                  f"pipeline's jobs); set it in params.yaml instead")
+        if tuning:
+            validate(deep_merge(values, tuning), "params.schema.json", f"{spec} (params)")
 
 
 def check_relabel(values: dict, source: str) -> None:
@@ -324,11 +334,11 @@ class Section:
 def parameter_sources(path: Path | None = None, profile: str | None = None, overrides: list[str] | tuple[str, ...] = (),
                       env: str | None = None) -> tuple[Params, dict[str, str]]:
     """The resolved params (as `load_params` gives them) and, for each flat key, where its value
-    came from: `params.yaml`, `env_overrides.<env>`, `profile <name>` or `--set`, the last that
+    came from: `params.yaml`, `envs/<env>.yaml`, `profile <name>` or `--set`, the last that
     set it (a profile wins over an environment's tuning, --set over both)."""
     params = load_params(path, profile, overrides, env)
     raw = read_yaml(path or project_root() / "params.yaml")
-    tuning = flatten(((raw.get("env_overrides") or {}).get(env) or {}) if env else {})
+    tuning = flatten(env_tuning(path or project_root() / "params.yaml", env) if env else {})
     overlay = flatten((raw.get("profiles") or {}).get(params.profile) or {})
     sets = [".".join(keys) for keys, _ in map(parse_override, overrides)]
 
@@ -341,7 +351,7 @@ def parameter_sources(path: Path | None = None, profile: str | None = None, over
         if within(overlay):
             return f"profile {params.profile}"
         if within(tuning):
-            return f"env_overrides.{env}"
+            return f"envs/{env}.yaml"
         return "params.yaml"
 
     return params, {key: source(key) for key in params.flat()}

@@ -26,7 +26,7 @@ PIXEL_METHODS = "|".join(m for m in METHODS if m != "td3" and VIEWS[m] != "laten
 CONDA_ENV = "../envs/visgoal.yaml"
 
 
-# A stage of one environment reads its `env_overrides` over the sections (visgoal.config.load_params).
+# A stage of one environment reads its own tuning over the sections (`params:` in envs/<env>.yaml).
 ENV_PARAMS = {env: load_params(env=env) for env in ENVS}
 
 

@@ -1,6 +1,7 @@
 rule train_vae:
     """beta-VAE on the environment's image dataset: the eye of both image agents."""
     input:
+        spec="envs/{env}.yaml",
         dataset=str(paths.dataset("{env}", ROOT)),
     output:
         vae=str(paths.vae("{env}", ROOT)),

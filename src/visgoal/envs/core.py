@@ -53,6 +53,7 @@ class EnvSpec:
     antialias: dict = field(default_factory=dict)  # {supersample, multisample}: FastRenderer's
     termination: str = "cut"  # or "absorbing": see env.schema.json
     oracle_reward: str = "goal"  # or "env": see env.schema.json
+    params: dict = field(default_factory=dict)  # the environment's tuning: config.load_params reads it
     description: str = ""
 
     @property
