@@ -91,7 +91,7 @@ def test_an_environment_tunes_its_own_stages(root, tmp_path):
     path = with_tuning(root, tmp_path, "fetch_reach", {"vae": {"latent_dim": 7}, "train": {"total_steps": 123}})
     tuned = load_params(path, "default", env="fetch_reach")
     assert tuned["vae"]["latent_dim"] == 7 and tuned["train"]["total_steps"] == 123
-    assert load_params(path, "default", env="point_maze")["train"] == raw["train"]  # another environment's
+    assert load_params(path, "default", env="adroit_relocate")["train"] == raw["train"]  # another environment's
     assert load_params(path, "default")["vae"] == raw["vae"]  # a command of no environment
     paper = load_params(path, "paper", env="fetch_reach")
     assert paper["vae"]["latent_dim"] == raw["profiles"]["paper"]["vae"]["latent_dim"]
