@@ -1,9 +1,13 @@
 # Two commands: `make run` (the main job) and `make test` (the suite).
-# Each sets up what it needs, idempotently: Debian GL libraries, .venv, the package.
+# Each sets up what it needs, idempotently: Debian GL libraries, .venv, the package, the offline
+# page of `dvc plots show`.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+VEGA := .vega
+VEGA_TARBALLS := $(VEGA)/vega-5.20.2.tgz $(VEGA)/vega-lite-5.2.0.tgz $(VEGA)/vega-embed-6.18.2.tgz
+PLOTS_TEMPLATE := $(VEGA)/dvc_plots.html
 GL_PACKAGES := libegl1 libgl1-mesa-dri libosmesa6
 export MUJOCO_GL ?= egl
 
@@ -22,7 +26,7 @@ run: setup
 test: setup browser slurm
 	$(PY) -m pytest -q -n $$(nproc) --dist loadfile
 
-setup: gl $(STAMP)
+setup: gl $(STAMP) $(PLOTS_TEMPLATE)
 
 # Headless OpenGL for MuJoCo (EGL, with OSMesa as the fallback).
 gl:
@@ -45,6 +49,33 @@ slurm:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SLURM_PACKAGES); \
 	fi
+
+# `dvc plots show` without a network. DVC's page loads Vega, Vega-Lite and Vega-Embed from a CDN, so
+# offline it draws nothing; these are the versions it names (dvc_render's VegaRenderer.SCRIPTS), from
+# npm (`npm pack`: the packages' own bundles, integrity-checked, none of their dependencies), inlined
+# into an HTML template that .dvc/config.local names (plots.html_template, read relative to .dvc/).
+# The key is written only after the template, which DVC needs whenever the key is set (a template
+# deleted by hand: `make setup` writes it again). VEGA, VEGA_TARBALLS and PLOTS_TEMPLATE: at the top.
+$(VEGA)/%.tgz:
+	@if ! command -v npm >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm; \
+	fi
+	mkdir -p $(VEGA)
+	npm pack --silent --pack-destination $(VEGA) $$(echo $* | sed -E 's/-([0-9][^-]*)$$/@\1/') >/dev/null
+
+# Each package's build/<name>.min.js in its own <script>; DVC fills {plot_divs} and {refresh_tag},
+# and the page has no {scripts}, where DVC would put its CDN's.
+$(PLOTS_TEMPLATE): $(VEGA_TARBALLS) | $(STAMP)
+	{ printf '<!DOCTYPE html>\n<html>\n<head>\n{refresh_tag}\n<title>DVC Plot</title>\n'; \
+	  for tarball in $(VEGA_TARBALLS); do \
+		name=$$(basename $$tarball .tgz); \
+		printf '<script>\n'; tar -xzOf $$tarball package/build/$${name%-*}.min.js; printf '\n</script>\n'; \
+	  done; \
+	  printf '<style>\ntable {\n    border-spacing: 15px;\n}\n</style>\n</head>\n<body>\n{plot_divs}\n</body>\n</html>\n'; \
+	} > $@.tmp
+	mv $@.tmp $@
+	$(VENV)/bin/dvc config --local plots.html_template ../$@
 
 # pip installs without compiling; compileall then writes every module's bytecode on every core
 # (pip compiles on one: the venv took 83 s, now 55 s). The one file it skips is torch's test of

@@ -273,6 +273,75 @@ def test_dvc_stages_declare_params_metrics_and_plots(tmp_path):
     assert {path for chart in charts.values() for path in chart["y"] if path.endswith("curve.csv")} == curves
 
 
+def _exp(rev: str, params: dict, metrics: dict, name: str | None = None, experiments=None):
+    """An experiment as `Repo.experiments.show()` returns it (metrics: {path: data, or None: not built})."""
+    from dvc.repo.experiments.serialize import ExpState, SerializableExp
+
+    data = SerializableExp(rev=rev, params={"params.yaml": {"data": params}},
+                           metrics={path: {"data": d} if d else {"error": FileNotFoundError(path)}
+                                    for path, d in metrics.items()})
+    return ExpState(rev=rev, name=name, data=data, experiments=experiments)
+
+
+def test_exp_show_and_metrics_show_fit_a_terminal():
+    """`visgoal exp-show`: a column per parameter that differs, not one per parameter, dep and metric,
+    and a row per evaluation, not its metrics' columns named by their paths; `visgoal metrics-show`:
+    only the files that were built, a table per kind, a mean and its std in one column."""
+    from dvc.repo.experiments.serialize import ExpRange
+
+    from visgoal.dvcfile import exp_table, metrics_tables
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    evaluation = {"success_rate": 0.6, "success_rate_std": 0.05, "final_distance": 0.04, "final_distance_std": None,
+                  "reached_rate": 0.9, "reached_rate_std": 0.02}
+    vae = {"val_loss": 80.5, "best_epoch": 20}
+    built = {f"results/{env}/{m}_eval.json": evaluation for env in params["envs"] for m in params["methods"]}
+    built |= {f"results/{env}/vae_metrics.json": vae for env in params["envs"]}
+    metrics = built | {"results/not_built/tdm_eval.json": None}
+    changed = {**params, "tdm": {**params["tdm"], "tau_max": 99}}
+    experiment = ExpRange(revs=[_exp("b" * 40, changed, metrics, name="exp-tau")], name="exp-tau")
+    states = [_exp("workspace", params, metrics), _exp("a" * 40, params, {}, name="main", experiments=[experiment])]
+
+    td = exp_table(states)
+    assert td.keys() == ["Experiment", "Created", "tdm.tau_max", "env", "method", "success_rate", "final_distance"]
+    n = len(params["envs"]) * len(params["methods"])
+    assert len(td) == n + 1 + n  # the workspace's evaluations, main (none: not in Git), the experiment's
+    rows = td.as_dict()
+    assert rows[0]["tdm.tau_max"] == str(params["tdm"]["tau_max"]) and rows[-n]["tdm.tau_max"] == "99"
+    assert rows[0]["success_rate"] == "0.6 ± 0.05" and rows[0]["final_distance"] == "0.04"  # no std: one seed
+    narrow = exp_table(states, width=40)  # too narrow for a column per parameter: one column of key=value lines
+    assert narrow.keys() == ["Experiment", "Created", "changed params", "env", "method", *td.keys()[-2:]]
+    assert narrow.as_dict()[-n]["changed params"] == "tdm.tau_max=99"
+
+    tables = metrics_tables({path: {"data": d} if d else {"error": FileNotFoundError(path)}
+                             for path, d in metrics.items()})
+    assert [td.keys() for td in tables] == [["env", "best_epoch", "val_loss"],
+                                            ["env", "method", "success_rate", "final_distance", "reached_rate"]]
+    assert [len(td) for td in tables] == [len(params["envs"]), n]  # not the file never built
+
+
+def test_dvc_plots_page_loads_nothing_from_a_network():
+    """`make setup` fetches the Vega libraries that DVC's own page loads from a CDN, the same versions,
+    and writes the page `dvc plots show` fills (plots.html_template, in .dvc/config.local) with them
+    inlined: it draws offline."""
+    from configobj import ConfigObj
+    from dvc_render.vega import VegaRenderer
+
+    cdn = dict(re.findall(r"cdn\.jsdelivr\.net/npm/([\w-]+)@([\d.]+)", VegaRenderer.SCRIPTS))
+    tarballs = re.search(r"^VEGA_TARBALLS := (.*)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()
+    pinned = dict(re.fullmatch(r"\$\(VEGA\)/([\w-]+?)-(\d[\d.]*)\.tgz", t).groups() for t in tarballs)
+    assert pinned == cdn, "the Makefile's Vega versions (VEGA_TARBALLS) are not the ones DVC's page names"
+
+    local = ROOT / ".dvc" / "config.local"
+    template = ConfigObj(str(local)).get("plots", {}).get("html_template") if local.exists() else None
+    assert template, "no offline page for `dvc plots show`: `make setup` writes it"
+    page = (ROOT / ".dvc" / template).read_text()  # DVC reads a relative path from .dvc/
+    assert "{plot_divs}" in page and "{scripts}" not in page  # DVC fills {scripts} with its CDN's <script src>
+    assert page.count("</script>") == len(cdn)  # each library in its own <script>, none ending it early
+    markup = re.sub(r"<script>.*?</script>", "", page, flags=re.S)  # the page without the libraries' code
+    assert not re.search(r"\b(?:src|href)\s*=", markup, re.I), "the page loads a file"
+
+
 def test_dry_run_of_one_evaluation_schedules_exactly_its_ancestors(tmp_path):
     """`snakemake -n results/smoke/fetch_reach/tdm_eval.csv` at the smoke profile, from a clean tree."""
     work = copy_pipeline(tmp_path / "pipeline")

@@ -203,6 +203,32 @@ def cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_exp_show(args: argparse.Namespace) -> int:
+    """`dvc exp show` in a few columns (dvcfile.exp_table)."""
+    from dvc.exceptions import DvcException
+
+    from visgoal.dvcfile import show_experiments
+
+    try:
+        show_experiments(markdown=args.md, num=args.num, all_commits=args.all_commits)
+    except DvcException as err:  # not in a DVC repository, a revision Git does not know: one line
+        raise RuntimeError(f"dvc: {err}") from err
+    return 0
+
+
+def cmd_metrics_show(args: argparse.Namespace) -> int:
+    """`dvc metrics show` of the files that exist, a table per kind (dvcfile.metrics_tables)."""
+    from dvc.exceptions import DvcException
+
+    from visgoal.dvcfile import show_metrics
+
+    try:
+        show_metrics(markdown=args.md)
+    except DvcException as err:
+        raise RuntimeError(f"dvc: {err}") from err
+    return 0
+
+
 # --- the parser ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visgoal", description=__doc__.splitlines()[0])
@@ -264,6 +290,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dvc-yaml", help="generate dvc.yaml (the DAG of the Snakefile) from params.yaml")
     _common(p, "write it here (default: stdout), e.g. dvc.yaml")
     p.set_defaults(func=cmd_dvc_yaml)
+
+    p = sub.add_parser("exp-show", help="`dvc exp show` at a terminal's width: per experiment the parameters "
+                                        "that differ, per evaluation its env, method, success_rate and "
+                                        "final_distance")
+    p.add_argument("-n", "--num", type=int, default=1,
+                   help="experiments of the last NUM commits, as `dvc exp show -n` (negative: all; default: 1)")
+    p.add_argument("-A", "--all-commits", action="store_true", help="experiments of every commit")
+    p.add_argument("--md", action="store_true", help="a Markdown table")
+    p.set_defaults(func=cmd_exp_show)
+
+    p = sub.add_parser("metrics-show", help="`dvc metrics show` of the metrics files that exist: a table per "
+                                            "kind (the VAEs, the evaluations), mean ± std over seeds in one column")
+    p.add_argument("--md", action="store_true", help="Markdown tables")
+    p.set_defaults(func=cmd_metrics_show)
     return parser
 
 

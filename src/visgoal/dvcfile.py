@@ -7,6 +7,10 @@ params.yaml at run time. Only the report's list of inputs, the top-level `plots`
 training stage runs a method (it depends on what the method sees: `crl.representation`), which DVC
 cannot template, are written out from params.yaml's `envs`, `methods`, `seeds` and `crl`:
 regenerate after changing them.
+
+`record` writes into dvc.lock what a Snakemake run built; `exp_table` and `metrics_tables` are what
+`dvc exp show` and `dvc metrics show` say, in columns a terminal holds (`visgoal exp-show`,
+`visgoal metrics-show`).
 """
 
 from __future__ import annotations
@@ -149,3 +153,167 @@ def record(since: float, repo_dir: str | Path = ".") -> list[str]:
         for name in built:
             repo.commit(name, force=True)
     return built
+
+
+# --- what DVC shows, at a terminal's width -------------------------------------------------------
+# `dvc exp show` has a column per parameter of params.yaml, per dep and per metric (over 250 for one
+# evaluation and its VAE, and each further evaluation's metrics named by their path), and `dvc metrics
+# show` a row per declared metrics file, built or not. These show the same data in a few columns.
+HEADLINE = ("success_rate", "final_distance")  # an evaluation's numbers that `exp_table` compares
+STD = "_std"  # `<key>_std` beside `<key>`: its std over seeds (evaluation.over_seeds), shown as `mean ± std`
+
+
+def _evaluation(path: str) -> tuple[str, str] | None:
+    """(env, method) of an evaluation's summary, results/<env>/<method>_eval.json; None for another file."""
+    env, name = Path(path).parent.name, Path(path).name
+    method = name.removesuffix("_eval.json")
+    return (env, method) if method != name and Path(path) == paths.evaluation(env, method, "json") else None
+
+
+def _mean_std(data: dict, key: str, precision: int) -> str:
+    """`key`'s value, rounded, with ` ± <std>` when `<key>_std` has one."""
+    def fmt(value):
+        return str(round(value, precision)) if isinstance(value, float) else str(value)
+
+    std = data.get(key + STD)
+    return fmt(data[key]) + (f" ± {fmt(std)}" if std is not None else "")
+
+
+def _rows(states) -> list[tuple[str, object]]:
+    """(typ, state) of each experiment as `dvc exp show` lists them: a baseline, then its experiments."""
+    rows = []
+    for baseline in states:
+        rows.append(("baseline", baseline))
+        for i, exp_range in enumerate(baseline.experiments or ()):
+            if exp_range.revs:
+                last = i == len(baseline.experiments) - 1
+                rows.append(("branch_base" if last else "branch_commit", exp_range.revs[0]))
+    return rows
+
+
+def exp_table(states, precision: int = 3, width: int | None = None):
+    """The experiments of `dvc exp show` (`Repo.experiments.show()`'s states) in a few columns: the
+    experiment and when it was made, the parameters whose values differ between the experiments
+    (`--only-changed`), then one row per evaluation an experiment has (env, method and the HEADLINE
+    numbers, mean ± std over seeds). An experiment without an evaluation (a commit: results are not in
+    Git) has one row of `-`. A column per parameter; when those would make the table wider than `width`
+    characters (commits apart by a change of params.yaml's layout), one column of `key=value` lines
+    instead, an experiment's own keys. Returns dvc.compare.TabularData."""
+    from dvc.commands.experiments.show import prepare_exp_id
+    from dvc.compare import TabularData
+    from dvc.repo.experiments.show import format_time
+    from dvc.scm import Git
+    from dvc.utils.flatten import flatten
+
+    rows = _rows(states)
+    params = []
+    for _, state in rows:
+        files = (state.data.params if state.data else {}) or {}
+        params.append({key: value for result in files.values()
+                       for key, value in flatten(result.get("data") or {}).items()})
+    keys = list(dict.fromkeys(key for p in params for key in p))
+    changed = [key for key in keys if len({repr(p.get(key)) for p in params if p}) > 1]
+
+    table = []  # (head, rows): an experiment's own cells and its evaluations' rows
+    for (typ, state), values in zip(rows, params):
+        rev = state.rev[:7] if Git.is_sha(state.rev) else state.rev
+        if typ == "baseline":  # as `dvc exp show` names them: a branch, a commit, the workspace
+            label = prepare_exp_id({"Experiment": "", "rev": state.name or rev, "typ": typ, "parent": ""})
+        else:
+            label = prepare_exp_id({"Experiment": state.name or "", "rev": rev, "typ": typ, "parent": ""})
+        head = {"Experiment": label, "Created": format_time(state.data.timestamp if state.data else None)}
+        metrics = (state.data.metrics if state.data else {}) or {}
+        evaluations = sorted(((_evaluation(path), result["data"]) for path, result in metrics.items()
+                              if _evaluation(path) and result.get("data")), key=lambda item: item[0])
+        table.append((head, values, [{"env": env, "method": method, **{key: _mean_std(data, key, precision)
+                                                                        for key in HEADLINE if key in data}}
+                                     for (env, method), data in evaluations] or [{}]))
+
+    def build(one_column: bool):
+        columns = ["Experiment", "Created", *(["changed params"] if one_column else changed), "env", "method",
+                   *HEADLINE]
+        td = TabularData(columns, fill_value="-")
+        for head, values, evaluations in table:
+            if one_column:
+                head = {**head, "changed params": "\n".join(f"{key}={values[key]}" for key in changed
+                                                             if key in values) or "-"}
+            else:
+                head = {**head, **{key: str(values[key]) if key in values else "-" for key in changed}}
+            for i, evaluation in enumerate(evaluations):  # an experiment's further evaluations: its cells blank
+                td.row_from_dict({**(head if i == 0 else dict.fromkeys(head, "")), **evaluation})
+        return td
+
+    td = build(one_column=False)
+    if width and changed and _width(td) > width:
+        td = build(one_column=True)
+    return td
+
+
+def _width(td) -> int:
+    """The characters a table takes in `dvc exp show`'s borders: each column its widest line and 3 more."""
+    return 1 + sum(3 + max(len(line) for cell in (name, *td.column(name)) for line in str(cell).splitlines() or [""])
+                   for name in td.keys())
+
+
+def show_experiments(repo_dir: str | Path | None = None, markdown: bool = False, **show) -> None:
+    """Print `exp_table` of `dvc exp show`'s experiments (`show`: Repo.experiments.show's keywords,
+    e.g. num, all_commits) in the repository at or above `repo_dir` (default: the current directory),
+    as wide as the terminal (a Markdown table: a column per parameter)."""
+    from dvc.repo import Repo
+    from dvc.ui import ui
+
+    ui.enable()  # DVC's console writes nothing until its CLI, or this, enables it
+    with Repo(repo_dir and str(repo_dir)) as repo:
+        td = exp_table(repo.experiments.show(**show), width=None if markdown else ui.rich_console.width)
+    styles = {"Experiment": {"no_wrap": True}, "changed params": {"overflow": "fold"}}  # a long key: folded, whole
+    td.render(rich_table=not markdown, markdown=markdown, borders="horizontals", header_styles=styles)
+
+
+def _label(path: str) -> dict:
+    """A metrics file's row label: env and method of an evaluation, env of a VAE, else its path."""
+    if evaluation := _evaluation(path):
+        return dict(zip(("env", "method"), evaluation))
+    if Path(path) == paths.vae_metrics(Path(path).parent.name):
+        return {"env": Path(path).parent.name}
+    return {"Path": path}
+
+
+def metrics_tables(results: dict, precision: int = 5) -> list:
+    """The metrics files of `dvc metrics show` (one revision's, `Repo.metrics.show()[rev]["data"]`)
+    that exist, in one table per kind (files with the same keys: the evaluations, the VAEs), a row per
+    file labelled by its env (and method) or its path; a key and its `<key>_std` in one column,
+    `mean ± std`; the HEADLINE keys first. Returns dvc.compare.TabularData, one per kind."""
+    from dvc.compare import TabularData
+    from dvc.utils.flatten import flatten
+
+    kinds: dict[tuple, list] = {}
+    for path, result in sorted(results.items(), key=lambda item: tuple(_label(item[0]).values())):
+        data = flatten(result.get("data") or {})
+        if data:  # a file not built (an error) or empty: not shown
+            keys = sorted((k for k in data if not (k.endswith(STD) and k.removesuffix(STD) in data)),
+                          key=lambda k: (k not in HEADLINE, HEADLINE.index(k) if k in HEADLINE else 0, k))
+            kinds.setdefault(tuple(keys), []).append((_label(path), data))
+    tables = []
+    for keys, files in kinds.items():
+        td = TabularData([*dict.fromkeys(name for label, _ in files for name in label), *keys], fill_value="-")
+        for label, data in files:
+            td.row_from_dict({**label, **{key: _mean_std(data, key, precision) for key in keys}})
+        tables.append(td)
+    return tables
+
+
+def show_metrics(repo_dir: str | Path | None = None, markdown: bool = False) -> None:
+    """Print `metrics_tables` of the workspace's metrics, a blank line between two kinds."""
+    from dvc.repo import Repo
+    from dvc.ui import ui
+
+    ui.enable()
+    with Repo(repo_dir and str(repo_dir)) as repo:
+        workspace = next(iter(repo.metrics.show().values()), {})  # the one revision: the workspace
+        tables = metrics_tables(workspace.get("data", {}))
+    if not tables:
+        ui.write("No metrics: none of dvc.yaml's metrics files has been built.")
+    for i, td in enumerate(tables):
+        if i:
+            ui.write("")
+        td.render(markdown=markdown)
