@@ -66,9 +66,26 @@ def copy_pipeline(dest: Path, profile: str | None = None, with_source: bool = Fa
         if profile:
             from visgoal.config import deep_merge
 
-            params.update(deep_merge(params, params["profiles"].get(profile) or {}), profile="default")
+            overlay = params["profiles"].get(profile) or {}
+            params.update(deep_merge(params, overlay), profile="default")
+            # The profile wins over an environment's own tuning: what it sets leaves the env files too.
+            for spec_file in (dest / "envs").glob("*.yaml"):
+                spec = yaml.safe_load(spec_file.read_text())
+                if spec.get("params"):
+                    spec["params"] = without(spec["params"], overlay)
+                    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return dest
+
+
+def without(values: dict, overlay: dict) -> dict:
+    """`values` less every key that `overlay` sets (nested), empty sections dropped."""
+    kept = {}
+    for key, value in values.items():
+        if key in overlay and not (isinstance(value, dict) and isinstance(overlay[key], dict)):
+            continue
+        kept[key] = without(value, overlay[key]) if key in overlay else value
+    return {k: v for k, v in kept.items() if v != {}}
 
 
 def tool_env(workdir: Path, **extra) -> dict:
