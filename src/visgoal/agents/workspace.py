@@ -265,7 +265,7 @@ class Workspace:
     def save_policy(self) -> None:
         """policy.pt (the agent's `policy_file` and the run's meta), and the view's model beside it."""
         saved = self.agent.policy_file()
-        saved["meta"].update({"format": POLICY_FORMAT, "params": self.params.as_dict(),
+        saved["meta"].update({"format": POLICY_FORMAT, "params": self.made_with(),
                               "env": self.env_name, "method": self.method, "seed": self.seed,
                               "env_steps": self.env_steps, "view": self.view.meta()})
         self.view.save(self.out_dir, self.env_steps)
@@ -284,11 +284,16 @@ class Workspace:
             "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "env_rngs": [g.bit_generator.state for g in self._env_rngs()],
             "fingerprint": self.inputs, "view": self.view.state_dict(),
-            "params": self.params.as_dict(),  # what made it, so that an option retired later can be named
+            "params": self.made_with(),  # what made it, so that an option retired later can be named
         }
         with atomic_output(self.out_dir / paths.CHECKPOINT) as tmp:
             torch.save(plain(state), tmp)
         log.debug("checkpoint at env step %d", self.env_steps)
+
+    def made_with(self) -> dict:
+        """The parameters the run learned with, as its files record them: all but `speed` (how fast,
+        never what: the same files either way)."""
+        return {section: values for section, values in self.params.as_dict().items() if section != "speed"}
 
     def fingerprint(self) -> dict[str, str]:
         """What a checkpoint must match to be resumed, part by part: the run (env, method, seed), every
