@@ -141,6 +141,7 @@ def record(since: float, repo_dir: str | Path = ".") -> list[str]:
     params and outs as they are now (`dvc commit --force <stage>`). The stages the run did not build
     keep what dvc.lock said of them, so `dvc status` then lists exactly what is out of date. Returns
     the stages recorded."""
+    from dvc.dependency.param import ParamsDependency
     from dvc.repo import Repo
 
     repo_dir = Path(repo_dir)
@@ -148,7 +149,10 @@ def record(since: float, repo_dir: str | Path = ".") -> list[str]:
     with Repo(str(repo_dir)) as repo:
         for stage in repo.index.stages:
             outs = [repo_dir / out.def_path for out in stage.outs]
-            if outs and all(out.exists() for out in outs) and max(out.stat().st_mtime for out in outs) >= since:
+            deps = [repo_dir / dep.def_path for dep in stage.deps if not isinstance(dep, ParamsDependency)]
+            # A dep that is not there (a copy of the workflow without src/) cannot be hashed: no record.
+            if (outs and all(out.exists() for out in outs) and all(dep.exists() for dep in deps)
+                    and max(out.stat().st_mtime for out in outs) >= since):
                 built.append(stage.addressing)
         for name in built:
             repo.commit(name, force=True)
