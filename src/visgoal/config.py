@@ -122,8 +122,7 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML{line}: {getattr(err, 'problem', err)}") from None
 
 
-# Options that lost in docs/experiments and were removed; the tag's commit still has them. A key
-# with None lost every value it had but the one the code now always does (the key is gone).
+# Options that lost in docs/experiments and were removed; the tag's commit still has them.
 RETIRED_TAG = "retired-options-2026-12"
 # key: (is this value retired?, whether the key itself is gone: only one value was left).
 RETIRED: dict[str, tuple[Callable[[Any], bool], bool]] = {
@@ -163,6 +162,14 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     for k, v in node.items():
         out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
     return out
+
+
+def read_sections(path: Path) -> dict:
+    """A params file's top-level mapping of sections, or a one-line error."""
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -209,9 +216,7 @@ def load_params(
     checkpoint's fingerprint hashes is what the stage runs with, so another environment's tuning
     restarts nothing. Without `env`, no environment's tuning: what every stage shares."""
     path = path or project_root() / "params.yaml"
-    raw = read_yaml(path)
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    raw = read_sections(path)
     if "env_overrides" in raw:
         raise ConfigError(f"{path}: env_overrides moved beside each environment: put env_overrides.<env> under "
                           f"`params:` in envs/<env>.yaml and remove the section")
@@ -288,10 +293,7 @@ def check_relabel(values: dict, source: str) -> None:
 
 @functools.lru_cache(maxsize=8)
 def _file_sections(path: Path, mtime: float) -> dict:
-    raw = read_yaml(path)
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    return raw
+    return read_sections(path)
 
 
 class Section:
