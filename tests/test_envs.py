@@ -286,6 +286,48 @@ def test_antialias_averages_a_larger_picture_and_moves_a_grid_edge_in_proportion
             load_spec("bad", root=tmp_path)
 
 
+def test_render_detail_draws_fewer_triangles_and_leaves_the_simulation_alone(root, tmp_path):
+    """The kitchen's `render_detail`: the GL context draws a copy whose big meshes have about
+    `mesh_faces` faces and whose round shapes have fewer slices; the physics model keeps every
+    mesh array, and the pictures differ from full detail only in a few pixels (the arm's shading),
+    the same pictures each time. A bad `render_detail` is a one-line ConfigError."""
+    from visgoal.envs.render import FastRenderer, drawn_model
+
+    spec = load_spec("franka_kitchen")
+    assert spec.render_detail["mesh_faces"] == 1000
+    with make_env("franka_kitchen", image_size=64) as env:
+        model = env.model
+        assert drawn_model(model) is model
+        before = {name: getattr(model, name).copy() for name in ("mesh_vert", "mesh_face", "mesh_normal", "mesh_facenum")}
+        drawn = drawn_model(model, **spec.render_detail)
+        big = model.mesh_facenum > 1000
+        assert big.sum() >= 5 and model.mesh_facenum[big].sum() > 100_000
+        assert (drawn.mesh_facenum[big] <= 1100).all() and (drawn.mesh_facenum[big] >= 500).all()
+        assert np.array_equal(drawn.mesh_facenum[~big], model.mesh_facenum[~big])
+        assert (drawn.vis.quality.numslices, model.vis.quality.numslices) == (16, 28)
+        assert all(np.array_equal(getattr(model, name), value) for name, value in before.items())
+        full = FastRenderer(model, 64, 64, spec.camera)
+        differences = []
+        for seed in range(3):
+            env.reset(seed=seed)
+            for _ in range(20):
+                env.step(env.action_space.sample())
+            picture = env.render()
+            assert np.array_equal(picture, env.render())
+            differences.append(np.abs(picture.astype(int) - full.render(env.data)).max(axis=-1))
+        full.close()
+    differences = np.stack(differences)
+    assert differences.any()  # the detail is really dropped
+    assert (differences > 8).mean() < 0.05 and differences.mean() < 3, (differences > 8).mean()
+    (tmp_path / "envs").mkdir()
+    text = "".join(line for line in (root / "envs" / "franka_kitchen.yaml").read_text().splitlines(True)
+                   if not line.startswith("render_detail:"))
+    for bad in ("{mesh_faces: 2}", "{slices: 2}", "{triangles: 9}"):
+        (tmp_path / "envs" / "bad.yaml").write_text(f"{text}\nrender_detail: {bad}\n")
+        with pytest.raises(ConfigError, match="render_detail"):
+            load_spec("bad", root=tmp_path)
+
+
 def test_reset_is_deterministic_per_seed(env):
     a = env.reset(seed=11)
     b = env.reset(seed=11)

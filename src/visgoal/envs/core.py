@@ -51,6 +51,7 @@ class EnvSpec:
     hide: dict = field(default_factory=dict)
     restyle: dict = field(default_factory=dict)
     antialias: dict = field(default_factory=dict)  # {supersample, multisample}: FastRenderer's
+    render_detail: dict = field(default_factory=dict)  # {mesh_faces, slices, stacks}: FastRenderer's detail
     termination: str = "cut"  # or "absorbing": see env.schema.json
     oracle_reward: str = "goal"  # or "env": see env.schema.json
     params: dict = field(default_factory=dict)  # the environment's tuning: config.load_params reads it
@@ -215,7 +216,7 @@ class ImageGoalEnv:
         self.task = TASKS[spec.task](self.unwrapped, self.model, self.data, **spec.task_kwargs)
         backdrop = backdrop_tiles(spec.restyle["backdrop"], spec.name) if "backdrop" in spec.restyle else []
         self.renderer = (FastRenderer(self.model, self.image_size, self.image_size, spec.camera, decor=backdrop,
-                                      **spec.antialias)
+                                      detail=spec.render_detail, **spec.antialias)
                          if render_images else None)
         self.action_space = self._env.action_space
         self.rng = np.random.default_rng()

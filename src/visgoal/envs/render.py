@@ -11,6 +11,7 @@ EGL errors when the interpreter tears the context down first).
 from __future__ import annotations
 
 import atexit
+import copy
 import os
 import weakref
 
@@ -81,7 +82,7 @@ class FastRenderer:
 
     def __init__(self, model: "mujoco.MjModel", width: int, height: int, camera: "dict | list[dict]",
                  decor: "list[tuple[np.ndarray, np.ndarray, np.ndarray]]" = (), supersample: int = 1,
-                 multisample: int = 0):
+                 multisample: int = 0, detail: dict | None = None):
         """`decor`: boxes (half-sizes, centre, rgba) drawn into every picture, which the model does
         not hold (a backdrop: `backdrop_tiles`). They glow a little and have no highlight, so
         that their colour shows as it is under any light.
@@ -90,7 +91,10 @@ class FastRenderer:
         `multisample` is the GL buffer's samples per pixel (0: none). Without them an edge that
         lies on the pixel grid, like the cart-pole's pole exactly upright in every goal image,
         jumps a whole pixel column at the smallest tilt (`antialias` in envs/<name>.yaml;
-        docs/experiments/2026-12-06-pendulum-antialias.md)."""
+        docs/experiments/2026-12-06-pendulum-antialias.md).
+
+        `detail` ({mesh_faces, slices, stacks}: `render_detail` in envs/<name>.yaml) draws meshes
+        and round shapes with fewer triangles (`drawn_model`); the simulation keeps its own."""
         if supersample < 1 or multisample < 0:
             raise ValueError(f"supersample must be >= 1 and multisample >= 0, got {supersample} and {multisample}")
         if max(width, height) * supersample > _MAX_SIDE:
@@ -116,7 +120,8 @@ class FastRenderer:
         self._cameras = [make_camera(model, spec) for spec in cameras]
         view = width // len(cameras)
         self._views = [mujoco.MjrRect(i * view, 0, view, height) for i in range(len(cameras))]
-        self._mjr = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150)
+        drawn = drawn_model(model, **(detail or {}))
+        self._mjr = mujoco.MjrContext(drawn, mujoco.mjtFontScale.mjFONTSCALE_150)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._mjr)
         self._viewport = mujoco.MjrRect(0, 0, width, height)
         self._pixels = np.empty((height, width, 3), dtype=np.uint8)
@@ -157,6 +162,60 @@ class FastRenderer:
             self._mjr.free()
         self._mjr = None
         _live.discard(self)
+
+
+def drawn_model(model: "mujoco.MjModel", mesh_faces: int | None = None, slices: int | None = None,
+                stacks: int | None = None) -> "mujoco.MjModel":
+    """The model the GL context draws: `model` itself, or a copy with fewer triangles.
+
+    Scenes are still made from `model` (the copy shares its geoms, bodies and mesh ids); only the
+    shapes uploaded to GL change. A mesh of more than `mesh_faces` faces is simplified to about that
+    many (quadric decimation); spheres, capsules and cylinders are cut into `slices` around and
+    `stacks` along (MuJoCo's quality.numslices and numstacks). A mesh is drawn from its own slices
+    of the model's vertex, normal and face arrays, so a smaller mesh fits where the one it replaces
+    was; its normals are the simplified surface's own (area-weighted, smooth)."""
+    if mesh_faces is None and slices is None and stacks is None:
+        return model
+    drawn = copy.deepcopy(model)
+    if slices is not None:
+        drawn.vis.quality.numslices = slices
+    if stacks is not None:
+        drawn.vis.quality.numstacks = stacks
+    if mesh_faces is not None:
+        _simplify_meshes(drawn, mesh_faces)
+    return drawn
+
+
+def _simplify_meshes(drawn: "mujoco.MjModel", max_faces: int) -> None:
+    import fast_simplification
+
+    for mesh in np.flatnonzero(drawn.mesh_facenum > max_faces):
+        if drawn.mesh_texcoordnum[mesh]:
+            continue  # a textured mesh: drawn as it is
+        vert, face = drawn.mesh_vertadr[mesh], drawn.mesh_faceadr[mesh]
+        nvert, nface = drawn.mesh_vertnum[mesh], drawn.mesh_facenum[mesh]
+        points = drawn.mesh_vert[vert : vert + nvert].astype(np.float64)
+        faces = drawn.mesh_face[face : face + nface]
+        points, faces = fast_simplification.simplify(points, faces, target_reduction=1.0 - max_faces / nface)
+        normal = drawn.mesh_normaladr[mesh]
+        if len(points) > drawn.mesh_normalnum[mesh]:
+            continue  # fewer normals than the simplified mesh's points: drawn as it is
+        drawn.mesh_vert[vert : vert + len(points)] = points
+        drawn.mesh_normal[normal : normal + len(points)] = _vertex_normals(points, faces)
+        drawn.mesh_face[face : face + len(faces)] = faces
+        drawn.mesh_facenormal[face : face + len(faces)] = faces
+        drawn.mesh_vertnum[mesh], drawn.mesh_normalnum[mesh], drawn.mesh_facenum[mesh] = len(points), len(points), len(faces)
+
+
+def _vertex_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit normals at the points: the sum of their faces' normals, each weighted by its area."""
+    corners = points[faces]
+    area_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    normals = np.zeros_like(points)
+    for k in range(3):
+        np.add.at(normals, faces[:, k], area_normals)
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    return normals / np.where(length > 0, length, 1.0)
 
 
 def make_camera(model: "mujoco.MjModel", spec: dict) -> "mujoco.MjvCamera":
