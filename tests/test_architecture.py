@@ -32,7 +32,7 @@ LAYERS = [
     ["visgoal.vae"],
     ["visgoal.data", "visgoal.envs"],
     ["visgoal.tracking", "visgoal.figures", "visgoal.paths"],
-    ["visgoal.config", "visgoal.files", "visgoal.gl", "visgoal.processes"],
+    ["visgoal.config", "visgoal.device", "visgoal.files", "visgoal.gl", "visgoal.processes"],
 ]
 
 

@@ -111,6 +111,7 @@ def test_params_yaml_with_env_overrides_says_where_they_moved(root, tmp_path):
 
 @pytest.mark.parametrize("tuning,message", [
     ({"seeds": [1]}, r"fetch_reach.yaml: key 'params.seeds': the same for every environment"),
+    ({"device": "cpu"}, r"fetch_reach.yaml: key 'params.device': the same for every environment"),
     ({"crl": {"representation": "pixels"}}, r"fetch_reach.yaml: key 'params.crl.representation'"),
     ({"vae": {"latent_dimm": 4}}, r"fetch_reach.yaml \(params\): unknown key 'vae.latent_dimm'"),
     ({"vae": {"latent_dim": 0}}, r"fetch_reach.yaml \(params\): key 'vae.latent_dim'"),

@@ -191,7 +191,8 @@ def cmd_params(args: argparse.Namespace) -> int:
         from visgoal.agents import view_kind
 
         image = args.method != "td3"
-        sections = {"train", "replay", "evaluate", "td3", *(("render", "image_agents", args.method) if image else ()),
+        sections = {"device", "train", "replay", "evaluate", "td3",
+                    *(("render", "image_agents", args.method) if image else ()),
                     *(("vae",) if view_kind(args.method, params) == "latent" else ())}
     rows = [(key, json.dumps(value), sources[key]) for key, value in params.flat().items()
             if sections is None or key.split(".")[0] in sections]

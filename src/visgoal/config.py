@@ -248,9 +248,9 @@ def load_params(
     return Params(profile=chosen, values=values)
 
 
-# What shapes the DAG itself (which jobs exist, and which rule trains a method) is the same for every
-# environment, so an environment cannot override it.
-DAG_KEYS = ("profile", "profiles", "envs", "methods", "seeds", "crl.representation")
+# What shapes the DAG itself (which jobs exist, which rule trains a method, whether its jobs ask for
+# a GPU) is the same for every environment, so an environment cannot override it.
+DAG_KEYS = ("profile", "profiles", "envs", "methods", "seeds", "device", "crl.representation")
 
 
 def env_tuning(path: Path, env: str) -> dict:

@@ -7,6 +7,7 @@ fall back to OSMesa; a machine with neither gets one line naming the packages.
 from __future__ import annotations
 
 import ctypes.util
+import logging
 import os
 
 MISSING_GL = (
@@ -50,3 +51,35 @@ def select_backend() -> str | None:
             os.environ.setdefault("PYOPENGL_PLATFORM", backend)
             return backend
     return None
+
+
+# What Mesa calls its software rasterisers: a container without the GPU's graphics driver renders
+# with one of these, silently, however fast the GPU.
+SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "SwiftShader")
+
+
+def renderer() -> str | None:
+    """The renderer and vendor of the OpenGL context current in this process, e.g. "llvmpipe (LLVM
+    15.0.6, 256 bits), Mesa/X.org"; None where no context is current or GL cannot be asked. Read
+    through PyOpenGL, which MuJoCo's EGL and OSMesa backends use themselves."""
+    try:
+        from OpenGL import GL
+
+        name, vendor = GL.glGetString(GL.GL_RENDERER), GL.glGetString(GL.GL_VENDOR)
+    except Exception:  # noqa: BLE001 (no PyOpenGL, no GL library, a platform PyOpenGL cannot load)
+        return None
+    if not name:
+        return None
+    return f"{name.decode()}, {vendor.decode()}" if vendor else name.decode()
+
+
+def log_renderer(device: str) -> str | None:
+    """Log the current context's renderer (once per run: its caller's business), with a warning where
+    a run on a GPU renders in software. Returns what it logged."""
+    name = renderer()
+    log = logging.getLogger("visgoal")
+    log.info("OpenGL renderer: %s (MUJOCO_GL=%s)", name or "unknown", os.environ.get("MUJOCO_GL", "unset"))
+    if name and device.startswith("cuda") and any(soft in name for soft in SOFTWARE_RENDERERS):
+        log.warning("device %s, but MuJoCo renders in software (%s): the GPU's graphics driver is not visible "
+                    "here (in a container: NVIDIA_DRIVER_CAPABILITIES=graphics,compute,utility)", device, name)
+    return name
