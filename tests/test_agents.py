@@ -38,8 +38,8 @@ class StandStill(Agent):
         return actor_file(self.actor, self.actor, [4], False)
 
     @classmethod
-    def load_policy(cls, saved: dict) -> Policy:
-        return Policy(load_actor(saved))
+    def load_policy(cls, saved: dict, device: str = "cpu") -> Policy:
+        return Policy(load_actor(saved, device))
 
 
 def test_a_method_must_answer_what_acts():

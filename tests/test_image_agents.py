@@ -23,6 +23,7 @@ from visgoal.agents.tdm import TDMAgent, TDMConfig
 from visgoal.agents.views import LatentView, VAEFineTuner
 from visgoal.cli import main
 from visgoal.config import RETIRED_TAG, load_params, parse_override
+from visgoal.device import resolve
 from visgoal.tracking import experiment_name, file_hash
 from visgoal.vae import VAE
 
@@ -75,6 +76,12 @@ def test_train_and_evaluate_through_the_cli(method, workdir, env_vae, env="point
     assert {"eval/latent_distance", "eval/final_distance", "eval/success_rate",
             "final_eval/latent_distance"} <= set(data.metrics)
     assert data.params[f"{method}.relabel.prior"] == str(SMOKE[method]["relabel"]["prior"])
+    # Where it ran, resolved (`device: auto` says cpu here), and what drew its pictures.
+    here = resolve("auto")
+    assert data.params["device"] == data.tags["device"] == data.tags["evaluation_device"] == here
+    assert meta["params"]["device"] == here and data.tags["gl_renderer"] not in ("", "unknown")
+    (vae_run,) = client.search_runs([experiment.experiment_id], "tags.method = 'vae'")
+    assert vae_run.data.tags["device"] == here
     # A researcher's view: model-training experiments, input hashes as tags, what the run made as
     # artifacts, and a duration that is the training's (the evaluation logged into it later).
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"

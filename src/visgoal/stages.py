@@ -21,6 +21,7 @@ import numpy as np
 
 from visgoal import paths
 from visgoal.config import Params
+from visgoal.device import prepare, use_device
 from visgoal.files import atomic_output, check_writable
 
 log = logging.getLogger("visgoal")
@@ -34,6 +35,9 @@ def dataset(env: str, out: Path, params: Params, progress: bool = True) -> Path:
 
     cfg = params["dataset"]
     check_writable(out)
+    # torch does not run here, but MuJoCo's EGL renderer follows the job's GPU: the VAE learns from
+    # pictures of the renderer the agents will see through
+    log_renderer(use_device(params)["device"])
     start = time.perf_counter()
     write_dataset(env, out, frames=cfg["frames"], seed=cfg["seed"], image_size=params["render"]["image_size"],
                   chunk_frames=cfg["chunk_frames"], compression_level=cfg["compression_level"],
@@ -46,6 +50,16 @@ def dataset(env: str, out: Path, params: Params, progress: bool = True) -> Path:
                        f"samples", ["observations\n(random actions)", "goal images"])
     log.info("wrote %s and %s", out, samples)
     return Path(out)
+
+
+def log_renderer(device: str) -> None:
+    """Log the OpenGL renderer of this stage's pictures, once per run (its worker processes make their
+    contexts as this one does: the same MUJOCO_GL and EGL device)."""
+    from visgoal.envs.render import gl_context
+    from visgoal.gl import log_renderer as log_gl
+
+    gl_context()
+    log_gl(device)
 
 
 def sample_rows(path: Path, columns: int = 8) -> list[list[np.ndarray]]:
@@ -68,7 +82,7 @@ def train_vae(env: str, dataset_path: Path, out: Path, params: Params, progress:
     from visgoal.vae.train import train_vae as fit
 
     check_writable(out)
-    return fit(env, dataset_path, out, params, progress=progress)
+    return fit(env, dataset_path, out, use_device(params), progress=progress)
 
 
 def train(env: str, method: str, seed: int, out: Path, params: Params, vae: Path | None = None,
@@ -76,7 +90,7 @@ def train(env: str, method: str, seed: int, out: Path, params: Params, vae: Path
     from visgoal.agents.workspace import train as run
 
     check_writable(Path(out) / paths.POLICY)
-    return run(env, method, seed, out, params, vae=vae, dataset=dataset_path, progress=progress)
+    return run(env, method, seed, out, use_device(params), vae=vae, dataset=dataset_path, progress=progress)
 
 
 # --- evaluate -----------------------------------------------------------------------------
@@ -94,7 +108,8 @@ def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, e
     from visgoal.processes import deal, share_out
 
     check_writable(out_csv)
-    cfg = params["evaluate"]
+    params = use_device(params)
+    cfg, device = params["evaluate"], params["device"]  # where the policies act
     seeds = list(seeds or params["seeds"])
     eval_seed = cfg["eval_seed"] if eval_seed is None else eval_seed
     runs = Path(runs) if runs else paths.runs(env, method, paths.root(params.profile))
@@ -103,7 +118,10 @@ def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, e
 
     episodes = [(seed, i) for seed in seeds for i in range(cfg["episodes"])]
     pictured = frozenset((seeds[0], i) for i in range(min(cfg["picture_episodes"], cfg["episodes"])))
-    protocol = partial(protocol_episodes, env, params["render"]["image_size"], runs, vae, eval_seed, pictured)
+    if pictured or any(meta["view"]["kind"] != "state" for meta in metas.values()):  # it renders
+        log_renderer(device)
+    protocol = partial(protocol_episodes, env, params["render"]["image_size"], runs, vae, eval_seed, pictured,
+                       device=device)
     results = {}
     with tqdm(total=len(episodes), desc=f"evaluate {env}/{method}", disable=not progress) as bar:
         def keep(item):
@@ -141,10 +159,10 @@ def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, e
 
 
 def protocol_episodes(env_name: str, image_size: int, runs: Path, vae: Path | None, eval_seed: int,
-                      pictured: frozenset, episodes: list[tuple[int, int]]):
+                      pictured: frozenset, episodes: list[tuple[int, int]], device: str = "cpu"):
     """Yield ((seed, i), result) for each of the protocol's `episodes`, (seed, episode) pairs, in
-    one env, with each seed's policy from `runs`/seed<k> (through `vae` if given, else its own);
-    the episodes in `pictured` keep their frames. Any process gives the same results."""
+    one env, with each seed's policy from `runs`/seed<k> (through `vae` if given, else its own) acting
+    on `device`; the episodes in `pictured` keep their frames. Any process gives the same results."""
     import torch
 
     from visgoal.agents import load_policy
@@ -152,7 +170,9 @@ def protocol_episodes(env_name: str, image_size: int, runs: Path, vae: Path | No
     from visgoal.evaluation import episode_seed, run_episode
 
     torch.set_num_threads(1)
-    policies = {seed: load_policy(paths.seed_dir(runs, seed), vae)[:2] for seed in sorted({s for s, _ in episodes})}
+    prepare(device)  # a spawned process has its own torch: CUDA's determinism flags again
+    policies = {seed: load_policy(paths.seed_dir(runs, seed), vae, device)[:2]
+                for seed in sorted({s for s, _ in episodes})}
     needs_images = any(view.needs_images for view, _ in policies.values())
     with make_env(env_name, image_size=image_size, render_images=needs_images or bool(pictured)) as env:
         for seed, i in episodes:
@@ -173,6 +193,7 @@ def log_evaluation(env, method, params, per_seed, metas, picture, out_csv) -> No
                           run_id=tracking.latest_run(env, method, params.profile, seed,
                                                      view=metas[seed].get("view", {}).get("kind"))):
             mlflow.log_metrics({f"final_eval/{k}": v for k, v in s.items()}, step=int(metas[seed].get("env_steps", 0)))
+            mlflow.set_tag("evaluation_device", params["device"])  # where its policy acted (`device`: training's)
             mlflow.log_artifact(str(out_csv), artifact_path="evaluation")
             if picture is not None and seed == next(iter(per_seed)):
                 mlflow.log_artifact(str(picture), artifact_path="evaluation")

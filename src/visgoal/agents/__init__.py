@@ -47,9 +47,10 @@ def refuse_retired(path: Path, made_with: dict) -> None:
                          f"evaluate it there, or retrain it with `python -m visgoal train`")
 
 
-def load_policy(run_dir: Path, vae: Path | None = None):
-    """(view, policy, meta) of a trained run's policy.pt: what evaluation acts with. Image agents
-    act through the run's own (fine-tuned) vae.pt unless `vae` names another."""
+def load_policy(run_dir: Path, vae: Path | None = None, device: str = "cpu"):
+    """(view, policy, meta) of a trained run's policy.pt: what evaluation acts with, on `device`
+    whatever device trained it (policy.pt is read onto the CPU first). Image agents act through the
+    run's own (fine-tuned) vae.pt unless `vae` names another."""
     from visgoal.agents.views import load_view
     from visgoal.files import load_weights
     from visgoal.paths import POLICY
@@ -65,4 +66,4 @@ def load_policy(run_dir: Path, vae: Path | None = None):
                          f"retrain it with `python -m visgoal train`")
     refuse_retired(path, meta.get("params", {}))
     refuse_retired(path, {"image_agents": {"latent_velocity": meta["view"].get("latent_velocity")}, "tdm": meta.get("tdm", {})})
-    return load_view(meta["view"], run_dir, vae), agent_class(meta["method"]).load_policy(saved), meta
+    return load_view(meta["view"], run_dir, vae, device), agent_class(meta["method"]).load_policy(saved, device), meta

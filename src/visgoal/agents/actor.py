@@ -109,14 +109,14 @@ def actor_file(actor: nn.Module, acting: nn.Module, hidden, normalize_inputs: bo
                      "hidden": list(hidden), "normalize_inputs": normalize_inputs}}
 
 
-def load_actor(saved: dict) -> nn.Module:
-    """The actor of an `actor_file`, in evaluation mode: TD3's, or crl's `policy: gaussian`."""
+def load_actor(saved: dict, device: str = "cpu") -> nn.Module:
+    """The actor of an `actor_file`, in evaluation mode on `device`: TD3's, or crl's `policy: gaussian`."""
     meta = saved["meta"]
     zeros = np.zeros(meta["action_dim"])
     kind = GaussianActor if meta.get("gaussian") else Actor
     actor = kind(meta["input_dim"], meta["action_dim"], meta["hidden"], zeros, zeros, meta["normalize_inputs"])
     actor.load_state_dict(saved["weights"])
-    return actor.eval()
+    return actor.to(device).eval()
 
 
 class OwnsActor:

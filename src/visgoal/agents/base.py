@@ -46,7 +46,8 @@ class Agent(ABC):
     @classmethod
     @abstractmethod
     def build(cls, params, view, action_low, action_high, rng: np.random.Generator) -> "Agent":
-        """The agent for a view, from the resolved params."""
+        """The agent for a view, from the resolved params, on their `device` (its networks, and the
+        batches `update` is given)."""
 
     def replay_options(self, params, view) -> dict:
         """The replay's relabelling mixture and reward function (EpisodeReplay's keyword arguments)."""
@@ -101,5 +102,5 @@ class Agent(ABC):
 
     @classmethod
     @abstractmethod
-    def load_policy(cls, saved: dict) -> Policy:
-        """The evaluation policy of a `policy_file`."""
+    def load_policy(cls, saved: dict, device: str = "cpu") -> Policy:
+        """The evaluation policy of a `policy_file`, acting on `device` (whatever device trained it)."""

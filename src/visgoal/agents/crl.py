@@ -58,6 +58,7 @@ from visgoal.agents.replay import no_reward
 from visgoal.agents.rig import LatentGoals, image_td3_config
 from visgoal.agents.td3 import TD3Config
 from visgoal.config import Section
+from visgoal.device import resolve
 
 REPRESENTATIONS = ("latent", "pixels", "state")
 POLICIES = ("deterministic", "gaussian")
@@ -120,7 +121,7 @@ def logit_metrics(logits: torch.Tensor) -> dict:
     is the row's largest, the mean positive and negative logits, and their scale."""
     mean = logits.mean(0)
     diagonal = torch.diagonal(mean)
-    accuracy = (mean.argmax(1) == torch.arange(len(mean))).float().mean()
+    accuracy = (mean.argmax(1) == torch.arange(len(mean), device=mean.device)).float().mean()
     off = (mean.sum() - diagonal.sum()) / max(mean.numel() - len(mean), 1)
     return {"critic/accuracy": accuracy.item(), "critic/logits_positive": diagonal.mean().item(),
             "critic/logits_negative": off.item(), "critic/logits_scale": mean.abs().mean().item()}
@@ -135,9 +136,10 @@ class CRLAgent(OwnsActor, LatentGoals, Agent):
     batch_keys = ("obs", "goal", "action")  # no reward; td_infonce adds the next state
 
     def __init__(self, obs_dim: int, goal_dim: int, action_dim: int, action_low, action_high, cfg: TD3Config,
-                 crl: CRLConfig, rng: np.random.Generator, image_size: int = 0):
+                 crl: CRLConfig, rng: np.random.Generator, image_size: int = 0, device: str = "cpu"):
         """Latents: obs_dim and goal_dim are the view's. Pixels: images of `image_size`, and phi, psi
-        and the actor read the encoder's features."""
+        and the actor read the encoder's features. Every network on `device`, each moved there as it is
+        made (in the CPU's order of random initial weights)."""
         if crl.representation not in REPRESENTATIONS:
             raise ValueError(f"crl.representation: unknown '{crl.representation}' (choose latent, pixels or state)")
         if crl.policy not in POLICIES:
@@ -152,27 +154,29 @@ class CRLAgent(OwnsActor, LatentGoals, Agent):
             self.batch_keys = (*self.batch_keys, *next_goal, "terminated")
         self.encoder = None
         if crl.representation == "pixels":
-            self.encoder = ConvEncoder(image_size, crl.pixels["feature_dim"], crl.pixels["precision"] == "bf16-mixed")
+            self.encoder = ConvEncoder(image_size, crl.pixels["feature_dim"],
+                                       crl.pixels["precision"] == "bf16-mixed").to(device)
             obs_dim = goal_dim = crl.pixels["feature_dim"]
         self.obs_dim, self.goal_dim = obs_dim, goal_dim
         # Latents get TD3's running normalizer; the encoder's features are bounded already.
         self.gaussian = crl.policy == "gaussian"
-        self.actor = (GaussianActor if self.gaussian else Actor)(obs_dim + goal_dim, action_dim, cfg.hidden, action_low,
-                                                                  action_high, cfg.normalize_inputs and self.encoder is None)
+        actor = GaussianActor if self.gaussian else Actor
+        self.actor = actor(obs_dim + goal_dim, action_dim, cfg.hidden, action_low, action_high,
+                           cfg.normalize_inputs and self.encoder is None).to(device)
         self.critic = ContrastiveCritic(obs_dim, action_dim, goal_dim, list(crl.hidden), crl.repr_dim,
-                                        command_dim=goal_dim if self.td else 0)
+                                        command_dim=goal_dim if self.td else 0).to(device)
         if self.td:
             self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         # td_infonce on pixels: a Monte Carlo head that trains the encoder beside the TD critic
-        self.representation_critic = (ContrastiveCritic(obs_dim, action_dim, goal_dim, list(crl.hidden), crl.repr_dim)
-                                      if self.td and self.encoder is not None else None)
+        self.representation_critic = (ContrastiveCritic(obs_dim, action_dim, goal_dim, list(crl.hidden), crl.repr_dim
+                                                        ).to(device) if self.td and self.encoder is not None else None)
         learned = [*self.critic.parameters(), *(self.encoder.parameters() if self.encoder is not None else []),
                    *(self.representation_critic.parameters() if self.representation_critic is not None else [])]
         self.trainer = ActorTrainer(self.actor, cfg.actor_lr, cfg.max_grad_norm, crl.actor_average)
         self.critic_opt = torch.optim.Adam(learned, lr=cfg.critic_lr, fused=True)
         self.noise = ExplorationNoise.from_config(cfg, action_dim, rng)
         if self.gaussian:  # rollouts sample with their own generator, checkpointed; updates with torch's
-            self.temperature = Temperature()
+            self.temperature = Temperature().to(device)
             self.temperature_opt = torch.optim.Adam(self.temperature.parameters(), lr=cfg.actor_lr)
             self.generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
         self.num_updates = 0
@@ -192,7 +196,7 @@ class CRLAgent(OwnsActor, LatentGoals, Agent):
             raise ValueError(f"crl.exploration_goals=prior needs crl.representation=latent (imagined goals come "
                              f"from the VAE's prior); use crl.exploration_goals=env with {crl.representation}")
         agent = cls(view.obs_dim, view.goal_dim, len(action_low), action_low, action_high, image_td3_config(params),
-                    crl, rng, image_size=params["render"]["image_size"])
+                    crl, rng, image_size=params["render"]["image_size"], device=resolve(params["device"]))
         agent.finetune_every = params["image_agents"]["finetune"]["every"]
         return agent
 
@@ -252,7 +256,7 @@ class CRLAgent(OwnsActor, LatentGoals, Agent):
         logits = critic.pairs(critic.state_action(obs, action), critic.goal(goal))
         rows = logits.flatten(0, 1)
         # the reference's logsumexp penalty: softmax ignores a row's offset, which could drift unbounded
-        return (F.cross_entropy(rows, torch.arange(len(obs)).repeat(len(logits)))
+        return (F.cross_entropy(rows, torch.arange(len(obs), device=obs.device).repeat(len(logits)))
                 + 0.01 * (torch.logsumexp(rows, dim=1) ** 2).mean()), logits
 
     def update_contrastive(self, obs, action, goal) -> dict:
@@ -296,7 +300,7 @@ class CRLAgent(OwnsActor, LatentGoals, Agent):
             ended = terminated.repeat(2)  # the final frame forever
             now_weight, later_weight = (1 - gamma) + gamma * ended, gamma * (1 - ended)
             w = w.repeat(2, 1)
-        rows = torch.arange(n).repeat(2)
+        rows = torch.arange(n, device=obs.device).repeat(2)
         loss = (now_weight * F.cross_entropy(now, rows, reduction="none")
                 + later_weight * F.cross_entropy(later, w, reduction="none")).mean()
         loss = loss + 0.01 * ((torch.logsumexp(now, 1) ** 2).mean() + (torch.logsumexp(later, 1) ** 2).mean())
@@ -319,7 +323,7 @@ class CRLAgent(OwnsActor, LatentGoals, Agent):
         Maximizes min_e f_e(s, pi(s, g), g) over its mean |f| (OGBench's objective)."""
         with torch.no_grad():  # psi(g) does not depend on the actor: no gradient, once per goal
             psi = self.critic.goal(goal)
-        own = torch.arange(len(obs))  # row i's goal among the batch's goals (candidates)
+        own = torch.arange(len(obs), device=obs.device)  # row i's goal among the batch's goals (candidates)
         if self.crl.actor_random_goals:
             obs, goal, own = torch.cat([obs, obs]), torch.cat([goal, goal.roll(1, 0)]), torch.cat([own, own.roll(1)])
         x = torch.cat([obs, goal], dim=-1)
@@ -373,11 +377,11 @@ class CRLAgent(OwnsActor, LatentGoals, Agent):
         return saved
 
     @classmethod
-    def load_policy(cls, saved: dict) -> Policy:
-        actor = load_actor(saved)
+    def load_policy(cls, saved: dict, device: str = "cpu") -> Policy:
+        actor = load_actor(saved, device)
         spec = saved["meta"].get("encoder")
         if spec is None:
             return Policy(actor)
         encoder = ConvEncoder(spec["image_size"], spec["feature_dim"], spec["bf16"])
         encoder.load_state_dict(saved["encoder"])
-        return Policy(PixelActor(encoder.eval(), actor))
+        return Policy(PixelActor(encoder.to(device).eval(), actor))

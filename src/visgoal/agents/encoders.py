@@ -14,7 +14,8 @@ class ConvEncoder(nn.Module):
 
     The DQN torso (32 8x8 filters, stride 4; 64 4x4, stride 2; 64 3x3, stride 1), in channels-last
     layout (the images' own), with bf16 autocast if asked: on a CPU, much faster than float32 in
-    (n, C, H, W) (docs/experiments/2026-11-24-crl-pixels-speed.md)."""
+    (n, C, H, W) (docs/experiments/2026-11-24-crl-pixels-speed.md). The autocast is that of the
+    device the images are on (CUDA's on a GPU)."""
 
     LAYERS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
 
@@ -25,14 +26,14 @@ class ConvEncoder(nn.Module):
             layers += [nn.Conv2d(channels, out, kernel, stride), nn.ReLU()]
             channels = out
         self.convs = nn.Sequential(*layers, nn.Flatten())
-        flat = self.convs(torch.zeros(1, 3, image_size, image_size)).shape[1]
+        flat = self.convs(torch.zeros(1, 3, image_size, image_size, device="cpu")).shape[1]  # built on the CPU
         self.head = nn.Sequential(nn.Linear(flat, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
         self.to(memory_format=torch.channels_last)
         self.image_size, self.feature_dim, self.bf16 = image_size, feature_dim, bf16
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.permute(0, 3, 1, 2).float() / 255.0 - 0.5  # (n, C, H, W) over channels-last memory
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             hidden = self.convs(x)
         return self.head(hidden.float())
 
@@ -46,9 +47,9 @@ def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
     if pad == 0:
         return images
     n, height, width, _ = images.shape
-    dy, dx = torch.randint(0, 2 * pad + 1, (2, n))
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, n), device=images.device)
     windows = edge_pad(images, pad).unfold(1, height, 1).unfold(2, width, 1)  # (n, 2p+1, 2p+1, 3, H, W)
-    return windows[torch.arange(n), dy, dx].permute(0, 2, 3, 1).contiguous()
+    return windows[torch.arange(n, device=images.device), dy, dx].permute(0, 2, 3, 1).contiguous()
 
 
 def edge_pad(images: torch.Tensor, pad: int) -> torch.Tensor:

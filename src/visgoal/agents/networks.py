@@ -19,6 +19,14 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def standard_normal(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """N(0, 1) draws in the shape, dtype and device of `like`: from `generator` on that generator's
+    device (a policy's CPU generator: drawn there and moved, the same numbers on any device), else
+    from torch's generator of `like`'s device."""
+    where = generator.device if generator is not None else like.device
+    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=where).to(like.device)
+
+
 @contextmanager
 def frozen(net: nn.Module):
     """No weight gradients for `net` inside the block: an actor's loss backpropagates through the
@@ -78,7 +86,9 @@ class Actor(nn.Module):
         super().__init__()
         self.normalizer = Normalizer(input_dim, enabled=normalize)
         self.net = mlp(input_dim, hidden, action_dim)
-        low, high = torch.as_tensor(action_low, dtype=torch.float32), torch.as_tensor(action_high, dtype=torch.float32)
+        # built on the CPU, like every module here; `.to(device)` moves these buffers with the weights
+        low = torch.as_tensor(action_low, dtype=torch.float32, device="cpu")
+        high = torch.as_tensor(action_high, dtype=torch.float32, device="cpu")
         self.register_buffer("action_scale", (high - low) / 2)
         self.register_buffer("action_bias", (high + low) / 2)
 
@@ -115,7 +125,7 @@ class GaussianActor(Actor):
         The scale is softplus + 1e-3, as Acme's NormalTanhDistribution that the reference uses."""
         mean, raw = self.net(x).chunk(2, dim=-1)
         scale = F.softplus(raw) + 1e-3
-        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        eps = standard_normal(mean, generator)
         u = mean + scale * eps
         # log N(u; mean, scale) - log |d tanh(u) / du|, the latter as 2 (log 2 - u - softplus(-2u))
         gaussian = -0.5 * eps**2 - scale.log() - 0.5 * math.log(2 * math.pi)

@@ -30,6 +30,7 @@ class Policy:
         self.actor, self.horizon, self.tau_max, self.select = actor, horizon, tau_max, select
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.t = 0
+        self.device = actor.action_scale.device  # the actor's: observations go there, actions come back
         self._action_scale = actor.action_scale.cpu().numpy()  # Actor.to_env in numpy, converted once
         self._action_bias = actor.action_bias.cpu().numpy()
 
@@ -54,11 +55,12 @@ class Policy:
         """The deterministic action in [-1, 1] at this step; advances the episode's step count."""
         tau = self.tau()
         parts = [obs, goal] if tau is None else [obs, goal, [tau / max(self.tau_max, 1)]]
-        x = torch.as_tensor(np.concatenate(parts), dtype=torch.float32)[None]
+        x = torch.as_tensor(np.concatenate(parts), dtype=torch.float32, device=self.device)[None]
         self.t += 1
         if self.select is not None:
-            return self.select(x, torch.as_tensor(goal, dtype=torch.float32)[None], self.generator)[0].numpy()
-        return self.actor(x)[0].numpy()
+            goal = torch.as_tensor(goal, dtype=torch.float32, device=self.device)[None]
+            return self.select(x, goal, self.generator)[0].cpu().numpy()
+        return self.actor(x)[0].cpu().numpy()
 
     def env_action(self, action: np.ndarray) -> np.ndarray:
         """An action in [-1, 1] scaled into the env's box."""

@@ -19,6 +19,7 @@ import numpy as np
 
 from visgoal.agents.replay import negative_distance
 from visgoal.agents.td3 import TD3Agent, TD3Config
+from visgoal.device import resolve
 
 
 def image_td3_config(params) -> TD3Config:
@@ -54,7 +55,8 @@ class RIGAgent(LatentGoals, TD3Agent):
     @classmethod
     def build(cls, params, view, action_low, action_high, rng: np.random.Generator) -> "RIGAgent":
         agent = cls(view.obs_dim + view.goal_dim, len(action_low), action_low, action_high,
-                    image_td3_config(params), rng, terminal_keeps_reward=True)  # -latent distance
+                    image_td3_config(params), rng, resolve(params["device"]),
+                    terminal_keeps_reward=True)  # -latent distance
         agent.configure(params)
         return agent
 

@@ -28,6 +28,7 @@ from visgoal.agents.networks import Actor, Critic, frozen
 from visgoal.agents.policy import Policy
 from visgoal.agents.replay import env_reward, negative_distance
 from visgoal.config import Section
+from visgoal.device import resolve
 
 
 class TD3Config(Section):
@@ -76,7 +77,8 @@ class TD3Agent(OwnsActor, Agent):
     def build(cls, params, view, action_low, action_high, rng: np.random.Generator) -> "TD3Agent":
         """The agent for a view, from params.yaml's sections."""
         return cls(view.obs_dim + view.goal_dim, len(action_low), action_low, action_high,
-                   TD3Config.from_params(params["td3"]), rng, terminal_keeps_reward=view.goal_conditioned)
+                   TD3Config.from_params(params["td3"]), rng, resolve(params["device"]),
+                   terminal_keeps_reward=view.goal_conditioned)
 
     def make_critic(self, input_dim: int, action_dim: int) -> nn.Module:
         return Critic(input_dim, action_dim, self.cfg.hidden)
@@ -184,6 +186,6 @@ class TD3Agent(OwnsActor, Agent):
         return actor_file(self.actor, self.acting(training=False), self.cfg.hidden, self.cfg.normalize_inputs)
 
     @classmethod
-    def load_policy(cls, saved: dict) -> Policy:
+    def load_policy(cls, saved: dict, device: str = "cpu") -> Policy:
         """The deterministic policy of a `policy_file`, for evaluation."""
-        return Policy(load_actor(saved))
+        return Policy(load_actor(saved, device))

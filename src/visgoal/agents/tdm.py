@@ -30,6 +30,7 @@ from visgoal.agents.policy import Policy
 from visgoal.agents.rig import RIGAgent, image_td3_config
 from visgoal.agents.td3 import TD3Config
 from visgoal.config import Section
+from visgoal.device import resolve
 
 
 class TDMConfig(Section):
@@ -72,7 +73,9 @@ def argmax_action(actor: nn.Module, critic: nn.Module, x: torch.Tensor, goal: to
     xn = actor.normalizer(x)
     policy_action = actor.from_normalized(xn)
     action_dim = policy_action.shape[-1]
-    sampled = torch.rand(cfg.candidates, action_dim, generator=generator) * 2 - 1
+    # drawn where the generator is (a policy's, on the CPU: the same candidates on any device)
+    where = generator.device if generator is not None else x.device
+    sampled = (torch.rand(cfg.candidates, action_dim, generator=generator, device=where) * 2 - 1).to(x.device)
     actions = torch.cat([policy_action, sampled])
     q1, _ = critic(xn.expand(len(actions), -1), actions)
     q = total(tdm_distance(q1, goal.expand(len(actions), -1), cfg))
@@ -83,7 +86,7 @@ class TDMAgent(RIGAgent):
     name = "tdm"
 
     def __init__(self, latent_dim: int, action_dim: int, action_low, action_high, cfg: TD3Config,
-                 tdm: TDMConfig, rng: np.random.Generator, obs_dim: int | None = None):
+                 tdm: TDMConfig, rng: np.random.Generator, obs_dim: int | None = None, device: str = "cpu"):
         if tdm.distance not in ("vectorized", "norm"):
             raise ValueError(f"tdm.distance: unknown '{tdm.distance}' (choose vectorized or norm)")
         if tdm.action_selection not in ("policy", "argmax"):
@@ -91,13 +94,14 @@ class TDMAgent(RIGAgent):
         if tdm.eval_tau > tdm.tau_max:
             raise ValueError(f"tdm.eval_tau={tdm.eval_tau} exceeds tdm.tau_max={tdm.tau_max}; lower it or raise tau_max")
         self.tdm, self.latent_dim = tdm, latent_dim
-        super().__init__((obs_dim or latent_dim) + latent_dim + 1, action_dim, action_low, action_high, cfg, rng)
+        super().__init__((obs_dim or latent_dim) + latent_dim + 1, action_dim, action_low, action_high, cfg, rng,
+                         device)
         self.generator = torch.Generator().manual_seed(int(rng.integers(2**31)))  # rollouts' argmax candidates
 
     @classmethod
     def build(cls, params, view, action_low, action_high, rng: np.random.Generator) -> "TDMAgent":
         agent = cls(view.goal_dim, len(action_low), action_low, action_high, image_td3_config(params),
-                    TDMConfig.from_params(params["tdm"]), rng, obs_dim=view.obs_dim)
+                    TDMConfig.from_params(params["tdm"]), rng, obs_dim=view.obs_dim, device=resolve(params["device"]))
         agent.configure(params)
         return agent
 
@@ -144,7 +148,8 @@ class TDMAgent(RIGAgent):
         A terminal state is absorbing (TD3Agent.update_critic): the agent stays where it fell, so
         the distance it reached is the distance at every horizon."""
         with torch.no_grad():
-            noise = (torch.randn(len(next_x), self.actor.net[-1].out_features) * self.cfg.target_noise).clamp(
+            noise = (torch.randn(len(next_x), self.actor.net[-1].out_features, device=next_x.device)
+                     * self.cfg.target_noise).clamp(
                 -self.cfg.target_noise_clip, self.cfg.target_noise_clip)
             next_action = (self.actor_target.from_normalized(next_x) + noise).clamp(-1.0, 1.0)
             f1, f2 = self.critic_target(next_x, next_action)
@@ -187,11 +192,11 @@ class TDMAgent(RIGAgent):
         return saved
 
     @classmethod
-    def load_policy(cls, saved: dict) -> Policy:
+    def load_policy(cls, saved: dict, device: str = "cpu") -> Policy:
         meta, critic = saved["meta"], None
         tdm = TDMConfig(**{key: meta["tdm"][key] for key in TDMConfig.keys() if key in meta["tdm"]})  # none retired
         if "critic" in saved:
             critic = Critic(meta["input_dim"], meta["action_dim"], meta["hidden"], out_dim=meta["latent_dim"])
             critic.load_state_dict(saved["critic"])
-            critic.eval()
-        return cls.make_policy(load_actor(saved), critic, tdm, training=False)
+            critic.to(device).eval()
+        return cls.make_policy(load_actor(saved, device), critic, tdm, training=False)

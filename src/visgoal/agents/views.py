@@ -159,9 +159,10 @@ class LatentView(View):
     def from_params(cls, params, vae_path: Path, dataset_path: Path, seed: int) -> "LatentView":
         """The VAE of `vae_path`, checked against render.image_size and vae.latent_dim, and its fine-tuner if
         `image_agents.finetune.every` > 0 (fed from `dataset_path`)."""
+        from visgoal.device import resolve
         from visgoal.vae import load_vae
 
-        vae = load_vae(vae_path)  # a missing or foreign checkpoint fails here, in one line
+        vae = load_vae(vae_path, resolve(params["device"]))  # a missing or foreign checkpoint fails here, in one line
         image_size = params["render"]["image_size"]
         if image_size != vae.image_size:
             raise ValueError(f"{vae_path}: the VAE was trained on {vae.image_size}px images but "
@@ -278,8 +279,8 @@ class PixelView(View):
         return {"kind": self.kind, "image_size": self.obs_shape[0]}
 
 
-def load_view(meta: dict, run_dir: Path, vae: Path | None = None):
-    """The view a saved policy acts through: its state view, or its run's (or the given) VAE."""
+def load_view(meta: dict, run_dir: Path, vae: Path | None = None, device: str = "cpu"):
+    """The view a saved policy acts through: its state view, or its run's (or the given) VAE on `device`."""
     from visgoal.paths import RUN_VAE
     from visgoal.vae import load_vae
 
@@ -287,7 +288,7 @@ def load_view(meta: dict, run_dir: Path, vae: Path | None = None):
         return StateView(meta["goal_conditioned"], 0, 0)
     if meta["kind"] == "pixels":
         return PixelView(meta["image_size"])
-    return LatentView(load_vae(vae or Path(run_dir) / RUN_VAE), frames=meta.get("latent_frames", 1))
+    return LatentView(load_vae(vae or Path(run_dir) / RUN_VAE, device), frames=meta.get("latent_frames", 1))
 
 
 def make_view(kind: str, params, first, goal_conditioned: bool, vae_path: Path, dataset_path: Path, seed: int):

@@ -27,6 +27,7 @@ draw from the RNGs in the same order, so the weights are the same, byte for byte
 
 from __future__ import annotations
 
+import copy
 import csv
 import logging
 import time
@@ -40,6 +41,7 @@ from visgoal import paths
 from visgoal.agents import POLICY_FORMAT, agent_class
 from visgoal.agents.replay import EpisodeReplay
 from visgoal.agents.views import make_view
+from visgoal.device import resolve
 from visgoal.evaluation import evaluate_policy, summary
 from visgoal.files import atomic_output, load_weights
 
@@ -61,6 +63,7 @@ class Workspace:
         env's results/<env>/vae.pt and vae_dataset.h5."""
         torch.set_num_threads(1)  # small networks: threads only contend on a shared machine
         self.env_name, self.method, self.seed, self.out_dir, self.params = env_name, method, seed, Path(out_dir), params
+        self.device = resolve(params["device"])  # the networks', the batches', and what the run records
         self.vae_path = Path(vae) if vae else paths.vae(env_name, paths.root(params.profile))
         self.dataset_path = Path(dataset) if dataset else paths.dataset(env_name, paths.root(params.profile))
         self.cfg, self.progress = params["train"], progress
@@ -107,8 +110,16 @@ class Workspace:
 
         resumed = self.load_checkpoint()
         with tracking.run(self.env_name, self.method, self.params.profile, self.seed, run_id=self.run_id,
-                          params=self.params.flat(), inputs=self.input_files()) as self.run_id:
+                          params={**self.params.flat(), "device": self.device},  # the device it resolved to
+                          inputs=self.input_files()) as self.run_id:
             mlflow.set_tag("view", self.view.kind)  # what it saw: crl's two representations share a run name
+            mlflow.set_tag("device", self.device)  # this session's (a resumed run may have moved)
+            if self.env.render_images:  # its pictures' renderer, once per run (the GL context exists by now)
+                from visgoal.envs.render import gl_context
+                from visgoal.gl import log_renderer
+
+                gl_context()
+                mlflow.set_tag("gl_renderer", log_renderer(self.device) or "unknown")
             if resumed:
                 log.info("resumed %s from its checkpoint at env step %d", self.out_dir, self.env_steps)
             total = self.cfg["total_steps"]
@@ -210,9 +221,11 @@ class Workspace:
 
     def sample(self) -> dict[str, torch.Tensor]:
         batch = self.replay.sample(self.agent.batch_size, self.rng)
-        # Images stay uint8 (a quarter of the memory traffic); the agent converts what it uses.
-        return {k: torch.from_numpy(batch[k]) if batch[k].dtype == np.uint8 else
-                torch.as_tensor(batch[k], dtype=torch.float32) for k in self.agent.batch_keys if k in batch}
+        # Images stay uint8 (a quarter of the memory traffic, and of the copy to a GPU); the agent
+        # converts what it uses.
+        return {k: torch.from_numpy(batch[k]).to(self.device) if batch[k].dtype == np.uint8 else
+                torch.as_tensor(batch[k], dtype=torch.float32, device=self.device)
+                for k in self.agent.batch_keys if k in batch}
 
     def log_metrics(self, metrics: list[dict]) -> None:
         import mlflow
@@ -270,7 +283,7 @@ class Workspace:
                               "env_steps": self.env_steps, "view": self.view.meta()})
         self.view.save(self.out_dir, self.env_steps)
         with atomic_output(self.out_dir / paths.POLICY) as tmp:
-            torch.save(saved, tmp)
+            torch.save(on_cpu(saved), tmp)  # loadable where there is no GPU, with or without map_location
 
     def _env_rngs(self) -> list[np.random.Generator]:
         return [self.env.rng, self.env.unwrapped.np_random]
@@ -282,29 +295,32 @@ class Workspace:
             "next_eval": self.next_eval, "next_checkpoint": self.next_checkpoint, "run_id": self.run_id,
             "wall_clock": time.monotonic() - self.start_wall,
             "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.startswith("cuda") else {}),
             "env_rngs": [g.bit_generator.state for g in self._env_rngs()],
             "fingerprint": self.inputs, "view": self.view.state_dict(),
             "params": self.made_with(),  # what made it, so that an option retired later can be named
         }
         with atomic_output(self.out_dir / paths.CHECKPOINT) as tmp:
-            torch.save(plain(state), tmp)
+            torch.save(on_cpu(plain(state)), tmp)
         log.debug("checkpoint at env step %d", self.env_steps)
 
     def made_with(self) -> dict:
         """The parameters the run learned with, as its files record them: all but `speed` (how fast,
-        never what: the same files either way)."""
-        return {section: values for section, values in self.params.as_dict().items() if section != "speed"}
+        never what: the same files either way), with the device `device` resolved to (cpu, cuda:0)."""
+        made = {section: values for section, values in self.params.as_dict().items() if section != "speed"}
+        return {**made, "device": self.device}
 
     def fingerprint(self) -> dict[str, str]:
         """What a checkpoint must match to be resumed, part by part: the run (env, method, seed), every
-        parameter but train.total_steps (so that a finished run can be extended) and `speed` (it
-        changes no number), the package version, and the content of every file the run reads:
+        parameter but train.total_steps (so that a finished run can be extended), `speed` (it
+        changes no number) and `device` (a run moved to another machine goes on: `load_checkpoint`
+        warns), the package version, and the content of every file the run reads:
         envs/<env>.yaml, and for image agents the VAE and, when fine-tuning, its dataset. A changed
         part starts the run afresh."""
         from visgoal.tracking import fingerprint
 
         flat = {k: v for k, v in self.params.flat().items()
-                if k != "train.total_steps" and not k.startswith(("speed.", "profiles."))}
+                if k not in ("train.total_steps", "device") and not k.startswith(("speed.", "profiles."))}
         return fingerprint(flat, self.input_files(), run=f"{self.env_name}/{self.method}/seed{self.seed}")
 
     def input_files(self) -> dict[str, Path]:
@@ -338,6 +354,12 @@ class Workspace:
             setattr(self, name, state[name])
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
+        made_on = state.get("params", {}).get("device", "cpu")  # a checkpoint older than `device`: the CPU's
+        if made_on != self.device:
+            log.warning("%s was made on %s, and the run continues on %s: its numbers will not be those of a "
+                        "run on one device", path, made_on, self.device)
+        elif "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         for generator, saved in zip(self._env_rngs(), state["env_rngs"]):
             generator.bit_generator.state = saved
         self.view.load_state_dict(state["view"])
@@ -362,6 +384,26 @@ def plain(obj):
         return torch.from_numpy(np.ascontiguousarray(obj))
     if isinstance(obj, np.generic):
         return obj.item()
+    return obj
+
+
+def on_cpu(obj):
+    """A file's content with every tensor on the CPU, so that a policy or checkpoint made on a GPU
+    loads on a machine without one. What is on the CPU already is returned as it is (the same
+    objects, so the same bytes); a copied mapping keeps its type and attributes (a state_dict's
+    `_metadata`)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        moved = {key: on_cpu(value) for key, value in obj.items()}
+        if all(moved[key] is value for key, value in obj.items()):
+            return obj
+        out = copy.copy(obj)
+        out.update(moved)
+        return out
+    if isinstance(obj, (list, tuple)):
+        moved = [on_cpu(value) for value in obj]
+        return obj if all(a is b for a, b in zip(moved, obj)) else type(obj)(moved)
     return obj
 
 

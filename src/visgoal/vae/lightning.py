@@ -218,12 +218,18 @@ class VAEModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["visgoal"] = {**{name: getattr(self, name) for name in self.RESUMED},
                                  "torch_rng": torch.get_rng_state(), **self.resume_extra}
+        device = self.trainer.strategy.root_device  # the model's, once set up (not yet when a resume loads)
+        if device.type == "cuda":  # the reparameterisation's noise is drawn there
+            checkpoint["visgoal"]["cuda_rng"] = torch.cuda.get_rng_state(device)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["visgoal"]
         for name in self.RESUMED:
             setattr(self, name, state[name])
         torch.set_rng_state(state["torch_rng"])
+        device = self.trainer.strategy.root_device
+        if "cuda_rng" in state and device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:

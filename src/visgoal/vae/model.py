@@ -99,8 +99,10 @@ class VAE(nn.Module):
 
     # --- the public API ------------------------------------------------------------------
     def to_input(self, images: Any) -> torch.Tensor:
-        """uint8 (n, H, W, 3) or (H, W, 3) numpy/torch, or float (n, 3, H, W) in [0, 1] -> float tensor."""
-        x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+        """uint8 (n, H, W, 3) or (H, W, 3) numpy/torch, or float (n, 3, H, W) in [0, 1] -> float tensor
+        on the model's device (uint8 moves there first: a quarter of the bytes)."""
+        x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images,
+                            device=self.prior_mean.device)
         if x.dtype == torch.uint8:
             if x.ndim == 3:
                 x = x.unsqueeze(0)
@@ -153,14 +155,14 @@ class VAE(nn.Module):
     def decode(self, latents: Any, batch_size: int = 256) -> Any:
         """Latents (n, latent_dim) -> uint8 images (n, H, W, 3). numpy in -> numpy out; tensor in -> tensor out."""
         numpy_in = not isinstance(latents, torch.Tensor)
-        z = torch.as_tensor(np.asarray(latents) if numpy_in else latents).float()
+        z = torch.as_tensor(np.asarray(latents) if numpy_in else latents, device=self.prior_mean.device).float()
         if z.ndim == 1:
             z = z.unsqueeze(0)
         with self._eval_mode():
-            probs = torch.cat([torch.sigmoid(self.decode_logits(z[i : i + batch_size].to(self.prior_mean.device)))
+            probs = torch.cat([torch.sigmoid(self.decode_logits(z[i : i + batch_size]))
                                for i in range(0, len(z), batch_size)])
-        images = (probs * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
-        return images.numpy() if numpy_in else images
+        images = (probs * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        return images.cpu().numpy() if numpy_in else images.cpu()
 
     @torch.no_grad()
     def sample_prior(self, n: int, generator: torch.Generator | np.random.Generator | int | None = None) -> Any:
@@ -173,7 +175,7 @@ class VAE(nn.Module):
             return (mean + generator.standard_normal((n, len(mean))) * std).astype(np.float32)
         if isinstance(generator, int):
             generator = torch.Generator().manual_seed(generator)
-        noise = torch.randn(n, self.latent_dim, generator=generator)
+        noise = torch.randn(n, self.latent_dim, generator=generator, device="cpu")  # a CPU generator's, out on the CPU
         return self.prior_mean.cpu() + noise * self.prior_std.cpu()
 
 

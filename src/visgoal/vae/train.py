@@ -33,6 +33,7 @@ import torch
 from visgoal import paths
 from visgoal.config import Params
 from visgoal.data import ImageDataset
+from visgoal.device import resolve
 from visgoal.files import atomic_output
 from visgoal.vae.lightning import VAEDataModule, VAEModule, read_frames, read_frames_at
 from visgoal.vae import VAE, save_vae
@@ -133,11 +134,12 @@ def train_vae(env: str, dataset_path: str | Path, out_path: str | Path, params: 
     """Train the VAE of `params['vae']` on `dataset_path`; write vae.pt, vae_metrics.json, vae_history.csv,
     vae_recon.png."""
     import lightning as L
+    import mlflow
     from lightning.pytorch.loggers import MLFlowLogger
 
     from visgoal import tracking
 
-    cfg = params["vae"]
+    cfg, device = params["vae"], resolve(params["device"])
     out_path = Path(out_path)
     data_module = VAEDataModule(dataset_path, batch_size=cfg["batch_size"], seed=cfg["seed"],
                                 num_workers=cfg["num_workers"], preload_mb=cfg["preload_mb"])  # fails here, before MLflow
@@ -158,10 +160,20 @@ def train_vae(env: str, dataset_path: str | Path, out_path: str | Path, params: 
     with tracking.run(env, "vae", params.profile, run_id=saved and saved["run_id"], params=hyper,
                       inputs={"dataset": dataset_path}) as run_id:
         module.resume_extra = {"fingerprint": now, "run_id": run_id}
+        mlflow.set_tag("device", device)  # where it trained (vae.pt records it too); not in the fingerprint
         logger = MLFlowLogger(experiment_name=tracking.experiment_name(env, params.profile), run_id=run_id,
                               tracking_uri=tracking.tracking_uri())
         return _fit_and_write(env, cfg, params.profile, data_module, vae, module, logger, out_path, progress,
-                              resume if saved else None)
+                              resume if saved else None, device)
+
+
+def lightning_device(device: str) -> dict:
+    """The Trainer's accelerator, devices and determinism for a resolved `device`: the CPU as ever, or
+    the one GPU, where an operation with no deterministic algorithm warns instead of failing
+    (visgoal.device.prepare's choice)."""
+    if device.startswith("cuda"):
+        return {"accelerator": "gpu", "devices": [int(device.partition(":")[2])], "deterministic": "warn"}
+    return {"accelerator": "cpu", "devices": 1, "deterministic": True}
 
 
 def resume_file(out_path: Path) -> Path:
@@ -191,7 +203,8 @@ def resume_state(path: Path, now: dict) -> dict | None:
     return state
 
 
-def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path, progress, resume) -> dict:
+def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path, progress, resume,
+                   device: str = "cpu") -> dict:
     import shutil
 
     import lightning as L
@@ -208,8 +221,7 @@ def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # a resume
         warnings.filterwarnings("ignore", message=r"The `srun` command is available")  # SLURM jobs run us as is
         trainer = L.Trainer(
-            max_epochs=cfg["max_epochs"], accelerator="cpu", devices=1, deterministic=True, logger=logger,
-            precision=cfg["precision"],
+            max_epochs=cfg["max_epochs"], **lightning_device(device), logger=logger, precision=cfg["precision"],
             callbacks=[EarlyStopping("val_loss", patience=cfg["patience"], mode="min"),
                        # at each epoch's very end, after our own epoch-end bookkeeping, for a resume
                        ModelCheckpoint(dirpath=resume_file(out_path).parent, filename=resume_file(out_path).stem,
@@ -256,7 +268,7 @@ def _fit_and_write(env, cfg, profile, data_module, vae, module, logger, out_path
                        f"their reconstructions", ["held-out\nimage", "reconstruction"])
     # the checkpoint last: a workflow that sees vae.pt sees its metrics and picture too
     save_vae(vae, out_path, {"env": env, "profile": profile, "recon_loss": cfg["recon_loss"],
-                                    "beta": float(cfg["beta"])})
+                             "beta": float(cfg["beta"]), "device": device})
     shutil.rmtree(resume_file(out_path).parent, ignore_errors=True)  # done: nothing left to resume
 
     final = {f"best_{k}": v for k, v in metrics.items()
