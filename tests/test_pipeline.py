@@ -250,13 +250,31 @@ def test_dvc_yaml_is_the_generated_one():
                                   "results/fetch_reach/vae_recon.png"]
 
 
+GPU_RULES = ("dataset", "train_vae", "train_td3", "train_image", "train_pixels", "evaluate")  # torch, or pictures
+
+
 def test_every_rule_declares_log_benchmark_and_resources(tmp_path):
     work = copy_pipeline(tmp_path / "pipeline")
     for job in snakemake_jobs(work):
         assert job["log"] and job["benchmark"], job["rule"]
         assert {"mem_mb", "runtime"} <= set(job["resources"]), (job["rule"], job["resources"])
-        if job["rule"] in ("train_vae", "train_image", "train_pixels"):
-            assert "gpu" in job["resources"], job["rule"]
+        if job["rule"] in GPU_RULES:  # `device: auto`: a GPU only where this machine has one
+            from visgoal.device import requests_gpu
+
+            assert job["resources"]["gpu"] == str(int(requests_gpu("auto"))), job["rule"]
+
+
+def test_a_gpu_device_asks_for_a_gpu_for_every_job_that_uses_one(tmp_path):
+    """`device: cuda` (a cluster's login node has no GPU itself): one GPU for each job that runs torch or
+    renders, none for the report."""
+    work = copy_pipeline(tmp_path / "pipeline", smoke_overrides={"crl": {"representation": "pixels"}})
+    raw = yaml.safe_load((work / "params.yaml").read_text())
+    (work / "params.yaml").write_text(yaml.safe_dump({**raw, "device": "cuda", "profile": "smoke"}, sort_keys=False))
+    jobs = snakemake_jobs(work)
+    assert {job["rule"] for job in jobs} == {*GPU_RULES, "report"}
+    for job in jobs:
+        expected = "1" if job["rule"] in GPU_RULES else None
+        assert job["resources"].get("gpu") == expected, (job["rule"], job["resources"])
 
 
 def test_dvc_stages_declare_params_metrics_and_plots(tmp_path):
@@ -269,6 +287,8 @@ def test_dvc_stages_declare_params_metrics_and_plots(tmp_path):
         assert "profile" in stage["params"] and set(stage["params"]) <= top_level, (stage["name"], stage["params"])
         assert "profiles" not in stage["params"], stage["name"]  # DVC runs the sections, never a profile
         assert "speed" not in stage["params"], stage["name"]  # how fast, never what: it reruns nothing
+        # where it ran changes its numbers: every stage but the report's lists the device
+        assert ("device" in stage["params"]) == (stage["name"] != "report"), stage["name"]
         # a stage of one environment reads its own tuning (envs/<env>.yaml): a change to it reruns it under DVC too
         env = stage["name"].partition("@")[2].split("-")[0]
         assert (f"envs/{env}.yaml" in stage["deps"]) == (stage["name"] != "report"), stage["name"]

@@ -30,6 +30,7 @@ HEADER = """\
 # matrices (`envs`, `seeds`) expand are the parameters the stages run with. So a profile that
 # overrides the sections (smoke, paper) is refused under DVC, in one line; run those with Snakemake.
 # A stage of one environment also reads that environment's own tuning (`params:` in envs/<env>.yaml, a dep).
+# `device` is recorded as written (auto, cpu, cuda); where `auto` went is in policy.pt, vae.pt and MLflow.
 # Run it with the project's virtualenv active, so that `python` is its interpreter.
 """
 
@@ -51,7 +52,7 @@ def stages(envs: list[str], methods: list[str], views: dict[str, str]) -> dict:
             "matrix": {"env": "${envs}", "method": pixel_methods, "seed": "${seeds}"},
             "cmd": f"python -m visgoal train --env {ENV} --method {METHOD} --seed {SEED} --out {image_run} --quiet",
             "deps": [f"envs/{ENV}.yaml", "src/visgoal/agents", "src/visgoal/envs", "src/visgoal/evaluation.py"],
-            "params": ["profile", "render", "train", "td3", "replay", "evaluate", "image_agents",
+            "params": ["profile", "device", "render", "train", "td3", "replay", "evaluate", "image_agents",
                        METHOD],
             "outs": [_s(image_run / paths.POLICY), _s(image_run / paths.CURVE)],
         }
@@ -61,7 +62,7 @@ def stages(envs: list[str], methods: list[str], views: dict[str, str]) -> dict:
             "matrix": {"env": "${envs}"},
             "cmd": f"python -m visgoal dataset --env {ENV} --out {paths.dataset(ENV)} --quiet",
             "deps": [f"envs/{ENV}.yaml", "src/visgoal/envs", "src/visgoal/data"],
-            "params": ["profile", "render", "dataset"],
+            "params": ["profile", "device", "render", "dataset"],
             "outs": [_s(paths.dataset(ENV)), _s(paths.dataset_samples(ENV))],
         },
         "train_vae": {
@@ -69,7 +70,7 @@ def stages(envs: list[str], methods: list[str], views: dict[str, str]) -> dict:
             "cmd": f"python -m visgoal train-vae --env {ENV} --dataset {paths.dataset(ENV)} --out {paths.vae(ENV)} "
                    "--quiet",
             "deps": [f"envs/{ENV}.yaml", _s(paths.dataset(ENV)), "src/visgoal/vae"],
-            "params": ["profile", "vae"],
+            "params": ["profile", "device", "vae"],
             "outs": [_s(paths.vae(ENV)), _s(paths.vae_recon(ENV)), _s(paths.vae_history(ENV))],
             "metrics": [_s(paths.vae_metrics(ENV))],
         },
@@ -79,7 +80,7 @@ def stages(envs: list[str], methods: list[str], views: dict[str, str]) -> dict:
             "matrix": {"env": "${envs}", "seed": "${seeds}"},
             "cmd": f"python -m visgoal train --env {ENV} --method td3 --seed {SEED} --out {td3_run} --quiet",
             "deps": [f"envs/{ENV}.yaml", "src/visgoal/agents", "src/visgoal/envs", "src/visgoal/evaluation.py"],
-            "params": ["profile", "train", "td3", "replay", "evaluate"],
+            "params": ["profile", "device", "train", "td3", "replay", "evaluate"],
             "outs": [_s(td3_run / paths.POLICY), _s(td3_run / paths.CURVE)],
         },
         "train_image": {
@@ -88,7 +89,7 @@ def stages(envs: list[str], methods: list[str], views: dict[str, str]) -> dict:
                    f"--dataset {paths.dataset(ENV)} --out {image_run} --quiet",
             "deps": [f"envs/{ENV}.yaml", _s(paths.vae(ENV)), _s(paths.dataset(ENV)), "src/visgoal/agents",
                      "src/visgoal/envs", "src/visgoal/vae", "src/visgoal/evaluation.py"],
-            "params": ["profile", "render", "train", "td3", "replay", "evaluate", "vae",
+            "params": ["profile", "device", "render", "train", "td3", "replay", "evaluate", "vae",
                        "image_agents", METHOD],
             "outs": [_s(image_run / paths.POLICY), _s(image_run / paths.RUN_VAE), _s(image_run / paths.CURVE)],
         },
@@ -101,7 +102,7 @@ def stages(envs: list[str], methods: list[str], views: dict[str, str]) -> dict:
                    f"--out {paths.evaluation(ENV, METHOD, 'csv')} --quiet",
             "deps": [f"envs/{ENV}.yaml", _s(paths.runs(ENV, METHOD)), "src/visgoal/evaluation.py",
                      "src/visgoal/agents", "src/visgoal/envs"],
-            "params": ["profile", "seeds", "render", "evaluate"],
+            "params": ["profile", "device", "seeds", "render", "evaluate"],
             "outs": [_s(paths.evaluation(ENV, METHOD, "csv")), _s(paths.evaluation(ENV, METHOD, "png"))],
             "metrics": [_s(paths.evaluation(ENV, METHOD, "json"))],
         },

@@ -16,12 +16,13 @@ rule train_td3:
     benchmark:
         logged("{env}/td3/train_seed{seed}")[1]
     params:
-        settings=lambda w: settings("train", "td3", "replay", "evaluate", env=w.env),
+        settings=lambda w: settings("device", "train", "td3", "replay", "evaluate", env=w.env),
         run=lambda w, output: os.path.dirname(output.policy),
     threads: 1
     resources:
         mem_mb=4096,
         runtime=240,
+        gpu=GPU,
     conda:
         CONDA_ENV
     shell:
@@ -47,14 +48,14 @@ rule train_image:
         method=LATENT_METHODS,
     params:
         settings=lambda w: settings(
-            "render", "train", "td3", "replay", "evaluate", "vae", "image_agents", w.method, env=w.env
+            "device", "render", "train", "td3", "replay", "evaluate", "vae", "image_agents", w.method, env=w.env
         ),
         run=lambda w, output: os.path.dirname(output.policy),
     threads: 1
     resources:
         mem_mb=8192,
         runtime=480,
-        gpu=0,  # a GPU would help (VAE encoding and fine-tuning); see workflow/profiles/slurm
+        gpu=GPU,
     conda:
         CONDA_ENV
     shell:
@@ -77,14 +78,14 @@ rule train_pixels:
         method=PIXEL_METHODS,
     params:
         settings=lambda w: settings(
-            "render", "train", "td3", "replay", "evaluate", "image_agents", w.method, env=w.env
+            "device", "render", "train", "td3", "replay", "evaluate", "image_agents", w.method, env=w.env
         ),
         run=lambda w, output: os.path.dirname(output.policy),
     threads: 1
     resources:
         mem_mb=8192,
         runtime=1440,
-        gpu=0,  # its convolutional encoder would gain the most from one
+        gpu=GPU,  # its convolutional encoder gains the most from one
     conda:
         CONDA_ENV
     shell:
@@ -106,12 +107,13 @@ rule evaluate:
     benchmark:
         logged("{env}/{method}/evaluate")[1]
     params:
-        settings=lambda w: settings("seeds", "render", "evaluate", env=w.env),
+        settings=lambda w: settings("device", "seeds", "render", "evaluate", env=w.env),
         runs=lambda w, input: os.path.dirname(os.path.dirname(input[0])),  # <runs>/seed<k>/policy.pt
     threads: PARAMS["speed"]["processes"]  # the processes sharing its episodes
     resources:
         mem_mb=4096,
         runtime=60,
+        gpu=GPU,
     conda:
         CONDA_ENV
     shell:

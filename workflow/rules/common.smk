@@ -4,6 +4,7 @@ import sys
 from visgoal import paths
 from visgoal.agents import view_kind
 from visgoal.config import load_params
+from visgoal.device import requests_gpu
 
 # Every stage is `python -m visgoal <sub-command> ...`, literally the `cmd` of its dvc.yaml stage.
 # `python` is whatever comes first on PATH: the conda env of the rule under `--sdm conda`, otherwise
@@ -21,6 +22,10 @@ SEEDS = PARAMS["seeds"]
 VIEWS = {method: view_kind(method, PARAMS) for method in METHODS}
 LATENT_METHODS = "|".join(m for m in METHODS if VIEWS[m] == "latent") or "(?!)"
 PIXEL_METHODS = "|".join(m for m in METHODS if m != "td3" and VIEWS[m] != "latent") or "(?!)"  # no VAE
+
+# A GPU for each job that runs torch or renders, where `device` is one (cuda, cuda:N; auto where this
+# machine has one): the `gpu` resource, which the SLURM executor asks sbatch for (--gpus). Nothing on a CPU.
+GPU = int(requests_gpu(PARAMS["device"]))
 
 # The conda environment of every rule (workflow/envs/visgoal.yaml, pinned like pyproject.toml).
 CONDA_ENV = "../envs/visgoal.yaml"

@@ -10,11 +10,12 @@ rule dataset:
     benchmark:
         logged("{env}/dataset")[1]
     params:
-        settings=lambda w: settings("render", "dataset", env=w.env),
+        settings=lambda w: settings("device", "render", "dataset", env=w.env),
     threads: PARAMS["speed"]["processes"]  # the processes making its frames
     resources:
         mem_mb=2048,
         runtime=60,
+        gpu=GPU,  # its pictures from the renderer the agents will see through
     conda:
         CONDA_ENV
     shell:

@@ -13,12 +13,12 @@ rule train_vae:
     benchmark:
         logged("{env}/train_vae")[1]
     params:
-        settings=lambda w: settings("vae", env=w.env),
+        settings=lambda w: settings("device", "vae", env=w.env),
     threads: 2
     resources:
         mem_mb=8192,
         runtime=240,
-        gpu=0,  # a GPU would help; train-vae runs on the CPU for now (see workflow/profiles/slurm)
+        gpu=GPU,
     conda:
         CONDA_ENV
     shell:
