@@ -24,7 +24,7 @@ from visgoal.envs import load_spec
 from visgoal.agents.policy import Policy
 from visgoal.agents.views import StateView
 from visgoal.envs.core import Step
-from visgoal.evaluation import run_episode
+from visgoal.evaluation import run_episode, run_episodes
 from visgoal.cli import main
 from visgoal.config import load_params
 from visgoal.tracking import experiment_name
@@ -102,9 +102,51 @@ def test_reached_counts_any_step_after_the_first_action_and_success_only_the_las
     assert seen == [(distances[0], None)] + [(d, [0.0, 0.0]) for d in distances[1:]]
 
 
+def test_episodes_stepped_together_end_on_their_own_and_match_one_at_a_time():
+    """run_episodes steps a batch of envs with one actor call per step for those still running: an
+    episode cut by its time limit or ended by a fall leaves the batch, the others go on, and each
+    episode's result is the one it has alone."""
+    def step(d, last, fall=False):
+        return Step(image=None, goal_image=None, state=np.full(2, d), achieved_goal=np.zeros(2),
+                    desired_goal=np.zeros(2), distance=d, success=d < 0.45, reward=-d, truncated=last and not fall,
+                    terminated=last and fall)
+
+    scripts = {0: ([1.0, 0.8, 0.5, 0.3], False), 1: ([0.9, 0.2], True), 2: ([0.7, 0.6, 0.1], False)}
+
+    class Scripted:
+        def reset(self, seed):
+            distances, fall = scripts[seed]
+            self.steps = iter(step(d, i == len(distances) - 1, fall) for i, d in enumerate(distances))
+            return next(self.steps)
+
+        def step(self, action):
+            return next(self.steps)
+
+    class Still(torch.nn.Module):
+        action_scale, action_bias = torch.ones(2), torch.zeros(2)
+        batches: list[int] = []
+
+        def forward(self, x):
+            self.batches.append(len(x))
+            return torch.zeros(len(x), 2) + x[:, :1]  # each row's own action: its state's distance
+
+    actor = Still()
+    seen = []
+    together = run_episodes([Scripted(), Scripted(), Scripted()], StateView(True, 2, 2), Policy(actor), [0, 1, 2],
+                            watch=lambda k, s, action: seen.append((k, s.distance)))
+    assert actor.batches == [3, 2, 1]
+    alone = [run_episode(Scripted(), StateView(True, 2, 2), Policy(Still()), seed=seed) for seed in (0, 1, 2)]
+    assert together == alone
+    assert [r["steps"] for r in together] == [3, 1, 2] and [r["success"] for r in together] == [True, True, True]
+    assert sorted(seen) == sorted((k, d) for k, (distances, _) in scripts.items() for d in distances)
+    with pytest.raises(ValueError, match="3 episodes need as many envs, got 2"):
+        run_episodes([Scripted(), Scripted()], StateView(True, 2, 2), Policy(Still()), [0, 1, 2])
+
+
 def test_evaluation_is_deterministic_whichever_process_runs_an_episode(workdir):
-    """speed.processes deals the protocol's episodes out to processes: the same files, byte for byte,
-    with the pictured episodes split between them (pictures are made where their episode runs)."""
+    """speed.processes deals the protocol's groups of episodes (`evaluate.batch`) out to processes: the
+    same files, byte for byte, with the pictured episodes split between them (pictures are made where
+    their episode runs)."""
     run = workdir / "fetch_reach" / "td3"
     if not (run / "seed0" / "policy.pt").is_file():
         assert main(["train", "--env", "fetch_reach", "--method", "td3", "--profile", "smoke", "--quiet",
@@ -114,7 +156,8 @@ def test_evaluation_is_deterministic_whichever_process_runs_an_episode(workdir):
         out = workdir / f"det{i}" / "td3_eval.csv"
         assert main(["evaluate", "--env", "fetch_reach", "--method", "td3", "--profile", "smoke", "--quiet",
                      "--runs", str(run), "--out", str(out), "--set", "evaluate.episodes=5",
-                     "--set", "evaluate.picture_episodes=3", "--set", f"speed.processes={processes}"]) == 0
+                     "--set", "evaluate.picture_episodes=3", "--set", "evaluate.batch=2",
+                     "--set", f"speed.processes={processes}"]) == 0
         files.append([out.with_suffix(suffix).read_bytes() for suffix in (".csv", ".json", ".png")])
     assert len(files[0][0].splitlines()) == 1 + 5
     assert files[0] == files[1], "the same run twice"

@@ -32,34 +32,73 @@ def episode_seed(eval_seed: int, episode: int) -> int:
 
 
 def run_episode(env, view, policy, seed: int, frames: bool = False, watch=None) -> dict:
-    """One deterministic episode from the fixed reset `seed`. With frames, the env must render images.
-    `watch(step, action)`, if given, sees the reset (action None) and every step after its action: a
-    diagnostic's window on the protocol's own episodes (benchmarks/episode_speeds.py)."""
-    step = env.reset(seed=seed)
-    view.reset()
-    policy.reset(seed)
-    obs, achieved = view.observe(step)
-    goal = view.goal(step)
-    first = step.image if frames else None
-    total, steps, min_distance, reached = 0.0, 0, step.distance, False
+    """One deterministic episode from the fixed reset `seed` (`run_episodes` with one env). With
+    frames, the env must render images. `watch(step, action)`, if given, sees the reset (action
+    None) and every step after its action: a diagnostic's window on the protocol's own episodes
+    (benchmarks/episode_speeds.py)."""
+    return run_episodes([env], view, policy, [seed], {0} if frames else (),
+                        watch=(lambda k, step, action: watch(step, action)) if watch else None)[0]
+
+
+def run_episodes(envs: list, view, policy, seeds: list[int], frames=(), watch=None) -> list[dict]:
+    """Deterministic episodes from the fixed resets `seeds`, one per env of `envs`, stepped
+    together: each step encodes every running episode's picture in one call (`view.codes`) and
+    asks the policy for all of their actions in one (`policy.act`). An episode ends on its own (its
+    time limit, or an absorbing end such as a fall); the others go on without it. The episodes
+    whose index is in `frames` keep their first frame, final frame and goal image.
+
+    Each episode's numbers are a function of the group it ran in: a batch computes the same maths
+    as single rows up to floating-point order. `watch(k, step, action)` sees episode k's reset and
+    every step after its action."""
+    if len(seeds) > len(envs):
+        raise ValueError(f"{len(seeds)} episodes need as many envs, got {len(envs)}")
+    envs = envs[: len(seeds)]
+    views = [view.for_episode() for _ in seeds]
+    policy.reset(seeds)
+    steps = [env.reset(seed=seed) for env, seed in zip(envs, seeds)]
+    goals = _each(views, steps, "goal", view.codes([step.goal_image for step in steps]))
+    observed = _each(views, steps, "observe", view.codes([step.image for step in steps]))
+    obs = [o for o, _ in observed]
+    results = [{"first": step.image if k in frames else None, "total": 0.0, "steps": 0,
+                "min_distance": step.distance, "reached": False, "achieved": achieved}
+               for k, (step, (_, achieved)) in enumerate(zip(steps, observed))]
     if watch:
-        watch(step, None)
-    while not (step.terminated or step.truncated):
-        action = policy.env_action(policy(obs, goal))
-        step = env.step(action)
-        if watch:
-            watch(step, action)
-        obs, achieved = view.observe(step)
-        total += view.reward(step)
-        steps += 1
-        min_distance = min(min_distance, step.distance)
-        reached = reached or bool(step.success)
-    result = {"final_distance": step.distance, "success": bool(step.success), "reached": reached,
-              "min_distance": min_distance, "latent_distance": view.latent_distance(achieved, goal),
-              "return": total, "steps": steps}
-    if frames:
-        result["frames"] = [first, step.image, step.goal_image]
-    return result
+        for k, step in enumerate(steps):
+            watch(k, step, None)
+    running = [k for k, step in enumerate(steps) if not (step.terminated or step.truncated)]
+    while running:
+        actions = policy.act(np.stack([obs[k] for k in running]), np.stack([goals[k] for k in running]))
+        for k, action in zip(running, actions):
+            steps[k] = envs[k].step(policy.env_action(action))
+            if watch:
+                watch(k, steps[k], action)
+        ran = [steps[k] for k in running]
+        for k, step, (o, achieved) in zip(running, ran, _each([views[k] for k in running], ran, "observe",
+                                                                view.codes([step.image for step in ran]))):
+            obs[k], result = o, results[k]
+            result["achieved"] = achieved
+            result["total"] += views[k].reward(step)
+            result["steps"] += 1
+            result["min_distance"] = min(result["min_distance"], step.distance)
+            result["reached"] = result["reached"] or bool(step.success)
+        running = [k for k in running if not (steps[k].terminated or steps[k].truncated)]
+    out = []
+    for k, (step, result) in enumerate(zip(steps, results)):
+        row = {"final_distance": step.distance, "success": bool(step.success), "reached": result["reached"],
+               "min_distance": result["min_distance"],
+               "latent_distance": views[k].latent_distance(result["achieved"], goals[k]),
+               "return": result["total"], "steps": result["steps"]}
+        if k in frames:
+            row["frames"] = [result["first"], step.image, step.goal_image]
+        out.append(row)
+    return out
+
+
+def _each(views: list, steps: list, what: str, codes) -> list:
+    """`view.observe(step, code)` (or `goal`) of each episode's view, with its row of the batch's
+    codes (None where the view has no model to encode with)."""
+    return [getattr(view, what)(step, None if codes is None else codes[k]) for k, (view, step) in
+            enumerate(zip(views, steps))]
 
 
 def evaluate_policy(env, view, policy, episodes: int, eval_seed: int) -> list[dict]:

@@ -11,6 +11,7 @@ visgoal.paths'. The work itself lives below: data/, vae/, agents/, evaluation.py
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import time
@@ -98,7 +99,8 @@ def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, e
              runs: Path | None = None, vae: Path | None = None, progress: bool = True) -> Path:
     """Every seed's policy on the protocol's fixed episodes: `<method>_eval.csv` (a row per seed and
     episode), `.json` (the summary over seeds) and `.png` (first frame, final frame, goal image).
-    `speed.processes` processes share the episodes; each episode is the same whoever runs it."""
+    Each seed's episodes run in groups of `evaluate.batch`, stepped together (`run_episodes`), and
+    `speed.processes` processes share the groups; each group is the same whoever runs it."""
     from tqdm import tqdm
 
     from visgoal.agents import load_policy
@@ -122,12 +124,14 @@ def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, e
         log_renderer(device)
     protocol = partial(protocol_episodes, env, params["render"]["image_size"], runs, vae, eval_seed, pictured,
                        device=device)
+    groups = [[(seed, i) for i in range(start, min(start + cfg["batch"], cfg["episodes"]))]
+              for seed in seeds for start in range(0, cfg["episodes"], cfg["batch"])]
     results = {}
     with tqdm(total=len(episodes), desc=f"evaluate {env}/{method}", disable=not progress) as bar:
         def keep(item):
-            results.update([item])
-            bar.update()
-        share_out(protocol, deal(episodes, params["speed"]["processes"]), keep)
+            results.update(item)
+            bar.update(len(item))
+        share_out(protocol, deal(groups, params["speed"]["processes"]), keep)
 
     unit = load_spec(env).distance_unit
     rows, pictures, captions = [], [], []
@@ -159,26 +163,32 @@ def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, e
 
 
 def protocol_episodes(env_name: str, image_size: int, runs: Path, vae: Path | None, eval_seed: int,
-                      pictured: frozenset, episodes: list[tuple[int, int]], device: str = "cpu"):
-    """Yield ((seed, i), result) for each of the protocol's `episodes`, (seed, episode) pairs, in
-    one env, with each seed's policy from `runs`/seed<k> (through `vae` if given, else its own) acting
-    on `device`; the episodes in `pictured` keep their frames. Any process gives the same results."""
+                      pictured: frozenset, groups: list[list[tuple[int, int]]], device: str = "cpu"):
+    """Yield {(seed, i): result} for each group of the protocol's episodes, (seed, episode) pairs of
+    one seed, stepped together in as many envs as the largest group has, with each seed's policy from
+    `runs`/seed<k> (through `vae` if given, else its own) acting on `device`; the episodes in
+    `pictured` keep their frames. Any process gives the same results."""
     import torch
 
     from visgoal.agents import load_policy
     from visgoal.envs import make_env
-    from visgoal.evaluation import episode_seed, run_episode
+    from visgoal.evaluation import episode_seed, run_episodes
 
     torch.set_num_threads(1)
     prepare(device)  # a spawned process has its own torch: CUDA's determinism flags again
     policies = {seed: load_policy(paths.seed_dir(runs, seed), vae, device)[:2]
-                for seed in sorted({s for s, _ in episodes})}
+                for seed in sorted({s for group in groups for s, _ in group})}
     needs_images = any(view.needs_images for view, _ in policies.values())
-    with make_env(env_name, image_size=image_size, render_images=needs_images or bool(pictured)) as env:
-        for seed, i in episodes:
-            view, policy = policies[seed]
-            env.render_images = needs_images or (seed, i) in pictured  # the sim is unaffected by rendering
-            yield (seed, i), run_episode(env, view, policy, episode_seed(eval_seed, i), frames=(seed, i) in pictured)
+    with contextlib.ExitStack() as stack:
+        envs = [stack.enter_context(make_env(env_name, image_size=image_size, render_images=needs_images or bool(pictured)))
+                for _ in range(max(map(len, groups), default=0))]
+        for group in groups:
+            view, policy = policies[group[0][0]]
+            for env, episode in zip(envs, group):
+                env.render_images = needs_images or episode in pictured  # the sim is unaffected by rendering
+            results = run_episodes(envs, view, policy, [episode_seed(eval_seed, i) for _, i in group],
+                                   frames={k for k, episode in enumerate(group) if episode in pictured})
+            yield dict(zip(group, results))
 
 
 def log_evaluation(env, method, params, per_seed, metas, picture, out_csv) -> None:

@@ -34,11 +34,16 @@ class Policy:
         self._action_scale = actor.action_scale.cpu().numpy()  # Actor.to_env in numpy, converted once
         self._action_bias = actor.action_bias.cpu().numpy()
 
-    def reset(self, seed: int | None = None) -> None:
-        """Start an episode; a seed (evaluation) makes its sampled candidates the same every time."""
+    def reset(self, seed: "int | list[int] | None" = None) -> None:
+        """Start an episode, or a batch of them (`act`) from a list of seeds; a seed (evaluation)
+        makes an episode's sampled candidates the same every time, each from its own generator."""
         self.t = 0
-        if seed is not None:
-            self.generator.manual_seed(seed)
+        if seed is None:
+            return
+        seeds = [seed] if isinstance(seed, int) else list(seed)
+        self.generator.manual_seed(seeds[0])
+        self._generators = [self.generator] + [torch.Generator(device=self.generator.device).manual_seed(s)
+                                               for s in seeds[1:]]
 
     def skip(self) -> None:
         """A step acted by something else (the random warm-up actions): the countdown moves on."""
@@ -61,6 +66,24 @@ class Policy:
             goal = torch.as_tensor(goal, dtype=torch.float32, device=self.device)[None]
             return self.select(x, goal, self.generator)[0].cpu().numpy()
         return self.actor(x)[0].cpu().numpy()
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """The deterministic actions (n, action_dim) of a batch of episodes that started together
+        (`reset` with their seeds): one actor call for all of them; with `select`, one call per
+        episode, each with its episode's generator. Advances the episodes' step count."""
+        tau = self.tau()
+        parts = [obs, goals] if tau is None else [obs, goals, np.full((len(obs), 1), tau / max(self.tau_max, 1))]
+        x = torch.as_tensor(np.concatenate(parts, axis=1), dtype=torch.float32, device=self.device)
+        self.t += 1
+        if self.select is None:
+            return self.actor(x).cpu().numpy()
+        goals = torch.as_tensor(goals, dtype=torch.float32, device=self.device)
+        generators = getattr(self, "_generators", [self.generator])
+        if len(generators) < len(x):
+            raise ValueError(f"{len(x)} episodes but {len(generators)} were started: reset with their seeds")
+        return np.concatenate([self.select(x[k : k + 1], goals[k : k + 1], generators[k]).cpu().numpy()
+                               for k in range(len(x))])
 
     def env_action(self, action: np.ndarray) -> np.ndarray:
         """An action in [-1, 1] scaled into the env's box."""

@@ -19,6 +19,7 @@ each episode's start.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,18 @@ class View:
 
     def reset(self) -> None:
         """An episode begins: nothing to forget."""
+
+    def for_episode(self) -> "View":
+        """A view of its own for one episode among several run together (`run_episodes`): the
+        same model, its own episode's state."""
+        view = copy.copy(self)
+        view.reset()
+        return view
+
+    def codes(self, images: list) -> "np.ndarray | None":
+        """What `observe` and `goal` compute from pictures, for a batch of them in one call (the
+        latents); None for a view with no model."""
+        return None
 
     def latent_distance(self, achieved: np.ndarray, goal: np.ndarray) -> str:
         return ""  # no latent space
@@ -73,11 +86,11 @@ class StateView(View):
         self.obs_dim, self.goal_dim = obs_dim, goal_dim if goal_conditioned else 0
         self.obs_shape = (self.obs_dim,)
 
-    def observe(self, step) -> tuple[np.ndarray, np.ndarray]:
-        """(agent observation, achieved goal) of a step."""
+    def observe(self, step, code=None) -> tuple[np.ndarray, np.ndarray]:
+        """(agent observation, achieved goal) of a step (`code`: `codes`' row, which it has none of)."""
         return step.state, step.achieved_goal if self.goal_conditioned else np.zeros(0, np.float32)
 
-    def goal(self, step) -> np.ndarray:
+    def goal(self, step, code=None) -> np.ndarray:
         return step.desired_goal if self.goal_conditioned else np.zeros(0, np.float32)
 
     def reward(self, step) -> float:
@@ -198,15 +211,21 @@ class LatentView(View):
     def encode(self, images: np.ndarray) -> np.ndarray:
         return self.vae.encode(images)
 
-    def observe(self, step) -> tuple[np.ndarray, np.ndarray]:
-        z = self.encode(step.image[None])[0]
+    def codes(self, images: list) -> np.ndarray:
+        # One picture goes in as `observe` sends it (a view with a batch stride of 0), for the same
+        # convolution path and so the same latent to the last bit; a stack is a batch of its own.
+        return self.encode(images[0][None] if len(images) == 1 else np.stack(images))
+
+    def observe(self, step, code=None) -> tuple[np.ndarray, np.ndarray]:
+        """`code`: the picture's latent, if a batch's `codes` made it."""
+        z = self.encode(step.image[None])[0] if code is None else code
         self.past = (self.past + [z])[-self.frames:]
         return self.episode_observations(np.stack(self.past))[-1], z
 
-    def goal(self, step) -> np.ndarray:
-        """The latent of the episode's goal image, encoded once per episode."""
+    def goal(self, step, code=None) -> np.ndarray:
+        """The latent of the episode's goal image, encoded once per episode (`code`: made already)."""
         if self.goal_z is None:
-            self.goal_z = self.encode(step.goal_image[None])[0]
+            self.goal_z = self.encode(step.goal_image[None])[0] if code is None else code
         return self.goal_z
 
     def reward(self, step) -> float:
@@ -265,10 +284,10 @@ class PixelView(View):
         self.obs_shape = (image_size, image_size, 3)
         self.obs_dim = self.goal_dim = int(np.prod(self.obs_shape))
 
-    def observe(self, step) -> tuple[np.ndarray, np.ndarray]:
+    def observe(self, step, code=None) -> tuple[np.ndarray, np.ndarray]:
         return step.image, step.image
 
-    def goal(self, step) -> np.ndarray:
+    def goal(self, step, code=None) -> np.ndarray:
         return step.goal_image
 
     def reward(self, step) -> float:
