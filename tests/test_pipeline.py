@@ -541,6 +541,13 @@ def test_dvc_repro_after_a_full_run_changes_nothing(smoke_runs):
 
 
 @E2E
+def test_git_does_not_ignore_dvc_lock():
+    """DVC refuses to read or write a dvc.lock that Git ignores (FileIsGitIgnored): `make run`'s record
+    of what it built would then fail at the very end, in a clone (the copies above have no Git)."""
+    result = subprocess.run(["git", "check-ignore", "-q", "dvc.lock"], cwd=ROOT, capture_output=True)
+    assert result.returncode == 1, "Git ignores dvc.lock: take it out of .gitignore"
+
+
 def test_dvc_records_what_snakemake_built_and_a_changed_parameter_reruns_its_readers(smoke_runs):
     """Right after the Snakemake run, `dvc status` says everything is up to date (its onsuccess wrote
     dvc.lock); a changed parameter then lists exactly the stages that read its section."""
