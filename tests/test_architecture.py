@@ -25,7 +25,7 @@ LAYERS = [
     ["visgoal.agents.tdm", "visgoal.agents.crl"],
     ["visgoal.agents.rig"],
     ["visgoal.agents.td3"],
-    ["visgoal.agents.base", "visgoal.agents.actor", "visgoal.agents.encoders"],   # the interface, the shared parts
+    ["visgoal.agents.base", "visgoal.agents.actor", "visgoal.agents.encoders", "visgoal.teachers"],   # the interface, the shared parts, the scripted teachers
     ["visgoal.agents.policy", "visgoal.agents.views"],
     ["visgoal.agents.replay", "visgoal.agents.networks"],
     ["visgoal.evaluation"],
