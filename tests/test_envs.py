@@ -392,8 +392,8 @@ def test_camera_views_sit_side_by_side():
     side = {**front, "azimuth": front["azimuth"] + 90.0}
     with ImageGoalEnv(dataclasses.replace(spec, camera=[front, side]), image_size=32) as env:
         env.reset(seed=5)
-        both = FastRenderer(env.model, 32, 32, [front, side]).render(env.data)
-        twice = FastRenderer(env.model, 32, 32, [front, front]).render(env.data)
+        both = FastRenderer(env.model, 32, 32, [front, side], detail=spec.render_detail).render(env.data)
+        twice = FastRenderer(env.model, 32, 32, [front, front], detail=spec.render_detail).render(env.data)
         assert np.array_equal(env.render(), both)
     assert np.array_equal(both[:, :16], twice[:, :16]), "the left view is the front camera's alone"
     assert np.array_equal(twice[:, :16], twice[:, 16:]), "the same camera fills both halves alike"
