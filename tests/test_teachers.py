@@ -130,3 +130,26 @@ def test_an_env_without_a_teacher_is_refused():
     with make_env("inverted_pendulum", render_images=False) as env:
         with pytest.raises(ValueError, match="no scripted teacher for 'inverted_pendulum'"):
             make_teacher(env)
+
+
+def test_evaluate_method_teacher_writes_the_protocols_files_with_no_runs(workdir):
+    """`visgoal evaluate --method teacher`: no training and no runs to read; the smoke profile's
+    protocol episodes as one seed, each a success, in `teacher_eval.csv` and its summary. Runs, a VAE
+    or seeds asked of it are refused in one line, and leave nothing behind."""
+    import json
+
+    from visgoal.cli import main
+
+    out = workdir / "teacher" / "teacher_eval.csv"
+    assert main(["evaluate", "--env", "franka_kitchen", "--method", "teacher", "--profile", "smoke", "--quiet",
+                 "--out", str(out)]) == 0
+    rows = out.read_text().splitlines()
+    assert rows[0].split(",") == list(COLUMNS)
+    assert len(rows) == 1 + load_params(profile="smoke")["evaluate"]["episodes"]
+    assert all(row.split(",")[2] == "0" and row.split(",")[5] == "True" for row in rows[1:])  # seed 0, success
+    assert json.loads(out.with_suffix(".json").read_text())["success_rate"] == 1.0
+    refused = workdir / "refused" / "teacher_eval.csv"
+    for extra in (["--runs", str(workdir)], ["--seeds", "1"]):
+        assert main(["evaluate", "--env", "franka_kitchen", "--method", "teacher", "--profile", "smoke", "--quiet",
+                     "--out", str(refused), *extra]) != 0
+    assert not refused.exists()

@@ -34,13 +34,17 @@ def _common(parser: argparse.ArgumentParser, out_help: str) -> None:
 
 
 class _Methods:
-    """The agents' names (visgoal.agents.AGENTS), read when argparse checks a --method or prints a
-    sub-command's help, not before: the agents import torch, which `visgoal --help` need not wait for."""
+    """The agents' names (visgoal.agents.AGENTS), and `extra` ones, read when argparse checks a --method
+    or prints a sub-command's help, not before: the agents import torch, which `visgoal --help` need
+    not wait for."""
+
+    def __init__(self, *extra: str):
+        self.extra = extra
 
     def __iter__(self):
         from visgoal.agents import AGENTS
 
-        return iter(AGENTS)
+        return iter([*AGENTS, *self.extra])
 
     def __contains__(self, method) -> bool:
         return method in list(self)
@@ -68,8 +72,8 @@ def _env(parser: argparse.ArgumentParser) -> None:
                         help=f"environment: {', '.join(envs) or 'none found'} (the files envs/<name>.yaml)")
 
 
-def _method(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--method", required=True, choices=_Methods(), metavar="METHOD",
+def _method(parser: argparse.ArgumentParser, what: str, *extra: str) -> None:
+    parser.add_argument("--method", required=True, choices=_Methods(*extra), metavar="METHOD",
                         help=f"the agent {what}: %(choices)s")
 
 
@@ -261,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="evaluate every seed of a method on the fixed episode set")
     _env(p)
-    _method(p, "to evaluate")
+    _method(p, "to evaluate (teacher: the env's scripted teacher, which needs no training)", "teacher")
     p.add_argument("--seeds", type=_at_least(0), nargs="+", default=None, help="seeds (default: params 'seeds')")
     p.add_argument("--eval-seed", type=_at_least(0), default=None, help="seed of the fixed (initial state, goal) set")
     p.add_argument("--runs", type=Path, default=None, help="directory of seed<k>/ runs (default: results/<env>/<method>)")

@@ -95,6 +95,9 @@ def train(env: str, method: str, seed: int, out: Path, params: Params, vae: Path
 
 
 # --- evaluate -----------------------------------------------------------------------------
+TEACHER = "teacher"  # `evaluate --method teacher`: the env's scripted teacher (visgoal.teachers), no training
+
+
 def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, eval_seed: int | None = None,
              runs: Path | None = None, vae: Path | None = None, progress: bool = True) -> Path:
     """Every seed's policy on the protocol's fixed episodes: `<method>_eval.csv` (a row per seed and
@@ -112,18 +115,24 @@ def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, e
     check_writable(out_csv)
     params = use_device(params)
     cfg, device = params["evaluate"], params["device"]  # where the policies act
-    seeds = list(seeds or params["seeds"])
     eval_seed = cfg["eval_seed"] if eval_seed is None else eval_seed
-    runs = Path(runs) if runs else paths.runs(env, method, paths.root(params.profile))
     out_csv = Path(out_csv)
-    metas = {seed: load_policy(paths.seed_dir(runs, seed), vae)[2] for seed in seeds}  # a bad run fails here, first
+    if method == TEACHER:  # scripted, no training: one deterministic set of episodes, seed 0
+        if runs or vae or (seeds and list(seeds) != [0]):
+            raise ValueError("the teacher is scripted: it reads no runs and no VAE and has one seed; "
+                             "drop --runs, --vae and --seeds")
+        seeds, metas = [0], {0: {"view": {"kind": TEACHER}}}
+    else:
+        seeds = list(seeds or params["seeds"])
+        runs = Path(runs) if runs else paths.runs(env, method, paths.root(params.profile))
+        metas = {seed: load_policy(paths.seed_dir(runs, seed), vae)[2] for seed in seeds}  # a bad run fails here
 
     episodes = [(seed, i) for seed in seeds for i in range(cfg["episodes"])]
     pictured = frozenset((seeds[0], i) for i in range(min(cfg["picture_episodes"], cfg["episodes"])))
     if pictured or any(meta["view"]["kind"] != "state" for meta in metas.values()):  # it renders
         log_renderer(device)
     protocol = partial(protocol_episodes, env, params["render"]["image_size"], runs, vae, eval_seed, pictured,
-                       device=device)
+                       device=device, teacher=method == TEACHER)
     groups = [[(seed, i) for i in range(start, min(start + cfg["batch"], cfg["episodes"]))]
               for seed in seeds for start in range(0, cfg["episodes"], cfg["batch"])]
     results = {}
@@ -162,12 +171,14 @@ def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, e
     return out_csv
 
 
-def protocol_episodes(env_name: str, image_size: int, runs: Path, vae: Path | None, eval_seed: int,
-                      pictured: frozenset, groups: list[list[tuple[int, int]]], device: str = "cpu"):
+def protocol_episodes(env_name: str, image_size: int, runs: Path | None, vae: Path | None, eval_seed: int,
+                      pictured: frozenset, groups: list[list[tuple[int, int]]], device: str = "cpu",
+                      teacher: bool = False):
     """Yield {(seed, i): result} for each group of the protocol's episodes, (seed, episode) pairs of
     one seed, stepped together in as many envs as the largest group has, with each seed's policy from
-    `runs`/seed<k> (through `vae` if given, else its own) acting on `device`; the episodes in
-    `pictured` keep their frames. Any process gives the same results."""
+    `runs`/seed<k> (through `vae` if given, else its own) acting on `device`, or with the env's
+    scripted teacher (`teacher`); the episodes in `pictured` keep their frames. Any process gives
+    the same results."""
     import torch
 
     from visgoal.agents import load_policy
@@ -176,14 +187,18 @@ def protocol_episodes(env_name: str, image_size: int, runs: Path, vae: Path | No
 
     torch.set_num_threads(1)
     prepare(device)  # a spawned process has its own torch: CUDA's determinism flags again
-    policies = {seed: load_policy(paths.seed_dir(runs, seed), vae, device)[:2]
-                for seed in sorted({s for group in groups for s, _ in group})}
+    policies = {} if teacher else {seed: load_policy(paths.seed_dir(runs, seed), vae, device)[:2]
+                                   for seed in sorted({s for group in groups for s, _ in group})}
     needs_images = any(view.needs_images for view, _ in policies.values())
     with contextlib.ExitStack() as stack:
         envs = [stack.enter_context(make_env(env_name, image_size=image_size, render_images=needs_images or bool(pictured)))
                 for _ in range(max(map(len, groups), default=0))]
+        if teacher:
+            from visgoal.teachers import teacher_agent
+
+            scripted = teacher_agent(envs)  # reads each env's simulator; acts through its actions
         for group in groups:
-            view, policy = policies[group[0][0]]
+            view, policy = scripted if teacher else policies[group[0][0]]
             for env, episode in zip(envs, group):
                 env.render_images = needs_images or episode in pictured  # the sim is unaffected by rendering
             results = run_episodes(envs, view, policy, [episode_seed(eval_seed, i) for _, i in group],
