@@ -236,6 +236,17 @@ def test_a_backdrop_ramp_runs_between_its_two_colours():
             ImageGoalEnv(dataclasses.replace(spec, restyle={"backdrop": {**wall, "ramp": bad}}), image_size=32)
 
 
+def assert_bad_values_refused(root: Path, tmp_path: Path, env: str, key: str, bad_values) -> None:
+    """envs/<env>.yaml with each of `bad_values` as its `key` is refused: a ConfigError naming the key."""
+    (tmp_path / "envs").mkdir(exist_ok=True)
+    text = "".join(line for line in (root / "envs" / f"{env}.yaml").read_text().splitlines(True)
+                   if not line.startswith(f"{key}:"))
+    for bad in bad_values:
+        (tmp_path / "envs" / "bad.yaml").write_text(f"{text}\n{key}: {bad}\n")
+        with pytest.raises(ConfigError, match=key):
+            load_spec("bad", root=tmp_path)
+
+
 def test_antialias_averages_a_larger_picture_and_moves_a_grid_edge_in_proportion(root, tmp_path):
     """`antialias.supersample` k renders k times larger and returns each k x k block's mean,
     rounded: the same picture as a renderer k times larger, averaged by hand. On the cart-pole
@@ -277,13 +288,8 @@ def test_antialias_averages_a_larger_picture_and_moves_a_grid_edge_in_proportion
     # smoothed, it costs a third of that, and under a third of the plain picture's
     assert plain[1] > 0.7 * plain[2] and smoothed[1] < 0.4 * smoothed[2], (plain, smoothed)
     assert smoothed[1] < 0.3 * plain[1], (plain, smoothed)
-    (tmp_path / "envs").mkdir()
-    text = "".join(line for line in (root / "envs" / "inverted_pendulum.yaml").read_text().splitlines(True)
-                   if not line.startswith("antialias:"))
-    for bad in ("{supersample: 0}", "{multisample: 3}", "{blur: 1}"):
-        (tmp_path / "envs" / "bad.yaml").write_text(f"{text}\nantialias: {bad}\n")
-        with pytest.raises(ConfigError, match="antialias"):
-            load_spec("bad", root=tmp_path)
+    assert_bad_values_refused(root, tmp_path, "inverted_pendulum", "antialias",
+                              ("{supersample: 0}", "{multisample: 3}", "{blur: 1}"))
 
 
 def test_render_detail_draws_fewer_triangles_and_leaves_the_simulation_alone(root, tmp_path):
@@ -319,13 +325,8 @@ def test_render_detail_draws_fewer_triangles_and_leaves_the_simulation_alone(roo
     differences = np.stack(differences)
     assert differences.any()  # the detail is really dropped
     assert (differences > 8).mean() < 0.05 and differences.mean() < 3, (differences > 8).mean()
-    (tmp_path / "envs").mkdir()
-    text = "".join(line for line in (root / "envs" / "franka_kitchen.yaml").read_text().splitlines(True)
-                   if not line.startswith("render_detail:"))
-    for bad in ("{mesh_faces: 2}", "{slices: 2}", "{triangles: 9}"):
-        (tmp_path / "envs" / "bad.yaml").write_text(f"{text}\nrender_detail: {bad}\n")
-        with pytest.raises(ConfigError, match="render_detail"):
-            load_spec("bad", root=tmp_path)
+    assert_bad_values_refused(root, tmp_path, "franka_kitchen", "render_detail",
+                              ("{mesh_faces: 2}", "{slices: 2}", "{triangles: 9}"))
 
 
 def test_reset_is_deterministic_per_seed(env):
