@@ -20,7 +20,7 @@ LAYERS = [
     ["visgoal.cli"],
     ["visgoal.stages", "visgoal.bench", "visgoal.dvcfile"],
     ["visgoal.report"],
-    ["visgoal.agents.workspace"],
+    ["visgoal.agents.workspace", "visgoal.demos"],     # the training loop; demonstrations, recorded by a teacher or a policy
     ["visgoal.agents"],                                   # the factory: AGENTS and load_policy
     ["visgoal.agents.tdm", "visgoal.agents.crl"],
     ["visgoal.agents.rig"],

@@ -102,12 +102,22 @@ def _resolve(args: argparse.Namespace) -> Params:
 
 
 # --- the stages (visgoal.stages) -----------------------------------------------------------
+def cmd_demos(args: argparse.Namespace) -> int:
+    from visgoal.stages import demos
+
+    params = _resolve(args)
+    demos(args.env, args.out or paths.demos(args.env, paths.root(params.profile)), params, policy=args.policy,
+          progress=not args.quiet)
+    return 0
+
+
 def cmd_dataset(args: argparse.Namespace) -> int:
     from visgoal.stages import dataset
 
     params = _resolve(args)
-    dataset(args.env, args.out or paths.dataset(args.env, paths.root(params.profile)), params,
-            progress=not args.quiet)
+    root = paths.root(params.profile)
+    dataset(args.env, args.out or paths.dataset(args.env, root), params,
+            demos_path=args.demos or paths.demos(args.env, root), progress=not args.quiet)
     return 0
 
 
@@ -240,8 +250,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, help="print the version of visgoal and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<sub-command>")
 
+    p = sub.add_parser("demos", help="record demonstrations (HDF5): the env's scripted teacher, or a trained policy")
+    _env(p)
+    p.add_argument("--policy", type=Path, default=None,
+                   help="a run's policy.pt to record instead of the teacher (an env without a teacher needs one)")
+    _common(p, "output HDF5 file (default: results/<env>/demos.h5; demos.png beside it)")
+    p.set_defaults(func=cmd_demos)
+
     p = sub.add_parser("dataset", help="collect a VAE image dataset (HDF5): half goal images, half observations")
     _env(p)
+    p.add_argument("--demos", type=Path, default=None,
+                   help="demonstrations whose pictures make dataset.demo_share of the frames, where it is above 0 "
+                        "(default: results/<env>/demos.h5)")
     _common(p, "output HDF5 file (default: results/<env>/vae_dataset.h5)")
     p.set_defaults(func=cmd_dataset)
 

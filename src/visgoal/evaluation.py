@@ -26,9 +26,37 @@ COLUMNS = ("env", "method", "seed", "episode", "final_distance", "success", "rea
            "latent_distance", "return", "steps")
 
 
+SEED_BLOCK = 100003  # reset seeds per eval_seed (and per demos.seed): blocks that do not overlap
+DEMO_SEED_OFFSET = 1_000_000_000  # demonstrations reset above every evaluation block below it
+
+
 def episode_seed(eval_seed: int, episode: int) -> int:
     """The reset seed of evaluation episode `episode`: disjoint blocks per eval_seed."""
-    return eval_seed * 100003 + episode
+    return eval_seed * SEED_BLOCK + episode
+
+
+def demo_seed(seed: int, episode: int) -> int:
+    """The reset seed of demonstration `episode` recorded with `demos.seed` = `seed`: a block of its own
+    above the offset, DEMO_SEED_OFFSET + seed * 100003 + episode, away from the protocol's episodes
+    (eval seed 0), the validation seed's (1) and the dataset's reset (`dataset.seed`)."""
+    return DEMO_SEED_OFFSET + seed * SEED_BLOCK + episode
+
+
+def demo_seed_clash(demos: dict, evaluate: dict, dataset: dict) -> str | None:
+    """Why the demonstrations' reset seeds (params' `demos` section) could meet the protocol's (the
+    eval seeds 0, 1 and `evaluate.eval_seed`, `evaluate.episodes` each) or the dataset's
+    (`dataset.seed`), in one line with the fix; None when they cannot."""
+    first, last = demo_seed(demos["seed"], 0), demo_seed(demos["seed"], demos["episodes"] - 1)
+    for eval_seed in sorted({0, 1, evaluate["eval_seed"]}):
+        low, high = episode_seed(eval_seed, 0), episode_seed(eval_seed, evaluate["episodes"] - 1)
+        if low <= last and first <= high:
+            return (f"the demonstrations' reset seeds {first}..{last} (demos.seed={demos['seed']}) meet eval seed "
+                    f"{eval_seed}'s {low}..{high}: demonstrations must not be the protocol's episodes; choose "
+                    f"another demos.seed or evaluate.eval_seed")
+    if first <= dataset["seed"] <= last:
+        return (f"the demonstrations' reset seeds {first}..{last} hold dataset.seed={dataset['seed']}; choose "
+                f"another demos.seed or dataset.seed")
+    return None
 
 
 def run_episode(env, view, policy, seed: int, frames: bool = False, watch=None) -> dict:

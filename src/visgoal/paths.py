@@ -5,11 +5,12 @@ Each profile has its own tree, so that running one never overwrites another's re
 `results/<profile>/` for the others (`results/smoke/`, `results/paper/`). Below, `results/`
 is a profile's root (`root(profile)`):
 
+    results/<env>/demos.h5, demos.png                            demos (an env's teacher, or a policy)
     results/<env>/vae_dataset.h5, dataset_samples.png           dataset
     results/<env>/vae.pt, vae_metrics.json, vae_history.csv,     train-vae
                   vae_recon.png
     results/<env>/<method>/seed<k>/                              train (policy.pt, curve.csv, ...)
-    results/<env>/<method>_eval.{csv,json,png}                   evaluate
+    results/<env>/<method>_eval.{csv,json,png}                   evaluate (and teacher_eval.*: the teacher's)
     results/report/                                              report
     results/logs/..., results/benchmarks/...                     the workflow's logs and timings
 
@@ -31,6 +32,15 @@ def root(profile: str) -> Path:
 
 def env_dir(env: str, root: str | Path = RESULTS) -> Path:
     return Path(root) / env
+
+
+def demos(env: str, root: str | Path = RESULTS) -> Path:
+    """The demonstrations (visgoal.data.demos has the layout)."""
+    return env_dir(env, root) / "demos.h5"
+
+
+def demos_picture(env: str, root: str | Path = RESULTS) -> Path:
+    return env_dir(env, root) / "demos.png"
 
 
 def dataset(env: str, root: str | Path = RESULTS) -> Path:
@@ -74,6 +84,9 @@ def run_dir(env: str, method: str, seed: int | str, root: str | Path = RESULTS) 
 
 # What a training run writes into its folder (the rest of it is checkpoint.pt, its resume state).
 POLICY, CURVE, RUN_VAE, CHECKPOINT = "policy.pt", "curve.csv", "vae.pt", "checkpoint.pt"
+
+
+TEACHER = "teacher"  # `evaluate --method teacher`: an env's scripted teacher (visgoal.teachers), no runs
 
 
 def evaluation(env: str, method: str, ext: str = "csv", root: str | Path = RESULTS) -> Path:

@@ -1,12 +1,13 @@
 """The pipeline's stages, one function each: what `python -m visgoal <stage>` runs.
 
-    dataset     envs/<env>.yaml                      -> vae_dataset.h5, dataset_samples.png
+    demos       envs/<env>.yaml (or a policy.pt)     -> demos.h5, demos.png
+    dataset     envs/<env>.yaml (and demos.h5)       -> vae_dataset.h5, dataset_samples.png
     train_vae   vae_dataset.h5                       -> vae.pt, vae_metrics.json, vae_history.csv, vae_recon.png
     train       (image agents: vae.pt, its dataset)  -> <method>/seed<k>/{policy.pt, curve.csv[, vae.pt]}
     evaluate    every seed's policy.pt               -> <method>_eval.{csv,json,png}
     report      every evaluation and curve           -> report/
 Each reads only its inputs and writes only its outputs, atomically; the file names are
-visgoal.paths'. The work itself lives below: data/, vae/, agents/, evaluation.py, report.py.
+visgoal.paths'. The work itself lives below: demos.py, data/, vae/, agents/, evaluation.py, report.py.
 """
 
 from __future__ import annotations
@@ -28,27 +29,96 @@ from visgoal.files import atomic_output, check_writable
 log = logging.getLogger("visgoal")
 
 
+# --- demos --------------------------------------------------------------------------------
+def demos(env: str, out: Path, params: Params, policy: Path | None = None, progress: bool = True) -> Path:
+    """Record `demos.episodes` demonstrations of the env's scripted teacher (or of `policy`, a run's
+    policy.pt): demos.h5 (visgoal.data.demos's layout) and demos.png, a few of them; MLflow's run `demos`."""
+    from visgoal.data import write_demos
+    from visgoal.data.dataset import package_versions
+    from visgoal.demos import demo_source, picture_rows, record_demos
+    from visgoal.envs import load_spec
+    from visgoal.evaluation import demo_seed_clash
+    from visgoal.figures import save_labelled_grid
+
+    cfg = params["demos"]
+    if clash := demo_seed_clash(cfg, params["evaluate"], params["dataset"]):
+        raise ValueError(clash)
+    out = Path(out)
+    picture = out.with_name(paths.demos_picture(env).name)
+    check_writable(out)
+    check_writable(picture)
+    params = use_device(params)
+    view, acting, source = demo_source(env, policy, params["device"])  # a bad source fails here, at once
+    log_renderer(params["device"])
+    start, outcomes = time.perf_counter(), []
+
+    def episodes():
+        for episode in record_demos(env, params, view, acting, progress=progress):
+            outcomes.append((len(episode["actions"]), episode["success"]))
+            yield episode
+
+    spec = load_spec(env)
+    write_demos(out, episodes(), cfg["episodes"],
+                {"env": env, "gym_id": spec.gym_id, "source": source, "seed": cfg["seed"],
+                 "image_size": spec.image_size or params["render"]["image_size"], "versions": package_versions(),
+                 "params": {"profile": params.profile, "demos": cfg, "render": params["render"]}})
+    seconds = time.perf_counter() - start
+    steps, success = sum(n for n, _ in outcomes), float(np.mean([ok for _, ok in outcomes]))
+    log.info("%d demonstrations (%s) in %.1f s: %d steps, success %.2f, %.1f MB", len(outcomes), source, seconds,
+             steps, success, out.stat().st_size / 1e6)
+    rows, labels = picture_rows(out)
+    save_labelled_grid(rows, picture, f"{env}: demonstrations of the {source.split(':')[0]} (seed {cfg['seed']}, noise "
+                       f"{cfg['noise']}): {len(outcomes)} episodes, success {success:.2f}", labels,
+                       ["first frame", "middle frame", "final frame", "goal image"])
+    log.info("wrote %s and %s", out, picture)
+    log_demos(env, params, source, out, picture, policy,
+              {"demos/success_rate": success, "demos/episodes": len(outcomes), "demos/steps": steps,
+               "demos/mean_length": steps / len(outcomes), "demos/seconds": seconds,
+               "demos/megabytes": out.stat().st_size / 1e6})
+    return out
+
+
+def log_demos(env: str, params: Params, source: str, out: Path, picture: Path, policy: Path | None,
+              metrics: dict) -> None:
+    """The stage's MLflow run, `demos`: its parameters, the source, what it recorded, demos.png."""
+    import mlflow
+
+    from visgoal import tracking
+    from visgoal.config import project_root
+
+    inputs = {"env_spec": project_root() / "envs" / f"{env}.yaml", **({"policy": policy} if policy else {})}
+    flat = {k: v for k, v in params.flat().items() if k.split(".")[0] in ("device", "render", "demos")}
+    with tracking.run(env, "demos", params.profile, params=flat, inputs=inputs):
+        mlflow.set_tags({"source": source, "demos_md5": tracking.file_hash(out)})
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifact(str(picture))
+
+
 # --- dataset ------------------------------------------------------------------------------
-def dataset(env: str, out: Path, params: Params, progress: bool = True) -> Path:
-    """Collect the VAE's image dataset (half goal images, half observations) and its sample picture."""
+def dataset(env: str, out: Path, params: Params, demos_path: Path | None = None, progress: bool = True) -> Path:
+    """Collect the VAE's image dataset (half goal images, half observations) and its sample picture;
+    `dataset.demo_share` of its frames from the demonstrations `demos_path` (none read where it is 0)."""
     from visgoal.data import write_dataset
     from visgoal.figures import save_labelled_grid
 
     cfg = params["dataset"]
+    demo_frames = 2 * round(cfg["demo_share"] * cfg["frames"] / 2)  # even: pairs, as the rest
     check_writable(out)
     # torch does not run here, but MuJoCo's EGL renderer follows the job's GPU: the VAE learns from
     # pictures of the renderer the agents will see through
     log_renderer(use_device(params)["device"])
     start = time.perf_counter()
+    recorded = {k: v for k, v in cfg.items() if k != "demo_share" or v}  # at 0, the same file as before the share
     write_dataset(env, out, frames=cfg["frames"], seed=cfg["seed"], image_size=params["render"]["image_size"],
                   chunk_frames=cfg["chunk_frames"], compression_level=cfg["compression_level"],
-                  attrs={"profile": params.profile, "dataset": cfg, "render": params["render"]},
-                  progress=progress, processes=params["speed"]["processes"])
+                  attrs={"profile": params.profile, "dataset": recorded, "render": params["render"]},
+                  progress=progress, processes=params["speed"]["processes"], demos=demos_path, demo_frames=demo_frames)
     seconds = time.perf_counter() - start
-    log.info("%d frames in %.1f s: %.1f frames/s", cfg["frames"], seconds, cfg["frames"] / seconds)
+    log.info("%d frames (%d of them demonstrations') in %.1f s: %.1f frames/s", cfg["frames"], demo_frames, seconds,
+             cfg["frames"] / seconds)
     samples = Path(out).with_name(paths.dataset_samples(env).name)
     save_labelled_grid(sample_rows(out), samples, f"{env}: VAE dataset of {cfg['frames']} frames, evenly spaced "
-                       f"samples", ["observations\n(random actions)", "goal images"])
+                       f"samples", ["observations\n(random actions)", "goal images", "demonstrations"][:3 if demo_frames else 2])
     log.info("wrote %s and %s", out, samples)
     return Path(out)
 
@@ -64,15 +134,17 @@ def log_renderer(device: str) -> None:
 
 
 def sample_rows(path: Path, columns: int = 8) -> list[list[np.ndarray]]:
-    """Observations above goal images, like Figure 3 of the image-based TDM report."""
+    """Observations above goal images, like Figure 3 of the image-based TDM report; then the
+    demonstrations' frames, where it has some."""
     from visgoal.data import ImageDataset
 
     data = ImageDataset(path)
     is_goal = data.read("is_goal", slice(None))
-    picks = {flag: np.flatnonzero(is_goal == flag) for flag in (False, True)}
+    own = len(data) - int(data.attrs.get("demo_frames", 0))  # the demonstrations' frames, if any, come last
+    picks = [np.flatnonzero(~is_goal[:own]), np.flatnonzero(is_goal[:own]), np.arange(own, len(data))]
     rows = []
-    for flag in (False, True):
-        index = picks[flag][np.linspace(0, len(picks[flag]) - 1, min(columns, len(picks[flag]))).astype(int)]
+    for pick in picks if own < len(data) else picks[:2]:
+        index = pick[np.linspace(0, len(pick) - 1, min(columns, len(pick))).astype(int)]
         rows.append(list(data.images(np.unique(index))))
     data.close()
     return rows
@@ -95,7 +167,7 @@ def train(env: str, method: str, seed: int, out: Path, params: Params, vae: Path
 
 
 # --- evaluate -----------------------------------------------------------------------------
-TEACHER = "teacher"  # `evaluate --method teacher`: the env's scripted teacher (visgoal.teachers), no training
+TEACHER = paths.TEACHER  # `evaluate --method teacher`: the env's scripted teacher (visgoal.teachers), no training
 
 
 def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, eval_seed: int | None = None,
@@ -108,7 +180,7 @@ def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, e
 
     from visgoal.agents import load_policy
     from visgoal.envs import load_spec
-    from visgoal.evaluation import COLUMNS, summary, write_summary
+    from visgoal.evaluation import COLUMNS, demo_seed_clash, summary, write_summary
     from visgoal.figures import save_labelled_grid
     from visgoal.processes import deal, share_out
 
@@ -116,6 +188,8 @@ def evaluate(env: str, method: str, out_csv: Path, params: Params, seeds=None, e
     params = use_device(params)
     cfg, device = params["evaluate"], params["device"]  # where the policies act
     eval_seed = cfg["eval_seed"] if eval_seed is None else eval_seed
+    if clash := demo_seed_clash(params["demos"], {**cfg, "eval_seed": eval_seed}, params["dataset"]):
+        raise ValueError(clash)  # the protocol's episodes would be demonstrations'
     out_csv = Path(out_csv)
     if method == TEACHER:  # scripted, no training: one deterministic set of episodes, seed 0
         if runs or vae or (seeds and list(seeds) != [0]):

@@ -1,6 +1,7 @@
 """VAE image datasets in HDF5: half goal images, half random-exploration observations.
 
-Layout of `vae_dataset.h5` (N frames, interleaved observation, goal, observation, ...):
+Layout of `vae_dataset.h5` (N frames, interleaved observation, goal, observation, ...; with
+`dataset.demo_share` > 0 the last `demo_frames` of them are demonstrations' pictures instead):
 
     images         (N, H, W, 3) uint8, chunked and gzip-compressed
     is_goal        (N,) bool     True for goal images
@@ -9,7 +10,8 @@ Layout of `vae_dataset.h5` (N frames, interleaved observation, goal, observation
     desired_goal   (N, G) float64  the episode's goal when the frame was taken
 
 Attributes record the env, its gymnasium id, the seed, the resolved parameters,
-package versions, and `complete=True`, written last. The file is written under a
+package versions, and `complete=True`, written last; with demonstrations, `demo_frames` and the
+md5 of the demos.h5 they came from (`demos`). The file is written under a
 temporary name and renamed when complete, with `track_times=False` and fixed
 chunks, so the same seed and parameters give a byte-identical file.
 """
@@ -80,20 +82,55 @@ def frame_chunks(env_name: str, image_size: int, frames: int, seed: int, chunk_f
                 buffers, start = {name: [] for name in FIELDS}, None
 
 
+def demo_frame_chunks(demos: Path, count: int, seed: int, chunk_frames: int):
+    """Yield ({field: array}) chunks of `count` frames of the demonstrations `demos`: pictures drawn
+    uniformly, with the dataset's `seed`, from its observation pictures and goal images together (without
+    replacement while there are enough), in the file's order, each with its state, achieved goal and
+    goal as a dataset frame has them (a goal image: its episode's first state, its goal twice)."""
+    from visgoal.data.demos import open_demos, read_field
+
+    with open_demos(demos) as f:
+        start = read_field(f, "episodes/start")
+        observation, achieved = read_field(f, "state/observation"), read_field(f, "state/achieved_goal")
+        desired = read_field(f, "state/desired_goal")
+        n = len(achieved)
+        picks = np.sort(np.random.default_rng([seed, 2]).choice(n + len(start), count,
+                                                               replace=count > n + len(start)))
+        for first in range(0, count, chunk_frames):
+            chunk = picks[first : first + chunk_frames]
+            is_goal = chunk >= n
+            episode = np.where(is_goal, chunk - n, np.searchsorted(start, chunk, side="right") - 1)
+            frame = np.where(is_goal, start[episode], chunk)
+            images = np.empty((len(chunk), *f["images/obs"].shape[1:]), np.uint8)
+            for name, where in (("images/obs", ~is_goal), ("images/goal", is_goal)):
+                unique, inverse = np.unique(np.where(is_goal, episode, chunk)[where], return_inverse=True)
+                if len(unique):
+                    images[where] = read_field(f, name, unique)[inverse]
+            yield {"images": images, "is_goal": is_goal, "state": observation[frame],
+                   "achieved_goal": np.where(is_goal[:, None], desired[episode], achieved[frame]),
+                   "desired_goal": desired[episode]}
+
+
 def write_dataset(env_name: str, path: str | Path, frames: int, seed: int, image_size: int = 64,
                   chunk_frames: int = 64, compression_level: int = 4, attrs: dict | None = None,
-                  progress: bool = True, processes: int = 1) -> Path:
+                  progress: bool = True, processes: int = 1, demos: Path | None = None, demo_frames: int = 0) -> Path:
     """Write `frames` frames of `env_name` to `path`, atomically. `processes` make its chunks in
     turn; they are written in order as they come, so the file is the same for any number, and
-    memory holds the few chunks made ahead of their turn."""
+    memory holds the few chunks made ahead of their turn. The last `demo_frames` (even) are
+    pictures of the demonstrations `demos` (`demo_frame_chunks`); without them, nothing is read."""
     from visgoal.envs import load_spec
     from visgoal.processes import deal, share_out
 
-    if frames % 2:
-        raise ValueError(f"frames must be even (half observations, half goals), got {frames}")
+    if frames % 2 or demo_frames % 2:
+        raise ValueError(f"frames and demo_frames must be even (half observations, half goals), got {frames} and "
+                         f"{demo_frames}")
     path, spec = Path(path), load_spec(env_name)
+    extra = {}
+    if demo_frames:
+        extra = {"demo_frames": demo_frames, "demos": check_demos(demos, env_name, spec.image_size or image_size)}
+    own = frames - demo_frames  # the random-exploration sequence's
     chunk_frames = min(chunk_frames, frames)
-    starts = list(range(0, frames, chunk_frames))
+    starts = list(range(0, own, chunk_frames))
     compression = {"compression": "gzip", "compression_opts": compression_level} if compression_level else {}
     with atomic_output(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
         columns, waiting, turn = {}, {}, [0]  # turn: the next chunk to write
@@ -111,8 +148,10 @@ def write_dataset(env_name: str, path: str | Path, frames: int, seed: int, image
                 turn[0] += n
                 bar.update(n)
 
-        share_out(partial(frame_chunks, env_name, image_size, frames, seed, chunk_frames), deal(starts, processes),
+        share_out(partial(frame_chunks, env_name, image_size, own, seed, chunk_frames), deal(starts, processes),
                   write)
+        for values in demo_frame_chunks(demos, demo_frames, seed, chunk_frames) if demo_frames else ():
+            write((turn[0], values))
         bar.close()
         if turn[0] != frames:  # never marked complete with a chunk missing
             raise RuntimeError(f"{path}: only {turn[0]} of {frames} frames were made; run the dataset stage again")
@@ -125,9 +164,27 @@ def write_dataset(env_name: str, path: str | Path, frames: int, seed: int, image
             "success_threshold": spec.success_threshold,
             "versions": json.dumps(package_versions(), sort_keys=True),
             "params": json.dumps(attrs or {}, sort_keys=True),
+            **extra,
         })
         f.attrs["complete"] = True  # last: a file without it was cut short
     return path
+
+
+def check_demos(demos: Path, env_name: str, image_size: int) -> str:
+    """The md5 of the demonstrations a dataset takes frames from, once they are found to be `env_name`'s,
+    complete, and of the dataset's picture size (else one line, with the fix)."""
+    from visgoal.data.demos import open_demos
+
+    with open_demos(demos) as f:
+        env, size = f.attrs.get("env"), int(f.attrs.get("image_size", -1))
+    fix = f"record them with `python -m visgoal demos --env {env_name}`"
+    if env != env_name:
+        raise DatasetError(f"{demos}: demonstrations of {env}, not of {env_name}; {fix}")
+    if size != image_size:
+        raise DatasetError(f"{demos}: demonstrations at {size} px, the dataset's pictures at {image_size} px; {fix}")
+    from visgoal.tracking import file_hash
+
+    return file_hash(demos)
 
 
 def _create_columns(f: h5py.File, first: dict, frames: int, chunk_frames: int, compression: dict) -> dict:
