@@ -17,6 +17,7 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+include: "workflow/rules/demos.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/vae.smk"
 include: "workflow/rules/agents.smk"
@@ -45,3 +46,4 @@ rule all:
     default_target: True
     input:
         rules.report.output,
+        [str(paths.demos(env, ROOT)) for env in TEACHER_ENVS],

@@ -198,15 +198,12 @@ def read_csv(path: Path) -> list[dict]:
 def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, profile, pixels):
     """Same jobs (by their output files), the same command per job, the same edges; crl on pixels
     moves from the VAE's training rule to the one without (dvc.yaml regenerated, as its header says)."""
-    from visgoal.agents import view_kind
-    from visgoal.dvcfile import dvc_yaml
+    from visgoal.dvcfile import generate
 
     work = copy_pipeline(tmp_path / "pipeline", profile=profile,
                          smoke_overrides={"crl": {"representation": "pixels"}} if pixels else None)
     if pixels:
-        raw = yaml.safe_load((work / "params.yaml").read_text())
-        (work / "dvc.yaml").write_text(dvc_yaml(raw["envs"], raw["methods"], raw["seeds"],
-                                                {m: view_kind(m, raw) for m in raw["methods"]}))
+        (work / "dvc.yaml").write_text(generate(work / "params.yaml"))
     jobs = snakemake_jobs(work)
     stages = dvc_stages(work)
     sm_commands, sm_edges = snakemake_dag(jobs)
@@ -221,36 +218,37 @@ def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, profile, pixels):
             f"{sorted(outs)}:\n  snakemake: {command}\n  dvc:       {dvc_commands[outs]}")
     assert sm_edges == dvc_edges
 
-    # The DAG is envs x methods x seeds of the (profile-resolved) params.yaml.
+    # The DAG is envs x methods x seeds of the (profile-resolved) params.yaml, and a teacher's demonstrations
+    # and evaluation for each env that has one.
+    from visgoal.teachers import TEACHERS
+
     params = file_params(work)
     rules = Counter(job["rule"] for job in jobs)
     n_envs, n_seeds = len(params["envs"]), len(params["seeds"])
+    n_teachers = len([env for env in params["envs"] if env in TEACHERS])
     image = [m for m in params["methods"] if m != "td3"]
     on_pixels = ["crl"] if pixels else []
     expected = Counter(dataset=n_envs, train_vae=n_envs, train_td3=n_envs * n_seeds * ("td3" in params["methods"]),
                        train_image=n_envs * n_seeds * (len(image) - len(on_pixels)),
                        train_pixels=n_envs * n_seeds * len(on_pixels), evaluate=n_envs * len(params["methods"]),
-                       report=1)
+                       demos=n_teachers, teacher=n_teachers, report=1)
     assert rules == +expected  # (+ drops zero counts)
 
 
 def test_dvc_yaml_is_the_generated_one():
     """dvc.yaml is `python -m visgoal dvc-yaml`'s output for params.yaml: no hand edit drifts from the
     results layout (visgoal.paths) or from params.yaml's envs and methods."""
-    from visgoal.dvcfile import dvc_yaml
+    from visgoal.dvcfile import dvc_yaml, generate
 
-    from visgoal.agents import view_kind
-
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    views = {m: view_kind(m, raw) for m in raw["methods"]}
-    assert (ROOT / "dvc.yaml").read_text() == dvc_yaml(raw["envs"], raw["methods"], raw["seeds"], views), \
+    assert (ROOT / "dvc.yaml").read_text() == generate(ROOT / "params.yaml"), \
         "dvc.yaml is stale: run `python -m visgoal dvc-yaml --out dvc.yaml`"
     report = yaml.safe_load(dvc_yaml(["fetch_reach"], ["td3"], [0], {"td3": "state"}))["stages"]["report"]
     assert report["deps"][1:] == ["results/fetch_reach/td3_eval.csv", "results/fetch_reach/td3_eval.png",
                                   "results/fetch_reach/vae_recon.png"]
 
 
-GPU_RULES = ("dataset", "train_vae", "train_td3", "train_image", "train_pixels", "evaluate")  # torch, or pictures
+GPU_RULES = ("demos", "dataset", "train_vae", "train_td3", "train_image", "train_pixels", "evaluate",
+             "teacher")  # torch, or pictures
 
 
 def test_every_rule_declares_log_benchmark_and_resources(tmp_path):
@@ -297,6 +295,13 @@ def test_dvc_stages_declare_params_metrics_and_plots(tmp_path):
     assert by_name["evaluate@fetch_reach-tdm"]["metrics"] == ["results/fetch_reach/tdm_eval.json"]
     assert {"tdm", "image_agents"} <= set(by_name["train_image@fetch_reach-tdm-0"]["params"])
     assert "rig" not in by_name["train_image@fetch_reach-tdm-0"]["params"]
+    # The teachers' envs: their demonstrations, a dataset that reads them (dataset.demo_share > 0), their row.
+    assert by_name["demos@franka_kitchen"]["outs"] == ["results/franka_kitchen/demos.h5",
+                                                       "results/franka_kitchen/demos.png"]
+    assert "results/franka_kitchen/demos.h5" in by_name["dataset_demos@franka_kitchen"]["deps"]
+    assert not any("demos.h5" in dep for dep in by_name["dataset@fetch_reach"]["deps"])
+    assert by_name["teacher@adroit_relocate"]["metrics"] == ["results/adroit_relocate/teacher_eval.json"]
+    assert {"demos", "render"} <= set(by_name["demos@franka_kitchen"]["params"])
     # A few charts a reader wants, not one per seed: per env, every method and seed together.
     assert not any(s["plots"] for s in stages)
     params = file_params(work)
@@ -397,6 +402,25 @@ def test_dry_run_of_one_evaluation_schedules_exactly_its_ancestors(tmp_path):
     assert re.search(r"^total\s+%d$" % (3 + len(seeds)), stats, re.M), stats
 
 
+def test_a_dataset_with_a_demo_share_reads_the_teachers_demonstrations(tmp_path):
+    """franka_kitchen's dataset (dataset.demo_share 0.25 in its env file) waits for its demonstrations;
+    fetch_reach's (0) reads none; the teacher's row is its own rule; a teacherless env has neither."""
+    work = copy_pipeline(tmp_path / "pipeline")
+    env = tool_env(work, VISGOAL_PROFILE="smoke")
+    jobs = snakemake_jobs(work, "results/smoke/franka_kitchen/vae_dataset.h5", "results/smoke/fetch_reach/vae_dataset.h5",
+                          "results/smoke/adroit_relocate/teacher_eval.csv", env=env)
+    assert Counter(j["rule"] for j in jobs) == {"demos": 1, "dataset": 2, "teacher": 1}
+    inputs = {j["wildcards"]["env"]: j["inputs"] for j in jobs if j["rule"] == "dataset"}
+    assert "results/smoke/franka_kitchen/demos.h5" in inputs["franka_kitchen"]
+    assert not any("demos" in path for path in inputs["fetch_reach"])
+    teacher = next(j for j in jobs if j["rule"] == "teacher")
+    assert LOG_REDIRECT.match(teacher["cmd"])["cmd"] == ("python -m visgoal evaluate --env adroit_relocate --method "
+                                                         "teacher --out results/smoke/adroit_relocate/teacher_eval.csv "
+                                                         "--quiet")
+    result = snakemake(work, "-n", "results/smoke/point_maze/demos.h5", env=env, check=False)
+    assert result.returncode != 0  # point_maze has no teacher: no rule makes its demonstrations
+
+
 def test_each_profile_has_its_own_results(tmp_path):
     """Running one profile never reruns nor overwrites another's jobs: their DAGs share no output,
     log or benchmark file; smoke and paper live in results/<profile>/, the default in results/."""
@@ -464,10 +488,9 @@ def smoke_runs(tmp_path_factory):
     params = yaml.safe_load((dvc_dir / "params.yaml").read_text())
     params["envs"] = list(DVC_ENVS)
     (dvc_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    stages = yaml.safe_load((dvc_dir / "dvc.yaml").read_text())  # the report lists its inputs per env
-    report = stages["stages"]["report"]
-    report["deps"] = [d for d in report["deps"] if not d.startswith("results/") or d.split("/")[1] in DVC_ENVS]
-    (dvc_dir / "dvc.yaml").write_text(yaml.safe_dump(stages, sort_keys=False))
+    from visgoal.dvcfile import generate
+
+    (dvc_dir / "dvc.yaml").write_text(generate(dvc_dir / "params.yaml"))  # the report's inputs, per env
     # Snakemake gives each job OMP_NUM_THREADS=<its threads>; DVC does not: give every DVC stage
     # train_vae's 2 (the others pin one torch thread), so that float reductions are the same.
     dvc_env = tool_env(dvc_dir, OMP_NUM_THREADS="2")
@@ -498,7 +521,10 @@ def test_smoke_dag_builds_everything(smoke_runs):
         assert (work / "results" / "report" / name).stat().st_size > 0
     summary = read_csv(work / "results" / "report" / "summary.csv")
     params = file_params(work)
-    assert {(r["env"], r["method"]) for r in summary} == {(e, m) for e in params["envs"] for m in params["methods"]}
+    from visgoal.teachers import TEACHERS
+
+    assert {(r["env"], r["method"]) for r in summary} == ({(e, m) for e in params["envs"] for m in params["methods"]}
+                                                          | {(e, "teacher") for e in params["envs"] if e in TEACHERS})
     # The image agents, on every environment: true and latent distance side by side.
     for env in params["envs"]:
         for method in ("rig", "tdm"):

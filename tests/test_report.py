@@ -255,3 +255,27 @@ def test_figures_cut_no_text_and_frames_keeps_the_eval_pictures_pixels(results, 
             if (picture := results / env / f"{method}_eval.png").is_file():
                 assert _position(_rgb(picture), frames) is not None, (env, method)
         assert _position(_rgb(results / env / "vae_recon.png"), _rgb(tmp_path / "vae_recon.png")) is not None, env
+
+
+def test_the_teacher_is_a_row_of_its_own_with_its_one_seed(tmp_path):
+    """An env's teacher_eval.csv is the table's last row, `teacher`, whatever `seeds` are (it has seed 0
+    only); an env without a teacher has a '–' there, and the short-of-seeds note leaves the teacher out."""
+    rng = np.random.default_rng(1)
+    root = tmp_path / "results"
+    for env, method, seeds in (("fetch_reach", "td3", [1, 2]), ("franka_kitchen", "td3", [1, 2]),
+                               ("franka_kitchen", "teacher", [0])):
+        rows = [{"env": env, "method": method, "seed": seed, "episode": i, "final_distance": 0.25,
+                 "success": method == "teacher", "min_distance": 0.0, "latent_distance": "", "return": -1.0,
+                 "steps": 49} for seed in seeds for i in range(3)]
+        _write_csv(root / env / f"{method}_eval.csv", COLUMNS, rows)
+    params = load_params(profile="default", overrides=["seeds=[1, 2]", "methods=[td3]",
+                                                       "envs=[fetch_reach, franka_kitchen]"])
+    report(root, tmp_path / "report", params)
+    with open(tmp_path / "report" / "summary.csv") as f:
+        summary = {(r["env"], r["method"]): r for r in csv.DictReader(f)}
+    assert list(summary) == [("fetch_reach", "td3"), ("franka_kitchen", "td3"), ("franka_kitchen", "teacher")]
+    assert summary["franka_kitchen", "teacher"]["n_seeds"] == "1"
+    assert float(summary["franka_kitchen", "teacher"]["success_rate_mean"]) == 1.0
+    table = (tmp_path / "report" / "summary.md").read_text()
+    assert "| teacher | – | 1.00 (0.250 rad) |" in table
+    assert "scripted teacher" in table and "Fewer seeds" not in table

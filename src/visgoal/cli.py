@@ -173,17 +173,12 @@ def cmd_bench_render(args: argparse.Namespace) -> int:
 
 
 def cmd_dvc_yaml(args: argparse.Namespace) -> int:
-    import yaml
-
     from visgoal.config import project_root
-    from visgoal.dvcfile import dvc_yaml
+    from visgoal.dvcfile import generate
 
     params_file = args.params or project_root() / "params.yaml"
-    raw = yaml.safe_load(params_file.read_text())
     _resolve(args)  # a malformed params.yaml fails here, in one line
-    from visgoal.agents import view_kind
-
-    text = dvc_yaml(raw["envs"], raw["methods"], raw["seeds"], {m: view_kind(m, raw) for m in raw["methods"]})
+    text = generate(params_file)
     if args.out is None:
         sys.stdout.write(text)
     else:

@@ -3,9 +3,11 @@
 `python -m visgoal dvc-yaml` writes it; tests/test_pipeline.py checks that the committed file
 is what this module generates and that DVC and Snakemake declare the same jobs, commands and
 edges. The matrices stay DVC templates (`${envs}`, `${seeds}`): DVC expands them from
-params.yaml at run time. Only the report's list of inputs, the top-level `plots` and which
-training stage runs a method (it depends on what the method sees: `crl.representation`), which DVC
-cannot template, are written out from params.yaml's `envs`, `methods`, `seeds` and `crl`:
+params.yaml at run time. Only the report's list of inputs, the top-level `plots`, which
+training stage runs a method (it depends on what the method sees: `crl.representation`), the
+environments with a scripted teacher (its `demos` and `teacher` stages) and those whose dataset
+reads demonstrations (`dataset_demos`: `dataset.demo_share` > 0), which DVC cannot template, are
+written out from params.yaml's `envs`, `methods`, `seeds` and `crl` and the env files' tuning:
 regenerate after changing them.
 
 `record` writes into dvc.lock what a Snakemake run built; `exp_table` and `metrics_tables` are what
@@ -41,10 +43,47 @@ def _s(path) -> str:
     return str(path)
 
 
-def stages(envs: list[str], methods: list[str], views: dict[str, str]) -> dict:
+def stages(envs: list[str], methods: list[str], views: dict[str, str], teachers: list[str] = (),
+           demo_envs: list[str] = ()) -> dict:
     """The `stages` of dvc.yaml; `envs` and `methods` list the report's inputs, `views` what each
-    method sees (agents.view_kind: state, latent or pixels)."""
+    method sees (agents.view_kind: state, latent or pixels), `teachers` the envs with a scripted
+    teacher (its demonstrations and evaluation), `demo_envs` those whose dataset reads demonstrations
+    (`dataset.demo_share` > 0: a stage of their own, whose deps hold demos.h5)."""
     td3_run, image_run = paths.run_dir(ENV, "td3", SEED), paths.run_dir(ENV, METHOD, SEED)
+    dataset = {
+        "cmd": f"python -m visgoal dataset --env {ENV} --out {paths.dataset(ENV)} --quiet",
+        "deps": [f"envs/{ENV}.yaml", "src/visgoal/envs", "src/visgoal/data"],
+        "params": ["profile", "device", "render", "dataset"],
+        "outs": [_s(paths.dataset(ENV)), _s(paths.dataset_samples(ENV))],
+    }
+    plain = [env for env in envs if env not in demo_envs]
+    datasets = {  # a matrix item cannot add a dep: the datasets that read demonstrations are a stage of their own
+        **({"dataset": {"matrix": {"env": "${envs}" if not demo_envs else plain}, **dataset}} if plain else {}),
+        **({"dataset_demos": {"matrix": {"env": list(demo_envs)}, "cmd": dataset["cmd"],
+                              "deps": [*dataset["deps"], _s(paths.demos(ENV))], "params": list(dataset["params"]),
+                              "outs": list(dataset["outs"])}} if demo_envs else {}),
+    }
+    teacher_eval = paths.evaluation(ENV, paths.TEACHER, "csv")
+    demos = {
+        "demos": {
+            "matrix": {"env": list(teachers)},
+            "cmd": f"python -m visgoal demos --env {ENV} --out {paths.demos(ENV)} --quiet",
+            "deps": [f"envs/{ENV}.yaml", "src/visgoal/demos.py", "src/visgoal/teachers.py", "src/visgoal/data",
+                     "src/visgoal/envs"],
+            "params": ["profile", "device", "render", "demos"],
+            "outs": [_s(paths.demos(ENV)), _s(paths.demos_picture(ENV))],
+        },
+    } if teachers else {}
+    teacher = {
+        paths.TEACHER: {
+            "matrix": {"env": list(teachers)},
+            "cmd": f"python -m visgoal evaluate --env {ENV} --method {paths.TEACHER} --out {teacher_eval} --quiet",
+            "deps": [f"envs/{ENV}.yaml", "src/visgoal/teachers.py", "src/visgoal/evaluation.py", "src/visgoal/envs"],
+            "params": ["profile", "device", "render", "evaluate"],
+            "outs": [_s(teacher_eval), _s(teacher_eval.with_suffix(".png"))],
+            "metrics": [_s(teacher_eval.with_suffix(".json"))],
+        },
+    } if teachers else {}
     latent_methods = [m for m in methods if views[m] == "latent"]
     pixel_methods = [m for m in methods if m != "td3" and views[m] != "latent"]  # pixels, or crl's state diagnostic
     pixels = {  # a method on pixels alone (crl.representation=pixels): no VAE in, none out
@@ -58,13 +97,8 @@ def stages(envs: list[str], methods: list[str], views: dict[str, str]) -> dict:
         }
     } if pixel_methods else {}
     return {
-        "dataset": {
-            "matrix": {"env": "${envs}"},
-            "cmd": f"python -m visgoal dataset --env {ENV} --out {paths.dataset(ENV)} --quiet",
-            "deps": [f"envs/{ENV}.yaml", "src/visgoal/envs", "src/visgoal/data"],
-            "params": ["profile", "device", "render", "dataset"],
-            "outs": [_s(paths.dataset(ENV)), _s(paths.dataset_samples(ENV))],
-        },
+        **demos,
+        **datasets,
         "train_vae": {
             "matrix": {"env": "${envs}"},
             "cmd": f"python -m visgoal train-vae --env {ENV} --dataset {paths.dataset(ENV)} --out {paths.vae(ENV)} "
@@ -106,11 +140,13 @@ def stages(envs: list[str], methods: list[str], views: dict[str, str]) -> dict:
             "outs": [_s(paths.evaluation(ENV, METHOD, "csv")), _s(paths.evaluation(ENV, METHOD, "png"))],
             "metrics": [_s(paths.evaluation(ENV, METHOD, "json"))],
         },
+        **teacher,
         "report": {
             "cmd": f"python -m visgoal report --results {paths.RESULTS} --out {paths.report_dir()}",
             "deps": ["src/visgoal/report.py"]
                     + [_s(p) for env in envs for p in [*(paths.evaluation(env, m, ext) for m in methods
-                                                         for ext in ("csv", "png")), paths.vae_recon(env)]],
+                                                         for ext in ("csv", "png")), paths.vae_recon(env)]]
+                    + [_s(paths.evaluation(env, paths.TEACHER, ext)) for env in teachers for ext in ("csv", "png")],
             "params": ["profile", "envs", "methods", "seeds"],
             "outs": [_s(paths.report_dir() / name) for name in paths.REPORT_FILES],
         },
@@ -130,10 +166,32 @@ def plots(envs: list[str], methods: list[str], seeds: list[int]) -> list[dict]:
     return charts
 
 
-def dvc_yaml(envs: list[str], methods: list[str], seeds: list[int], views: dict[str, str]) -> str:
-    body = yaml.safe_dump({"stages": stages(envs, methods, views), "plots": plots(envs, methods, seeds)},
-                          sort_keys=False, width=120)
+def dvc_yaml(envs: list[str], methods: list[str], seeds: list[int], views: dict[str, str], teachers: list[str] = (),
+             demo_envs: list[str] = ()) -> str:
+    body = yaml.safe_dump({"stages": stages(envs, methods, views, teachers, demo_envs),
+                           "plots": plots(envs, methods, seeds)}, sort_keys=False, width=120)
     return HEADER + body
+
+
+def generate(params_file: str | Path) -> str:
+    """dvc.yaml for a params file: its `envs`, `methods` and `seeds`, what each method sees, the envs
+    with a scripted teacher (visgoal.teachers) and those whose dataset takes demonstrations
+    (`dataset.demo_share` > 0 over the env's own tuning, envs/<env>.yaml). A share where no teacher
+    records them fails in one line."""
+    from visgoal.agents import view_kind
+    from visgoal.config import ConfigError, deep_merge, env_tuning, read_sections
+    from visgoal.teachers import TEACHERS
+
+    params_file = Path(params_file)
+    raw = read_sections(params_file)
+    envs = raw["envs"]
+    teachers = [env for env in envs if env in TEACHERS]
+    demo_envs = [env for env in envs if deep_merge(raw, env_tuning(params_file, env))["dataset"]["demo_share"] > 0]
+    if orphans := sorted(set(demo_envs) - set(teachers)):
+        raise ConfigError(f"dataset.demo_share > 0 for {', '.join(orphans)}, which has no scripted teacher to record "
+                          f"demonstrations in the DAG; set its share to 0")
+    return dvc_yaml(envs, raw["methods"], raw["seeds"], {m: view_kind(m, raw) for m in raw["methods"]}, teachers,
+                    demo_envs)
 
 
 def record(since: float, repo_dir: str | Path = ".") -> list[str]:

@@ -6,6 +6,8 @@ missing, and writes to `results/report/`:
 - `summary.csv`, `summary.md`: per (env, method), success rate and final distance,
   first averaged over each seed's evaluation episodes, then mean and std over seeds
   (`evaluation.over_seeds`, as in `<method>_eval.json`: the sample std, none for one seed).
+  An env's scripted teacher (`teacher_eval.csv`, where it has one) is a row of its own, the last:
+  one seed, the only one it has.
 - `curves.png`: evaluation success rate (true distance) against env steps, from each
   run's curve.csv; mean over seeds with a 95% confidence band (Student t). Where a
   seed's curve ends early, later points average the seeds that reach them (no band
@@ -37,7 +39,8 @@ CURVE_COLUMNS = ("env_steps", "eval_success_rate")
 
 # --- reading ------------------------------------------------------------------------------
 def read_evaluations(results_dir: Path, envs, methods, seeds) -> pd.DataFrame:
-    """Every `<env>/<method>_eval.csv` there is, one row per (env, method, seed, episode)."""
+    """Every `<env>/<method>_eval.csv` there is, one row per (env, method, seed, episode); of `seeds`,
+    but the teacher's one seed whatever they are."""
     frames = []
     for env in envs:
         for method in methods:
@@ -51,7 +54,7 @@ def read_evaluations(results_dir: Path, envs, methods, seeds) -> pd.DataFrame:
             f" run `python -m visgoal evaluate --env <env> --method <method>` first")
     evals = pd.concat(frames, ignore_index=True)
     evals["success"] = evals["success"].astype(str).str.lower().isin(["true", "1", "1.0"])
-    return evals[evals["seed"].isin(seeds)]
+    return evals[evals["seed"].isin(seeds) | (evals["method"] == paths.TEACHER)]
 
 
 def read_curves(results_dir: Path, envs, methods, seeds) -> pd.DataFrame:
@@ -109,9 +112,13 @@ def markdown_table(summary: pd.DataFrame, envs, methods, seeds, profile: str) ->
         "",
         f"Seeds: {', '.join(map(str, seeds))}; '–': not evaluated.",
     ]
-    short = [f"{r.env}/{r.method} ({r.n_seeds})" for r in summary.itertuples() if r.n_seeds < len(seeds)]
+    short = [f"{r.env}/{r.method} ({r.n_seeds})" for r in summary.itertuples()
+             if r.n_seeds < len(seeds) and r.method != paths.TEACHER]
     if short:
         lines.append(f"Fewer seeds (no ± below two): {', '.join(short)}.")
+    if paths.TEACHER in methods:
+        lines.append(f"{paths.TEACHER}: the env's scripted teacher (`evaluate --method teacher`), where it has one; "
+                     f"it learns nothing and has one seed.")
     return "\n".join(lines) + "\n"
 
 
@@ -268,7 +275,7 @@ def plot_pictures(pictures: dict[tuple[str, str], Path], path: Path) -> Path:
 def report(results_dir: Path, out_dir: Path, params) -> Path:
     """Write summary.csv, summary.md and the figures of the module docstring to `out_dir`; return it."""
     results_dir, out_dir = Path(results_dir), Path(out_dir)
-    envs, methods, seeds = list(params["envs"]), list(params["methods"]), list(params["seeds"])
+    envs, methods, seeds = list(params["envs"]), [*params["methods"], paths.TEACHER], list(params["seeds"])
     evals = read_evaluations(results_dir, envs, methods, seeds)
     summary = summarize(evals, envs, methods)
 

@@ -5,6 +5,7 @@ from visgoal import paths
 from visgoal.agents import view_kind
 from visgoal.config import load_params
 from visgoal.device import requests_gpu
+from visgoal.teachers import TEACHERS
 
 # Every stage is `python -m visgoal <sub-command> ...`, literally the `cmd` of its dvc.yaml stage.
 # `python` is whatever comes first on PATH: the conda env of the rule under `--sdm conda`, otherwise
@@ -34,6 +35,18 @@ CONDA_ENV = "../envs/visgoal.yaml"
 # A stage of one environment reads its own tuning over the sections (`params:` in envs/<env>.yaml).
 ENV_PARAMS = {env: load_params(env=env) for env in ENVS}
 
+# The environments with a scripted teacher (visgoal.teachers): its demonstrations (rule demos) and its
+# evaluation (rule teacher). Those whose dataset takes a share of demonstrations read them.
+TEACHER_ENVS = [env for env in ENVS if env in TEACHERS]
+TEACHER_ENV = "|".join(TEACHER_ENVS) or "(?!)"
+DEMO_ENVS = [env for env in ENVS if ENV_PARAMS[env]["dataset"]["demo_share"] > 0]
+if set(DEMO_ENVS) - set(TEACHER_ENVS):
+    raise ValueError(
+        f"dataset.demo_share > 0 for {', '.join(sorted(set(DEMO_ENVS) - set(TEACHER_ENVS)))}, which has no scripted "
+        "teacher to record demonstrations in the DAG; set its share to 0, or record them with `python -m visgoal "
+        "demos --policy ...` and run its dataset stage yourself"
+    )
+
 
 def settings(*sections, env=None):
     """The resolved params.yaml sections a stage reads (the `params` of its dvc.yaml stage), as the
@@ -61,6 +74,11 @@ def logged(stage):
 def runs(wildcards, *names):
     """`results/<env>/<method>/seed<k>/<name>` of every seed: what evaluate reads."""
     return [str(paths.run_dir(wildcards.env, wildcards.method, seed, ROOT) / name) for seed in SEEDS for name in names]
+
+
+def dataset_inputs(wildcards):
+    """The demonstrations, where the env's dataset takes a share of its frames from them."""
+    return [str(paths.demos(wildcards.env, ROOT))] if wildcards.env in DEMO_ENVS else []
 
 
 def evaluate_inputs(wildcards):

@@ -1,7 +1,9 @@
 rule dataset:
-    """VAE image dataset: half goal images, half random-exploration observations."""
+    """VAE image dataset: half goal images, half random-exploration observations (dataset.demo_share of
+    them from the env's demonstrations, where it is above 0)."""
     input:
         spec="envs/{env}.yaml",
+        demos=dataset_inputs,
     output:
         h5=str(paths.dataset("{env}", ROOT)),
         samples=str(paths.dataset_samples("{env}", ROOT)),
