@@ -134,11 +134,45 @@ def test_demonstration_seeds_never_meet_evaluation_seeds():
 
 
 def test_a_clashing_configuration_is_refused_in_one_line(workdir):
+    """By the demos stage, and by evaluate: the protocol's episodes would be demonstrations'."""
+    clash = ["--set", "demos.seed=1", "--set", "evaluate.eval_seed=10000", "--set", "evaluate.episodes=100003"]
     out = workdir / "clash" / "demos.h5"
-    result = run_cli("demos", "--env", "franka_kitchen", "--profile", "smoke", "--out", str(out),
-                     "--set", "demos.seed=1", "--set", "evaluate.eval_seed=10000", "--set", "evaluate.episodes=100003")
+    result = run_cli("demos", "--env", "franka_kitchen", "--profile", "smoke", "--out", str(out), *clash)
+    assert "meet eval seed 10000" in error_line(result)
+    out = workdir / "clash" / "teacher_eval.csv"
+    result = run_cli("evaluate", "--env", "franka_kitchen", "--method", "teacher", "--profile", "smoke", "--out",
+                     str(out), *clash)
     assert "meet eval seed 10000" in error_line(result)
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_a_trained_policy_can_be_the_source(workdir):
+    """`--policy`: a run's policy.pt acts instead of a teacher (point_maze has none), as evaluate loads it;
+    its actions in the env's box, its file's hash the source; another env's policy is refused."""
+    from visgoal.envs import make_env
+    from visgoal.tracking import file_hash
+
+    run = workdir / "td3" / "seed0"
+    result = run_cli("train", "--env", "point_maze", "--method", "td3", "--profile", "smoke", "--out", str(run),
+                     "--quiet")
+    assert result.returncode == 0, result.stderr
+    out = workdir / "policy" / "demos.h5"
+    result = run_cli("demos", "--env", "point_maze", "--profile", "smoke", "--policy", str(run / "policy.pt"),
+                     "--out", str(out), "--quiet", "--set", "demos.noise=0.2")
+    assert result.returncode == 0, result.stderr
+    demos = read_demos(out)
+    assert demos["attrs"]["source"] == f"policy:{file_hash(run / 'policy.pt')}"
+    with make_env("point_maze", render_images=False) as env:
+        low, high = env.action_space.low, env.action_space.high
+        length = env.spec.episode_length
+    assert ((demos["actions"] >= low) & (demos["actions"] <= high)).all()
+    assert ((demos["teacher_actions"] >= low - 1e-6) & (demos["teacher_actions"] <= high + 1e-6)).all()
+    assert not np.array_equal(demos["actions"], demos["teacher_actions"])  # the noise
+    assert (demos["length"] <= length).all() and len(demos["obs"]) == (demos["length"] + 1).sum()
+    result = run_cli("demos", "--env", "fetch_reach", "--profile", "smoke", "--policy", str(run / "policy.pt"),
+                     "--out", str(workdir / "fetch.h5"))
+    assert "a policy of point_maze, not of fetch_reach" in error_line(result)
+    assert not (workdir / "fetch.h5").exists()
 
 
 def test_what_cannot_be_recorded_or_read_fails_in_one_line(kitchen, workdir):
