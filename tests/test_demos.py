@@ -203,18 +203,20 @@ def test_what_cannot_be_recorded_or_read_fails_in_one_line(kitchen, workdir):
 
 def test_the_dataset_takes_its_demo_share_from_the_demonstrations(kitchen, workdir):
     """franka_kitchen's dataset.demo_share (0.25, its env file): the last quarter of the frames are the
-    demonstrations' pictures, with their true goals, the same bytes every time."""
+    demonstrations' pictures, with their true goals, the same bytes for one process or two; a share of 1
+    is all of them."""
     from visgoal.data import ImageDataset
     from visgoal.tracking import file_hash
 
     files = []
-    for name in ("a", "b"):
+    for name, sets in (("a", ["speed.processes=1"]), ("b", ["speed.processes=2"]), ("all", ["dataset.demo_share=1"])):
         out = workdir / f"share_{name}" / "vae_dataset.h5"
         result = run_cli("dataset", "--env", "franka_kitchen", "--profile", "smoke", "--demos", str(kitchen),
-                         "--out", str(out), "--quiet")
+                         "--out", str(out), "--quiet", *(arg for s in sets for arg in ("--set", s)))
         assert result.returncode == 0, result.stderr
         files.append(out)
     assert files[0].read_bytes() == files[1].read_bytes()
+    assert ImageDataset(files[2]).attrs["demo_frames"] == 64
     data, demos = ImageDataset(files[0]), read_demos(kitchen, state=True)
     assert len(data) == 64 and data.attrs["demo_frames"] == 16 and data.attrs["demos"] == file_hash(kitchen)
     images, achieved = data.images(slice(48, 64)), data.read("achieved_goal", slice(48, 64))

@@ -68,8 +68,8 @@ def stages(envs: list[str], methods: list[str], views: dict[str, str], teachers:
         "demos": {
             "matrix": {"env": list(teachers)},
             "cmd": f"python -m visgoal demos --env {ENV} --out {paths.demos(ENV)} --quiet",
-            "deps": [f"envs/{ENV}.yaml", "src/visgoal/demos.py", "src/visgoal/teachers.py", "src/visgoal/data",
-                     "src/visgoal/envs"],
+            "deps": [f"envs/{ENV}.yaml", "src/visgoal/demos.py", "src/visgoal/teachers.py", "src/visgoal/evaluation.py",
+                     "src/visgoal/data", "src/visgoal/envs"],
             "params": ["profile", "device", "render", "demos"],
             "outs": [_s(paths.demos(ENV)), _s(paths.demos_picture(ENV))],
         },

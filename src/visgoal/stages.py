@@ -117,8 +117,8 @@ def dataset(env: str, out: Path, params: Params, demos_path: Path | None = None,
     log.info("%d frames (%d of them demonstrations') in %.1f s: %.1f frames/s", cfg["frames"], demo_frames, seconds,
              cfg["frames"] / seconds)
     samples = Path(out).with_name(paths.dataset_samples(env).name)
-    save_labelled_grid(sample_rows(out), samples, f"{env}: VAE dataset of {cfg['frames']} frames, evenly spaced "
-                       f"samples", ["observations\n(random actions)", "goal images", "demonstrations"][:3 if demo_frames else 2])
+    rows, labels = sample_rows(out)
+    save_labelled_grid(rows, samples, f"{env}: VAE dataset of {cfg['frames']} frames, evenly spaced samples", labels)
     log.info("wrote %s and %s", out, samples)
     return Path(out)
 
@@ -133,21 +133,24 @@ def log_renderer(device: str) -> None:
     log_gl(device)
 
 
-def sample_rows(path: Path, columns: int = 8) -> list[list[np.ndarray]]:
+def sample_rows(path: Path, columns: int = 8) -> tuple[list[list[np.ndarray]], list[str]]:
     """Observations above goal images, like Figure 3 of the image-based TDM report; then the
-    demonstrations' frames, where it has some."""
+    demonstrations' frames, where it has some. The rows and their labels."""
     from visgoal.data import ImageDataset
 
     data = ImageDataset(path)
     is_goal = data.read("is_goal", slice(None))
     own = len(data) - int(data.attrs.get("demo_frames", 0))  # the demonstrations' frames, if any, come last
-    picks = [np.flatnonzero(~is_goal[:own]), np.flatnonzero(is_goal[:own]), np.arange(own, len(data))]
-    rows = []
-    for pick in picks if own < len(data) else picks[:2]:
-        index = pick[np.linspace(0, len(pick) - 1, min(columns, len(pick))).astype(int)]
-        rows.append(list(data.images(np.unique(index))))
+    picks = {"observations\n(random actions)": np.flatnonzero(~is_goal[:own]),
+             "goal images": np.flatnonzero(is_goal[:own]), "demonstrations": np.arange(own, len(data))}
+    rows, labels = [], []
+    for label, pick in picks.items():
+        if len(pick):
+            index = pick[np.linspace(0, len(pick) - 1, min(columns, len(pick))).astype(int)]
+            rows.append(list(data.images(np.unique(index))))
+            labels.append(label)
     data.close()
-    return rows
+    return rows, labels
 
 
 # --- train-vae and train ------------------------------------------------------------------
