@@ -22,10 +22,11 @@ LAYERS = [
     ["visgoal.report"],
     ["visgoal.agents.workspace", "visgoal.demos"],     # the training loop; demonstrations, recorded by a teacher or a policy
     ["visgoal.agents"],                                   # the factory: AGENTS and load_policy
-    ["visgoal.agents.tdm", "visgoal.agents.crl"],
+    ["visgoal.agents.tdm", "visgoal.agents.crl", "visgoal.agents.gcbc"],
     ["visgoal.agents.rig"],
     ["visgoal.agents.td3"],
-    ["visgoal.agents.base", "visgoal.agents.actor", "visgoal.agents.encoders", "visgoal.teachers"],   # the interface, the shared parts, the scripted teachers
+    ["visgoal.agents.base", "visgoal.agents.actor", "visgoal.agents.encoders", "visgoal.teachers",
+     "visgoal.agents.demonstrations"],   # the interface, the shared parts, the scripted teachers, learning from demonstrations
     ["visgoal.agents.policy", "visgoal.agents.views"],
     ["visgoal.agents.replay", "visgoal.agents.networks"],
     ["visgoal.evaluation"],

@@ -137,7 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     params = _resolve(args)
     out = args.out or paths.run_dir(args.env, args.method, args.seed, paths.root(params.profile))
     train(args.env, args.method, args.seed, out, params,
-          vae=args.vae, dataset_path=args.dataset, progress=not args.quiet)
+          vae=args.vae, dataset_path=args.dataset, progress=not args.quiet, demos=args.demos)
     return 0
 
 
@@ -275,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vae", type=Path, default=None, help="VAE checkpoint for image agents (default: results/<env>/vae.pt)")
     p.add_argument("--dataset", type=Path, default=None,
                    help="VAE dataset for online fine-tuning (default: results/<env>/vae_dataset.h5)")
+    p.add_argument("--demos", type=Path, default=None,
+                   help="demonstrations, for gcbc and where demo_learning.enabled (default: results/<env>/demos.h5)")
     _common(p, "output directory (default: results/<env>/<method>/seed<k>)")
     p.set_defaults(func=cmd_train)
 

@@ -162,11 +162,12 @@ def train_vae(env: str, dataset_path: Path, out: Path, params: Params, progress:
 
 
 def train(env: str, method: str, seed: int, out: Path, params: Params, vae: Path | None = None,
-          dataset_path: Path | None = None, progress: bool = True) -> Path:
+          dataset_path: Path | None = None, progress: bool = True, demos: Path | None = None) -> Path:
     from visgoal.agents.workspace import train as run
 
     check_writable(Path(out) / paths.POLICY)
-    return run(env, method, seed, out, use_device(params), vae=vae, dataset=dataset_path, progress=progress)
+    return run(env, method, seed, out, use_device(params), vae=vae, dataset=dataset_path, progress=progress,
+               demos=demos)
 
 
 # --- evaluate -----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from visgoal.agents.base import Agent
 from visgoal.agents.crl import CRLAgent
+from visgoal.agents.gcbc import GCBCAgent
 from visgoal.agents.rig import RIGAgent
 from visgoal.agents.td3 import TD3Agent
 from visgoal.agents.tdm import TDMAgent
@@ -21,6 +22,7 @@ AGENTS = {
     "tdm": TDMAgent,
     "rig": RIGAgent,
     "crl": CRLAgent,
+    "gcbc": GCBCAgent,
 }
 
 POLICY_FORMAT = "visgoal-policy/2"  # the `format` key of policy.pt's meta

@@ -31,6 +31,7 @@ class Agent(ABC):
     view = "state"    # what it sees by default: "state" (StateView), "latent" (LatentView) or "pixels" (PixelView)
     batch_keys: tuple[str, ...] = ()   # what `update` reads of a replay batch; none: it never updates
     batch_size = 0    # replay rows per update
+    bc_weight = 0.0   # learning from demonstrations: the Q-filtered BC term's weight (agents/demonstrations.py)
 
     # --- building -------------------------------------------------------------------------
     @classmethod

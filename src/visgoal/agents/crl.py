@@ -51,7 +51,8 @@ from torch import nn
 from visgoal.agents.actor import (ActorTrainer, ExplorationNoise, OwnsActor, actor_file, clip_gradients,
                                   load_actor, soft_update_params)
 from visgoal.agents.base import Agent
-from visgoal.agents.encoders import ConvEncoder, PixelActor, random_shift
+from visgoal.agents.demonstrations import q_filtered_bc
+from visgoal.agents.encoders import ConvEncoder, PixelActor, encoded_actor, random_shift, with_encoder
 from visgoal.agents.networks import Actor, GaussianActor, frozen, mlp
 from visgoal.agents.policy import Policy
 from visgoal.agents.replay import no_reward
@@ -245,7 +246,7 @@ class CRLAgent(OwnsActor, LatentGoals, Agent):
             metrics = self.update_td_infonce(obs, batch["action"], goal, next_obs, next_goal, batch["terminated"])
         else:
             metrics = self.update_contrastive(obs, batch["action"], goal)
-        metrics.update(self.update_crl_actor(obs.detach(), goal.detach()))
+        metrics.update(self.update_crl_actor(obs.detach(), goal.detach(), batch["action"], batch.get("demo")))
         self.num_updates += 1
         return metrics
 
@@ -318,12 +319,19 @@ class CRLAgent(OwnsActor, LatentGoals, Agent):
         soft_update_params(self.critic, self.critic_target, self.crl.target_polyak)
         return metrics
 
-    def update_crl_actor(self, obs, goal) -> dict:
+    def update_crl_actor(self, obs, goal, demo_action=None, demo=None) -> dict:
         """obs, goal: what the critic read (normalized latents, or encoder features), detached.
-        Maximizes min_e f_e(s, pi(s, g), g) over its mean |f| (OGBench's objective)."""
+        Maximizes min_e f_e(s, pi(s, g), g) over its mean |f| (OGBench's objective); with
+        demonstration rows (`demo` 1), the Q-filtered behaviour cloning of agents/demonstrations.py
+        on them, with their own goals."""
         with torch.no_grad():  # psi(g) does not depend on the actor: no gradient, once per goal
             psi = self.critic.goal(goal)
-        own = torch.arange(len(obs), device=obs.device)  # row i's goal among the batch's goals (candidates)
+        n = len(obs)
+        own = torch.arange(n, device=obs.device)  # row i's goal among the batch's goals (candidates)
+        if demo is not None:
+            with torch.no_grad():  # the demonstrated action's value, for the Q-filter
+                phi = self.critic.state_action(obs, demo_action, goal if self.td else None)
+                q_demo = ((phi * psi).sum(-1) * self.critic.scale).min(0).values
         if self.crl.actor_random_goals:
             obs, goal, own = torch.cat([obs, obs]), torch.cat([goal, goal.roll(1, 0)]), torch.cat([own, own.roll(1)])
         x = torch.cat([obs, goal], dim=-1)
@@ -332,9 +340,14 @@ class CRLAgent(OwnsActor, LatentGoals, Agent):
             phi = self.critic.state_action(obs, action, goal if self.td else None)
             q = ((phi * psi[:, own]).sum(-1) * self.critic.scale).min(0).values
             loss = -q.mean() / (q.abs().mean().detach() + 1e-6)
+        metrics = {}
+        if demo is not None:  # the rows with their own goals come first
+            bc, kept = q_filtered_bc(action[:n], demo_action, q_demo, q[:n].detach(), demo)
+            loss = loss + self.bc_weight * bc
+            metrics = {"losses/bc": bc.item(), "demos/q_filter_kept": kept.item()}
         if self.gaussian:
             loss = loss + self.temperature().detach() * log_prob.mean()
-        metrics = {"losses/actor": loss.item(), "values/q": q.mean().item(), **self.actor_step(loss)}
+        metrics.update({"losses/actor": loss.item(), "values/q": q.mean().item(), **self.actor_step(loss)})
         if self.gaussian:
             metrics.update(self.update_temperature(log_prob.detach()))
         return metrics
@@ -370,18 +383,8 @@ class CRLAgent(OwnsActor, LatentGoals, Agent):
     def policy_file(self) -> dict:
         saved = actor_file(self.actor, self.acting(training=False), self.cfg.hidden, self.actor.normalizer.enabled)
         saved["meta"]["gaussian"] = self.gaussian
-        if self.encoder is not None:
-            saved["encoder"] = self.encoder.state_dict()
-            saved["meta"]["encoder"] = {"image_size": self.encoder.image_size,
-                                        "feature_dim": self.encoder.feature_dim, "bf16": self.encoder.bf16}
-        return saved
+        return with_encoder(saved, self.encoder)
 
     @classmethod
     def load_policy(cls, saved: dict, device: str = "cpu") -> Policy:
-        actor = load_actor(saved, device)
-        spec = saved["meta"].get("encoder")
-        if spec is None:
-            return Policy(actor)
-        encoder = ConvEncoder(spec["image_size"], spec["feature_dim"], spec["bf16"])
-        encoder.load_state_dict(saved["encoder"])
-        return Policy(PixelActor(encoder.to(device).eval(), actor))
+        return Policy(encoded_actor(saved, load_actor(saved, device), device))

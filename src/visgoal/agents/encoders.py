@@ -85,3 +85,22 @@ class PixelActor(nn.Module):
         n, height = len(x), x.shape[1] // 2
         features = self.encoder(torch.cat([x[:, :height], x[:, height:]]))  # both images in one pass
         return torch.cat([features[:n], features[n:]], dim=-1)
+
+
+def with_encoder(saved: dict, encoder: ConvEncoder | None) -> dict:
+    """policy.pt's actor part (`actor_file`) with the encoder it acts through, where there is one."""
+    if encoder is not None:
+        saved["encoder"] = encoder.state_dict()
+        saved["meta"]["encoder"] = {"image_size": encoder.image_size, "feature_dim": encoder.feature_dim,
+                                    "bf16": encoder.bf16}
+    return saved
+
+
+def encoded_actor(saved: dict, actor: nn.Module, device: str = "cpu") -> nn.Module:
+    """What acts for a policy.pt: its actor, behind its encoder where `with_encoder` saved one."""
+    spec = saved["meta"].get("encoder")
+    if spec is None:
+        return actor
+    encoder = ConvEncoder(spec["image_size"], spec["feature_dim"], spec["bf16"])
+    encoder.load_state_dict(saved["encoder"])
+    return PixelActor(encoder.to(device).eval(), actor)

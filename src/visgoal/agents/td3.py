@@ -24,6 +24,7 @@ from torch import nn
 from visgoal.agents.actor import (ActorTrainer, ExplorationNoise, OwnsActor, actor_file, clip_gradients, load_actor,
                                   soft_update_params)
 from visgoal.agents.base import Agent
+from visgoal.agents.demonstrations import q_filtered_bc
 from visgoal.agents.networks import Actor, Critic, frozen
 from visgoal.agents.policy import Policy
 from visgoal.agents.replay import env_reward, negative_distance
@@ -126,6 +127,8 @@ class TD3Agent(OwnsActor, Agent):
             # would look cheap.
             absorbed = reward / (1.0 - self.cfg.gamma) if self.terminal_keeps_reward else torch.zeros_like(reward)
             target_q = reward + self.cfg.gamma * torch.where(terminated > 0, absorbed, future)
+            if self.cfg.clip_target and self.terminal_keeps_reward:  # no -distance sums to more than 0
+                target_q = target_q.clamp(max=0.0)
         q1, q2 = self.critic(x, action)
         loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
         self.critic_opt.zero_grad(set_to_none=True)
@@ -135,10 +138,25 @@ class TD3Agent(OwnsActor, Agent):
         return {"losses/critic": loss.item(), "values/q1": q1.mean().item(), "values/q2": q2.mean().item(),
                 "values/target_q": target_q.mean().item(), **grad_norm}
 
-    def update_actor(self, x) -> dict:
+    def actor_value(self, x: torch.Tensor, action: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """What the actor maximizes, per row: Q1 (TD3 section 4.2)."""
+        return self.critic.first(x, action)
+
+    def update_actor(self, x, goal=None, demo_action=None, demo=None) -> dict:
+        """The actor's step on normalized inputs x; with demonstration rows (`demo` 1, their actions
+        `demo_action`), the Q-filtered behaviour cloning of agents/demonstrations.py beside it."""
         with frozen(self.critic):
-            loss = -self.critic.first(x, self.actor.from_normalized(x)).mean()
-        return {"losses/actor": loss.item(), **self.actor_step(loss)}
+            action = self.actor.from_normalized(x)
+            q = self.actor_value(x, action, goal)
+            if demo is None:
+                loss, metrics = -q.mean(), {}
+            else:
+                with torch.no_grad():
+                    q_demo = self.actor_value(x, demo_action, goal)
+                bc, kept = q_filtered_bc(action, demo_action, q_demo, q.detach(), demo)
+                loss = -q.mean() / (q.abs().mean().detach() + 1e-6) + self.bc_weight * bc
+                metrics = {"losses/bc": bc.item(), "demos/q_filter_kept": kept.item()}
+        return {"losses/actor": loss.item(), **metrics, **self.actor_step(loss)}
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict:
         x, next_x = self.inputs(batch["obs"], batch["goal"]), self.inputs(batch["next_obs"], batch["goal"])
@@ -147,7 +165,7 @@ class TD3Agent(OwnsActor, Agent):
         metrics = self.update_critic(x, batch["action"], batch["reward"], next_x, batch["terminated"])
         self.num_updates += 1
         if self.num_updates % self.cfg.policy_delay == 0:  # delayed policy updates (section 5.2)
-            metrics.update(self.update_actor(x))
+            metrics.update(self.update_actor(x, batch["goal"], batch["action"], batch.get("demo")))
             self.update_targets()
         return metrics
 

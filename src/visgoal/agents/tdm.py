@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from visgoal.agents.actor import load_actor
-from visgoal.agents.networks import Critic, frozen
+from visgoal.agents.networks import Critic
 from visgoal.agents.policy import Policy
 from visgoal.agents.rig import RIGAgent, image_td3_config
 from visgoal.agents.td3 import TD3Config
@@ -139,7 +139,7 @@ class TDMAgent(RIGAgent):
         metrics = self.update_critic(x, batch["action"], goal, next_x, next_z, tau, batch["terminated"])
         self.num_updates += 1
         if self.num_updates % self.cfg.policy_delay == 0:
-            metrics.update(self.update_tdm_actor(x, goal))
+            metrics.update(self.update_actor(x, goal, batch["action"], batch.get("demo")))
             self.update_targets()
         return metrics
 
@@ -170,10 +170,9 @@ class TDMAgent(RIGAgent):
         return {"losses/critic": loss.item(), "values/q1": total(q1).mean().item(),
                 "values/q2": total(q2).mean().item(), "values/target_q": total(target).mean().item(), **metrics}
 
-    def update_tdm_actor(self, x, goal) -> dict:
-        with frozen(self.critic):
-            loss = -total(self.q(self.critic.first(x, self.actor.from_normalized(x)), goal)).mean()
-        return {"losses/actor": loss.item(), **self.actor_step(loss)}
+    def actor_value(self, x: torch.Tensor, action: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """-(the summed distance) Q1 predicts at the input's horizon (report eq. 3)."""
+        return total(self.q(self.critic.first(x, action), goal))
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "generator": self.generator.get_state()}

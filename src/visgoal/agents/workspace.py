@@ -39,6 +39,7 @@ import torch
 
 from visgoal import paths
 from visgoal.agents import POLICY_FORMAT, agent_class
+from visgoal.agents.demonstrations import DemoReplay
 from visgoal.agents.replay import EpisodeReplay
 from visgoal.agents.views import make_view
 from visgoal.device import resolve
@@ -58,14 +59,16 @@ def set_seed_everywhere(seed: int) -> np.random.Generator:
 
 class Workspace:
     def __init__(self, env_name: str, method: str, seed: int, out_dir: Path, params, vae: Path | None = None,
-                 dataset: Path | None = None, progress: bool = True):
+                 dataset: Path | None = None, progress: bool = True, demos: Path | None = None):
         """`vae` and `dataset` (image agents: the VAE and its dataset, for fine-tuning) default to the
-        env's results/<env>/vae.pt and vae_dataset.h5."""
+        env's results/<env>/vae.pt and vae_dataset.h5; `demos` (read where `demo_learning.enabled`)
+        to its results/<env>/demos.h5."""
         torch.set_num_threads(1)  # small networks: threads only contend on a shared machine
         self.env_name, self.method, self.seed, self.out_dir, self.params = env_name, method, seed, Path(out_dir), params
         self.device = resolve(params["device"])  # the networks', the batches', and what the run records
         self.vae_path = Path(vae) if vae else paths.vae(env_name, paths.root(params.profile))
         self.dataset_path = Path(dataset) if dataset else paths.dataset(env_name, paths.root(params.profile))
+        self.demos_path = Path(demos) if demos else paths.demos(env_name, paths.root(params.profile))
         self.cfg, self.progress = params["train"], progress
         self.rng = set_seed_everywhere(seed)
         self.first = self.build(agent_class(method))  # the seeded reset: the first episode starts from it
@@ -99,7 +102,27 @@ class Workspace:
                                     reads=self.agent.batch_keys, **self.agent.replay_options(params, view))
         self.policy, self.eval_policy = self.agent.policy(training=True), self.agent.policy(training=False)
         self.terminal_for_goals = not view.goal_conditioned or self.env.spec.termination == "absorbing"
+        self.demo_replay, self.demo_rows = None, 0
+        learning = params["demo_learning"]
+        if self.reads_demos:  # an offline method's data, or demonstrations in every batch (agents/demonstrations.py)
+            from visgoal.data.demos import read_demos
+
+            demos = read_demos(self.demos_path, state=kind == "state")
+            self.demo_replay = DemoReplay(demos, view, self.agent.replay_options(params, view), self.agent.batch_keys,
+                                          self.terminal_for_goals, low, high)
+            self.demo_rows = (self.agent.batch_size if self.offline else
+                              round(learning["batch_share"] * self.agent.batch_size))
+            self.agent.bc_weight = learning["bc_weight"]
         return first
+
+    @property
+    def offline(self) -> bool:
+        """Whether the method learns from demonstrations alone (gcbc): its clock is its updates."""
+        return getattr(self.agent, "offline", False)
+
+    @property
+    def reads_demos(self) -> bool:
+        return self.offline or (self.params["demo_learning"]["enabled"] and bool(self.agent.batch_keys))
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> None:
@@ -110,7 +133,8 @@ class Workspace:
 
         resumed = self.load_checkpoint()
         with tracking.run(self.env_name, self.method, self.params.profile, self.seed, run_id=self.run_id,
-                          params={**self.params.flat(), "device": self.device},  # the device it resolved to
+                          params={**self.params.flat(), "device": self.device,  # the device it resolved to
+                                  **({"demo_steps": self.demo_replay.steps} if self.demo_replay else {})},
                           inputs=self.input_files()) as self.run_id:
             mlflow.set_tag("view", self.view.kind)  # what it saw: crl's two representations share a run name
             mlflow.set_tag("device", self.device)  # this session's (a resumed run may have moved)
@@ -130,7 +154,7 @@ class Workspace:
             self.last_log = (self.start_wall, 0)  # (time, env steps) of the previous metrics log
             try:
                 while self.env_steps < total:
-                    self.run_episode(total)
+                    self.run_updates(total) if self.offline else self.run_episode(total)
                     if self.env_steps >= self.next_eval or self.env_steps >= total:
                         self.evaluate()
                         self.next_eval = (self.env_steps // self.cfg["eval_every"] + 1) * self.cfg["eval_every"]
@@ -204,8 +228,22 @@ class Workspace:
         if finetuned:
             import mlflow
 
+            if self.demo_replay is not None:
+                self.demo_replay.refresh()  # the demonstrations' latents, through the fine-tuned VAE
             mlflow.log_metrics(finetuned, step=self.env_steps)
             log.debug("after episode %d at env step %d: %s", self.episodes, self.env_steps, finetuned)
+
+    def run_updates(self, total: int) -> None:
+        """An offline method's updates up to its next evaluation or checkpoint; each counts as a step."""
+        start, stop = self.env_steps, min(self.next_eval, self.next_checkpoint, total)
+        metrics: list[dict] = []
+        while self.env_steps < stop:
+            metrics.append(self.agent.update(self.sample()))
+            self.env_steps += 1
+            if self.env_steps % self.cfg["log_every"] == 0:
+                self.log_metrics(metrics)
+                metrics = []
+        self.bar.update(stop - start)
 
     def episode_metrics(self, achieved: np.ndarray, goal: np.ndarray, rewards: list[float], step) -> dict:
         """The finished training episode: what its view shows of it (a latent return and distance, a
@@ -220,12 +258,20 @@ class Workspace:
         return [self.agent.update(self.sample()) for _ in range(self.cfg["updates_per_step"])]
 
     def sample(self) -> dict[str, torch.Tensor]:
-        batch = self.replay.sample(self.agent.batch_size, self.rng)
+        """A batch of `batch_keys`; with demonstrations, `demo_learning.batch_share` of its rows are
+        theirs (and a `demo` mask tells which)."""
+        keys = self.agent.batch_keys
+        if self.offline:
+            batch = self.demo_replay.replay.sample(self.agent.batch_size, self.rng)
+        else:
+            batch = self.replay.sample(self.agent.batch_size - self.demo_rows, self.rng)
+        if self.demo_replay is not None and not self.offline:
+            batch, keys = self.demo_replay.mix(batch, self.demo_rows, self.rng), (*keys, "demo")
         # Images stay uint8 (a quarter of the memory traffic, and of the copy to a GPU); the agent
         # converts what it uses.
         return {k: torch.from_numpy(batch[k]).to(self.device) if batch[k].dtype == np.uint8 else
                 torch.as_tensor(batch[k], dtype=torch.float32, device=self.device)
-                for k in self.agent.batch_keys if k in batch}
+                for k in keys if k in batch}
 
     def log_metrics(self, metrics: list[dict]) -> None:
         import mlflow
@@ -239,7 +285,8 @@ class Workspace:
             mean["charts/steps_per_second"] = (self.env_steps - last_steps) / max(now - last_time, 1e-9)
         self.last_log = (now, self.env_steps)
         mean["charts/replay_transitions"] = self.replay.transitions
-        mean["charts/exploration_noise"] = self.agent.noise.scale(self.env_steps)
+        if hasattr(self.agent, "noise"):
+            mean["charts/exploration_noise"] = self.agent.noise.scale(self.env_steps)
         mlflow.log_metrics(mean, step=self.env_steps)
         if not self.progress:  # a pipeline's log file: one line per interval, for `tail -f`
             speed = f"{mean['charts/steps_per_second']:.0f} steps/s" if "charts/steps_per_second" in mean else "starting"
@@ -328,7 +375,8 @@ class Workspace:
         fine-tuning, its dataset (their hashes are the run's MLflow tags and part of its fingerprint)."""
         from visgoal.config import project_root
 
-        return {"env spec": project_root() / "envs" / f"{self.env_name}.yaml", **self.view.input_files()}
+        demos = {"demonstrations": self.demos_path} if self.reads_demos else {}
+        return {"env spec": project_root() / "envs" / f"{self.env_name}.yaml", **self.view.input_files(), **demos}
 
     def load_checkpoint(self) -> bool:
         path = self.out_dir / paths.CHECKPOINT
@@ -363,6 +411,8 @@ class Workspace:
         for generator, saved in zip(self._env_rngs(), state["env_rngs"]):
             generator.bit_generator.state = saved
         self.view.load_state_dict(state["view"])
+        if self.demo_replay is not None:
+            self.demo_replay.refresh()  # through the checkpoint's VAE
         self.needs_reset = True  # checkpoints are taken between episodes
         return True
 
@@ -407,9 +457,10 @@ def on_cpu(obj):
     return obj
 
 
-def train(env: str, method: str, seed: int, out_dir, params, vae=None, dataset=None, progress: bool = True) -> Path:
+def train(env: str, method: str, seed: int, out_dir, params, vae=None, dataset=None, progress: bool = True,
+          demos=None) -> Path:
     """Train one agent for one seed into `out_dir` (resuming its checkpoint if there is one)."""
-    workspace = Workspace(env, method, seed, Path(out_dir), params, vae, dataset, progress)
+    workspace = Workspace(env, method, seed, Path(out_dir), params, vae, dataset, progress, demos)
     try:
         workspace.run()
     finally:
