@@ -183,3 +183,17 @@ def test_gcbc_without_demonstrations_is_one_line(workdir):
                      "--demos", str(workdir / "none.h5"), "--quiet", "--set", "gcbc.representation=pixels")
     assert result.returncode != 0
     assert "Traceback" not in result.stderr and "demonstrations not found" in result.stderr
+
+
+def test_without_the_q_filter_every_demonstration_row_is_cloned(kitchen_demos, workdir):
+    params = with_demos(q_filter="false")
+    workspace = Workspace("franka_kitchen", "td3", 0, workdir / "unfiltered", params, demos=kitchen_demos,
+                          progress=False)
+    try:
+        workspace.bar = tqdm(disable=True)
+        workspace.run_episode(params["train"]["learning_starts"])
+        workspace.agent.update(workspace.sample())
+        metrics = workspace.agent.update(workspace.sample())  # the actor's turn
+        assert metrics["demos/q_filter_kept"] == 1.0 and metrics["losses/bc"] > 0
+    finally:
+        workspace.close()

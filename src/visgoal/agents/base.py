@@ -32,6 +32,7 @@ class Agent(ABC):
     batch_keys: tuple[str, ...] = ()   # what `update` reads of a replay batch; none: it never updates
     batch_size = 0    # replay rows per update
     bc_weight = 0.0   # learning from demonstrations: the Q-filtered BC term's weight (agents/demonstrations.py)
+    q_filter = True   # ... and whether the term keeps only the rows whose action the critic prefers
 
     # --- building -------------------------------------------------------------------------
     @classmethod

@@ -342,7 +342,10 @@ class CRLAgent(OwnsActor, LatentGoals, Agent):
             loss = -q.mean() / (q.abs().mean().detach() + 1e-6)
         metrics = {}
         if demo is not None:  # the rows with their own goals come first
-            bc, kept = q_filtered_bc(action[:n], demo_action, q_demo, q[:n].detach(), demo)
+            q_own = q[:n].detach()
+            if not self.q_filter:  # every demonstration row cloned
+                q_demo, q_own = torch.ones_like(q_demo), torch.zeros_like(q_own)
+            bc, kept = q_filtered_bc(action[:n], demo_action, q_demo, q_own, demo)
             loss = loss + self.bc_weight * bc
             metrics = {"losses/bc": bc.item(), "demos/q_filter_kept": kept.item()}
         if self.gaussian:

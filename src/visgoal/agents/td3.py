@@ -142,6 +142,11 @@ class TD3Agent(OwnsActor, Agent):
         """What the actor maximizes, per row: Q1 (TD3 section 4.2)."""
         return self.critic.first(x, action)
 
+    def cautious_value(self, x: torch.Tensor, action: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """What the Q-filter compares, per row: the smaller twin (clipped double Q), since the actor's
+        own action is the one Q1 was pushed up for."""
+        return torch.min(*self.critic(x, action))
+
     def update_actor(self, x, goal=None, demo_action=None, demo=None) -> dict:
         """The actor's step on normalized inputs x; with demonstration rows (`demo` 1, their actions
         `demo_action`), the Q-filtered behaviour cloning of agents/demonstrations.py beside it."""
@@ -152,8 +157,10 @@ class TD3Agent(OwnsActor, Agent):
                 loss, metrics = -q.mean(), {}
             else:
                 with torch.no_grad():
-                    q_demo = self.actor_value(x, demo_action, goal)
-                bc, kept = q_filtered_bc(action, demo_action, q_demo, q.detach(), demo)
+                    q_demo, q_own = self.cautious_value(x, demo_action, goal), self.cautious_value(x, action, goal)
+                if not self.q_filter:  # every demonstration row cloned
+                    q_demo, q_own = torch.ones_like(q_demo), torch.zeros_like(q_own)
+                bc, kept = q_filtered_bc(action, demo_action, q_demo, q_own, demo)
                 loss = -q.mean() / (q.abs().mean().detach() + 1e-6) + self.bc_weight * bc
                 metrics = {"losses/bc": bc.item(), "demos/q_filter_kept": kept.item()}
         return {"losses/actor": loss.item(), **metrics, **self.actor_step(loss)}

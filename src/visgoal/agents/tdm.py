@@ -174,6 +174,9 @@ class TDMAgent(RIGAgent):
         """-(the summed distance) Q1 predicts at the input's horizon (report eq. 3)."""
         return total(self.q(self.critic.first(x, action), goal))
 
+    def cautious_value(self, x: torch.Tensor, action: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        return torch.min(*(total(self.q(f, goal)) for f in self.critic(x, action)))
+
     def state_dict(self) -> dict:
         return {**super().state_dict(), "generator": self.generator.get_state()}
 

@@ -112,7 +112,7 @@ class Workspace:
                                           self.terminal_for_goals, low, high)
             self.demo_rows = (self.agent.batch_size if self.offline else
                               round(learning["batch_share"] * self.agent.batch_size))
-            self.agent.bc_weight = learning["bc_weight"]
+            self.agent.bc_weight, self.agent.q_filter = learning["bc_weight"], learning["q_filter"]
         return first
 
     @property
