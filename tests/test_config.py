@@ -284,3 +284,21 @@ def test_params_prints_each_value_and_where_it_came_from(capsys):
     assert main(["params", "--env", "point_maze", "--profile", "default"]) == 0
     rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if not line.startswith("#")}
     assert rows["vae.latent_dim"] == ["4", "envs/point_maze.yaml"] and "dataset.frames" in rows
+
+
+@pytest.mark.parametrize("method, args, expected", [
+    ("gcbc", [], {"device", "render", "train", "evaluate", "vae", "image_agents", "gcbc"}),
+    ("gcbc", ["--set", "gcbc.representation=pixels"], {"device", "render", "train", "evaluate", "gcbc"}),
+    ("td3", [], {"device", "train", "td3", "replay", "evaluate"}),
+    ("td3", ["--set", "demo_learning.enabled=true"], {"device", "train", "td3", "replay", "evaluate", "demo_learning"}),
+    ("rig", ["--set", "demo_learning.enabled=true"],
+     {"device", "render", "train", "td3", "replay", "evaluate", "vae", "image_agents", "rig", "demo_learning"}),
+], ids=["gcbc on latents", "gcbc on pixels", "td3", "td3 with demonstrations", "rig with demonstrations"])
+def test_params_of_a_method_are_the_sections_its_training_stage_reads(capsys, method, args, expected):
+    """`visgoal params --method M` lists stages.train_sections, what its Snakemake rule's settings and its
+    dvc.yaml stage's params hold: gcbc's own, demo_learning only where the run learns from demonstrations."""
+    from visgoal.cli import main
+
+    assert main(["params", "--env", "franka_kitchen", "--method", method, "--profile", "smoke", *args]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    assert {row.split(".")[0] for row in rows} == expected

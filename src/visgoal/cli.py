@@ -196,13 +196,10 @@ def cmd_params(args: argparse.Namespace) -> int:
 
     params, sources = parameter_sources(args.params, args.profile, args.overrides, env=args.env)
     sections = None
-    if args.method:  # what its training stage reads (its dvc.yaml stage's params)
-        from visgoal.agents import view_kind
+    if args.method:  # what its training stage reads (its Snakemake rule's settings, its dvc.yaml stage's params)
+        from visgoal.stages import train_sections
 
-        image = args.method != "td3"
-        sections = {"device", "train", "replay", "evaluate", "td3",
-                    *(("render", "image_agents", args.method) if image else ()),
-                    *(("vae",) if view_kind(args.method, params) == "latent" else ())}
+        sections = set(train_sections(args.method, params))
     rows = [(key, json.dumps(value), sources[key]) for key, value in params.flat().items()
             if sections is None or key.split(".")[0] in sections]
     width = [max(len(row[i]) for row in rows) for i in range(2)]

@@ -161,6 +161,40 @@ def train_vae(env: str, dataset_path: Path, out: Path, params: Params, progress:
     return fit(env, dataset_path, out, use_device(params), progress=progress)
 
 
+def reads_demos(method: str, params) -> bool:
+    """Whether a method's training reads its env's demonstrations (demos.h5, `train --demos`) with these
+    parameters (the env's own tuning resolved): an offline method (gcbc) always, any other where
+    `demo_learning.enabled` (the Workspace's rule)."""
+    from visgoal.agents import agent_class
+
+    agent = agent_class(method)
+    return bool(getattr(agent, "offline", False) or (params["demo_learning"]["enabled"] and agent.batch_keys))
+
+
+def train_sections(method: str, params) -> list[str]:
+    """The params.yaml sections a method's training reads with these parameters (the env's own tuning
+    resolved), in one order: its Snakemake rule's `settings`, its dvc.yaml stage's `params` (after
+    `profile`) and the rows of `visgoal params --method`. An image method adds render, image_agents and
+    its own section, one on latents vae; an offline method (gcbc) reads no td3 or replay (no critic, no
+    replay of its own) and, on pixels, no image_agents; `demo_learning` where the run learns from
+    demonstrations beside its own experience (not gcbc: the demonstrations are all it reads)."""
+    from visgoal.agents import view_kind
+
+    return training_sections(method, view_kind(method, params), reads_demos(method, params))
+
+
+def training_sections(method: str, kind: str, demos: bool) -> list[str]:
+    """`train_sections` of a method that sees `kind` (state, latent or pixels) and reads demonstrations
+    (`demos`) or not: what dvc.yaml's generator lists for a stage, which knows both."""
+    from visgoal.agents import agent_class
+
+    offline, image = getattr(agent_class(method), "offline", False), method != "td3"
+    return ["device", *(["render"] if image else []), "train", *([] if offline else ["td3", "replay"]), "evaluate",
+            *(["vae"] if kind == "latent" else []),
+            *(["image_agents"] if image and (kind == "latent" or not offline) else []), *([method] if image else []),
+            *(["demo_learning"] if demos and not offline else [])]
+
+
 def train(env: str, method: str, seed: int, out: Path, params: Params, vae: Path | None = None,
           dataset_path: Path | None = None, progress: bool = True, demos: Path | None = None) -> Path:
     from visgoal.agents.workspace import train as run
