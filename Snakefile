@@ -13,7 +13,7 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     env="|".join(ENVS),
-    method="|".join(METHODS),
+    method="|".join(DAG_METHODS),
     seed=r"\d+",
 
 
@@ -47,3 +47,4 @@ rule all:
     input:
         rules.report.output,
         [str(paths.demos(env, ROOT)) for env in TEACHER_ENVS],
+        [str(paths.evaluation(env, GCBC, "csv", ROOT)) for env in TEACHER_ENVS],  # not the report's: not in `methods`

@@ -193,16 +193,33 @@ def read_csv(path: Path) -> list[dict]:
 
 
 # --- the DAG ------------------------------------------------------------------------------
-@pytest.mark.parametrize("profile, pixels", [(None, False), ("smoke", False), ("smoke", True)],
-                         ids=["params.yaml as is", "smoke in the sections", "smoke, crl on pixels"])
-def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, profile, pixels):
+def tune_env(workdir: Path, env: str, **sections) -> None:
+    """Deep-merge `sections` into envs/<env>.yaml's own tuning (`params:`) in a copy of the pipeline."""
+    from visgoal.config import deep_merge
+
+    spec_file = workdir / "envs" / f"{env}.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["params"] = deep_merge(spec.get("params") or {}, sections)
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+@pytest.mark.parametrize("profile, pixels, learning", [(None, False, ()), ("smoke", False, ()), ("smoke", True, ()),
+                                                       ("smoke", False, ("franka_kitchen",))],
+                         ids=["params.yaml as is", "smoke in the sections", "smoke, crl and gcbc on pixels",
+                              "smoke, the kitchen's runs learning from demonstrations"])
+def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, profile, pixels, learning):
     """Same jobs (by their output files), the same command per job, the same edges; crl on pixels
-    moves from the VAE's training rule to the one without (dvc.yaml regenerated, as its header says)."""
+    moves from the VAE's training rule to the one without, gcbc on pixels reads no VAE, and an env whose
+    demo_learning.enabled is true (its env file) has its runs in the *_demos rules and stages (dvc.yaml
+    regenerated, as its header says)."""
     from visgoal.dvcfile import generate
 
     work = copy_pipeline(tmp_path / "pipeline", profile=profile,
-                         smoke_overrides={"crl": {"representation": "pixels"}} if pixels else None)
-    if pixels:
+                         smoke_overrides={"crl": {"representation": "pixels"}, "gcbc": {"representation": "pixels"}}
+                         if pixels else None)
+    for env in learning:
+        tune_env(work, env, demo_learning={"enabled": True})
+    if pixels or learning:
         (work / "dvc.yaml").write_text(generate(work / "params.yaml"))
     jobs = snakemake_jobs(work)
     stages = dvc_stages(work)
@@ -218,21 +235,32 @@ def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, profile, pixels):
             f"{sorted(outs)}:\n  snakemake: {command}\n  dvc:       {dvc_commands[outs]}")
     assert sm_edges == dvc_edges
 
-    # The DAG is envs x methods x seeds of the (profile-resolved) params.yaml, and a teacher's demonstrations
-    # and evaluation for each env that has one.
+    # The DAG is envs x methods x seeds of the (profile-resolved) params.yaml, and a teacher's demonstrations,
+    # evaluation and gcbc (seeds, evaluation) for each env that has one.
     from visgoal.teachers import TEACHERS
 
     params = file_params(work)
     rules = Counter(job["rule"] for job in jobs)
-    n_envs, n_seeds = len(params["envs"]), len(params["seeds"])
+    n_envs, n_seeds, n_learning = len(params["envs"]), len(params["seeds"]), len(learning)
     n_teachers = len([env for env in params["envs"] if env in TEACHERS])
     image = [m for m in params["methods"] if m != "td3"]
     on_pixels = ["crl"] if pixels else []
-    expected = Counter(dataset=n_envs, train_vae=n_envs, train_td3=n_envs * n_seeds * ("td3" in params["methods"]),
-                       train_image=n_envs * n_seeds * (len(image) - len(on_pixels)),
-                       train_pixels=n_envs * n_seeds * len(on_pixels), evaluate=n_envs * len(params["methods"]),
-                       demos=n_teachers, teacher=n_teachers, report=1)
+    td3, latent = n_seeds * ("td3" in params["methods"]), n_seeds * (len(image) - len(on_pixels))
+    expected = Counter(dataset=n_envs, train_vae=n_envs, train_td3=(n_envs - n_learning) * td3,
+                       train_td3_demos=n_learning * td3, train_image=(n_envs - n_learning) * latent,
+                       train_image_demos=n_learning * latent,
+                       train_pixels=(n_envs - n_learning) * n_seeds * len(on_pixels),
+                       train_pixels_demos=n_learning * n_seeds * len(on_pixels), train_gcbc=n_teachers * n_seeds,
+                       evaluate=n_envs * len(params["methods"]) + n_teachers, demos=n_teachers, teacher=n_teachers,
+                       report=1)
     assert rules == +expected  # (+ drops zero counts)
+    # What reads demos.h5: gcbc's runs and the learning envs' runs, passed as --demos; nothing else but datasets.
+    for job in jobs:
+        reads = job["rule"] == "train_gcbc" or job["rule"].endswith("_demos")
+        demos = f"results/{job['wildcards'].get('env')}/demos.h5"
+        assert (demos in job["inputs"] and f"--demos {demos}" in job["cmd"]) == reads, job
+        if job["rule"].startswith("train_") and job["rule"] != "train_vae":  # a run of a method
+            assert reads == (job["wildcards"]["env"] in learning or job["rule"] == "train_gcbc"), job
 
 
 def test_dvc_yaml_is_the_generated_one():
@@ -247,8 +275,8 @@ def test_dvc_yaml_is_the_generated_one():
                                   "results/fetch_reach/vae_recon.png"]
 
 
-GPU_RULES = ("demos", "dataset", "train_vae", "train_td3", "train_image", "train_pixels", "evaluate",
-             "teacher")  # torch, or pictures
+GPU_RULES = ("demos", "dataset", "train_vae", "train_td3", "train_image", "train_pixels", "train_td3_demos",
+             "train_image_demos", "train_pixels_demos", "train_gcbc", "evaluate", "teacher")  # torch, or pictures
 
 
 def test_every_rule_declares_log_benchmark_and_resources(tmp_path):
@@ -266,6 +294,7 @@ def test_a_gpu_device_asks_for_a_gpu_for_every_job_that_uses_one(tmp_path):
     """`device: cuda` (a cluster's login node has no GPU itself): one GPU for each job that runs torch or
     renders, none for the report."""
     work = copy_pipeline(tmp_path / "pipeline", smoke_overrides={"crl": {"representation": "pixels"}})
+    tune_env(work, "franka_kitchen", demo_learning={"enabled": True})  # every training rule has a job
     raw = yaml.safe_load((work / "params.yaml").read_text())
     (work / "params.yaml").write_text(yaml.safe_dump({**raw, "device": "cuda", "profile": "smoke"}, sort_keys=False))
     jobs = snakemake_jobs(work)
@@ -282,7 +311,8 @@ def test_dvc_stages_declare_params_metrics_and_plots(tmp_path):
     top_level = set(yaml.safe_load((work / "params.yaml").read_text()))
     stages = dvc_stages(work)
     for stage in stages:
-        assert "profile" in stage["params"] and set(stage["params"]) <= top_level, (stage["name"], stage["params"])
+        sections = {key.split(".")[0] for key in stage["params"]}  # a section, or one of its keys
+        assert "profile" in stage["params"] and sections <= top_level, (stage["name"], stage["params"])
         assert "profiles" not in stage["params"], stage["name"]  # DVC runs the sections, never a profile
         assert "speed" not in stage["params"], stage["name"]  # how fast, never what: it reruns nothing
         # where it ran changes its numbers: every stage but the report's lists the device
@@ -302,12 +332,23 @@ def test_dvc_stages_declare_params_metrics_and_plots(tmp_path):
     assert not any("demos.h5" in dep for dep in by_name["dataset@fetch_reach"]["deps"])
     assert by_name["teacher@adroit_relocate"]["metrics"] == ["results/adroit_relocate/teacher_eval.json"]
     assert {"demos", "render"} <= set(by_name["demos@franka_kitchen"]["params"])
+    # gcbc, on the teachers' envs alone: its demonstrations in and passed; the sections it reads, not td3's.
+    gcbc = by_name["train_gcbc@franka_kitchen-0"]
+    assert "results/franka_kitchen/demos.h5" in gcbc["deps"] and "--demos results/franka_kitchen/demos.h5" in gcbc["cmd"]
+    assert {"gcbc", "train", "evaluate"} <= set(gcbc["params"]) and not {"td3", "replay", "demo_learning"} & set(
+        gcbc["params"])
+    assert by_name["evaluate_gcbc@adroit_relocate"]["metrics"] == ["results/adroit_relocate/gcbc_eval.json"]
+    assert not [name for name in by_name if "gcbc" in name and "point_maze" in name]
+    # The runs that read no demonstrations: as before, but for the switch that would make them read some.
+    for name in ("train_td3@franka_kitchen-0", "train_image@franka_kitchen-rig-0"):
+        assert not any("demos" in dep for dep in by_name[name]["deps"]) and "--demos" not in by_name[name]["cmd"]
+        assert "demo_learning.enabled" in by_name[name]["params"] and "demo_learning" not in by_name[name]["params"]
     # A few charts a reader wants, not one per seed: per env, every method and seed together.
     assert not any(s["plots"] for s in stages)
     params = file_params(work)
     charts = {name: chart for entry in yaml.safe_load((work / "dvc.yaml").read_text())["plots"]
               for name, chart in entry.items()}
-    assert len(charts) == len(params["envs"]) + 1
+    assert len(charts) == len(params["envs"]) + 2  # and gcbc's, over its updates
     fetch = charts["fetch_reach: success over env steps"]
     assert fetch["x"] == "env_steps" and set(fetch["y"].values()) == {"eval_success_rate"}
     assert len(fetch["y"]) == len(params["methods"]) * len(params["seeds"])
@@ -419,6 +460,52 @@ def test_a_dataset_with_a_demo_share_reads_the_teachers_demonstrations(tmp_path)
                                                          "--quiet")
     result = snakemake(work, "-n", "results/smoke/point_maze/demos.h5", env=env, check=False)
     assert result.returncode != 0  # point_maze has no teacher: no rule makes its demonstrations
+
+
+def test_gcbc_learns_from_a_teachers_demonstrations_and_only_where_there_are_some(tmp_path):
+    """`snakemake -n results/smoke/franka_kitchen/gcbc_eval.csv`: the demonstrations, the dataset and the
+    VAE (gcbc on latents), gcbc's seeds and its evaluation; an env without a teacher is refused in one line."""
+    from visgoal.config import load_params
+
+    work = copy_pipeline(tmp_path / "pipeline")
+    env = tool_env(work, VISGOAL_PROFILE="smoke")
+    seeds = load_params(work / "params.yaml", "smoke")["seeds"]
+    jobs = snakemake_jobs(work, "results/smoke/franka_kitchen/gcbc_eval.csv", env=env)
+    assert Counter(j["rule"] for j in jobs) == {"demos": 1, "dataset": 1, "train_vae": 1, "train_gcbc": len(seeds),
+                                                "evaluate": 1}
+    train = next(j for j in jobs if j["rule"] == "train_gcbc" and j["wildcards"]["seed"] == str(seeds[0]))
+    kitchen = "results/smoke/franka_kitchen"
+    assert f"{kitchen}/demos.h5" in train["inputs"]
+    assert LOG_REDIRECT.match(train["cmd"])["cmd"] == (
+        f"python -m visgoal train --env franka_kitchen --method gcbc --seed {seeds[0]} --vae {kitchen}/vae.pt "
+        f"--dataset {kitchen}/vae_dataset.h5 --demos {kitchen}/demos.h5 --out {kitchen}/gcbc/seed{seeds[0]} --quiet")
+    result = snakemake(work, "-n", "results/smoke/point_maze/gcbc_eval.csv", env=env, check=False)
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if "no scripted teacher" in line]
+    assert result.returncode != 0 and len(errors) == 1 and "point_maze" in errors[0], result.stdout + result.stderr
+
+
+def test_runs_that_learn_from_demonstrations_read_them_and_the_others_are_unchanged(tmp_path):
+    """demo_learning.enabled in franka_kitchen's env file: its td3 and rig runs read its demos.h5 (input,
+    --demos, the demos job before them); fetch_reach's run is the same job as before, and so were the
+    kitchen's before the switch."""
+    work = copy_pipeline(tmp_path / "pipeline")
+    env = tool_env(work, VISGOAL_PROFILE="smoke")
+    kitchen, fetch = "results/smoke/franka_kitchen", "results/smoke/fetch_reach/td3/seed0/policy.pt"
+    targets = [f"{kitchen}/td3/seed0/policy.pt", f"{kitchen}/rig/seed0/policy.pt", fetch]
+    before = {j["outputs"][0]: j for j in snakemake_jobs(work, *targets, env=env)}
+    tune_env(work, "franka_kitchen", demo_learning={"enabled": True})
+    after = {j["outputs"][0]: j for j in snakemake_jobs(work, *targets, env=env)}
+
+    assert after[fetch] == before[fetch]
+    assert [before[t]["rule"] for t in targets] == ["train_td3", "train_image", "train_td3"]
+    assert not any("demos" in path for t in targets for path in before[t]["inputs"])
+    assert [after[t]["rule"] for t in targets] == ["train_td3_demos", "train_image_demos", "train_td3"]
+    for target in targets[:2]:
+        job = after[target]
+        assert f"{kitchen}/demos.h5" in job["inputs"]
+        assert LOG_REDIRECT.match(job["cmd"])["cmd"] == LOG_REDIRECT.match(before[target]["cmd"])["cmd"].replace(
+            " --out", f" --demos {kitchen}/demos.h5 --out")
+    assert f"{kitchen}/demos.h5" in after[f"{kitchen}/demos.h5"]["outputs"]  # the demos job, scheduled first
 
 
 def test_each_profile_has_its_own_results(tmp_path):

@@ -5,10 +5,11 @@ is what this module generates and that DVC and Snakemake declare the same jobs, 
 edges. The matrices stay DVC templates (`${envs}`, `${seeds}`): DVC expands them from
 params.yaml at run time. Only the report's list of inputs, the top-level `plots`, which
 training stage runs a method (it depends on what the method sees: `crl.representation`), the
-environments with a scripted teacher (its `demos` and `teacher` stages) and those whose dataset
-reads demonstrations (`dataset_demos`: `dataset.demo_share` > 0), which DVC cannot template, are
-written out from params.yaml's `envs`, `methods`, `seeds` and `crl` and the env files' tuning:
-regenerate after changing them.
+environments with a scripted teacher (its `demos` and `teacher` stages, and gcbc's `train_gcbc` and
+`evaluate_gcbc`), those whose dataset reads demonstrations (`dataset_demos`: `dataset.demo_share` >
+0) and those whose runs learn from them (`train_*_demos`: `demo_learning.enabled`), which DVC cannot
+template, are written out from params.yaml's `envs`, `methods`, `seeds`, `crl` and `gcbc` and the env
+files' tuning: regenerate after changing them.
 
 `record` writes into dvc.lock what a Snakemake run built; `exp_table` and `metrics_tables` are what
 `dvc exp show` and `dvc metrics show` say, in columns a terminal holds (`visgoal exp-show`,
@@ -43,13 +44,32 @@ def _s(path) -> str:
     return str(path)
 
 
+GCBC = "gcbc"  # learns from demonstrations alone: stages of its own for the envs with a teacher, not in `methods`
+
+
+def _train_params(methods: list[str], views: dict[str, str], demos: bool, templated: bool = True) -> list[str]:
+    """A training stage's `params`: stages.training_sections of its methods (`templated`: the method's
+    own section as the matrix's `${item.method}`), the same for each; and where the runs read no
+    demonstrations `demo_learning.enabled`, the switch that would make them read some (an `exp run -S`
+    of it, which leaves dvc.yaml as generated, reruns them)."""
+    from visgoal.stages import training_sections
+
+    lists = {tuple(METHOD if templated and s == m else s for s in training_sections(m, views[m], demos))
+             for m in methods}
+    (sections,) = lists  # one stage, one list: its methods see the same and read the same sections
+    return ["profile", *sections, *([] if demos else ["demo_learning.enabled"])]
+
+
 def stages(envs: list[str], methods: list[str], views: dict[str, str], teachers: list[str] = (),
-           demo_envs: list[str] = ()) -> dict:
+           demo_envs: list[str] = (), learning_envs: list[str] = ()) -> dict:
     """The `stages` of dvc.yaml; `envs` and `methods` list the report's inputs, `views` what each
-    method sees (agents.view_kind: state, latent or pixels), `teachers` the envs with a scripted
-    teacher (its demonstrations and evaluation), `demo_envs` those whose dataset reads demonstrations
-    (`dataset.demo_share` > 0: a stage of their own, whose deps hold demos.h5)."""
+    method sees (agents.view_kind: state, latent or pixels; gcbc's too where there are teachers),
+    `teachers` the envs with a scripted teacher (its demonstrations and evaluation, and gcbc's stages,
+    which learn from those demonstrations alone), `demo_envs` those whose dataset reads demonstrations
+    (`dataset.demo_share` > 0: a stage of their own, whose deps hold demos.h5), `learning_envs` those
+    whose runs learn from them too (`demo_learning.enabled`: `train_*_demos` stages, whose deps hold it)."""
     td3_run, image_run = paths.run_dir(ENV, "td3", SEED), paths.run_dir(ENV, METHOD, SEED)
+    demos_h5 = _s(paths.demos(ENV))
     dataset = {
         "cmd": f"python -m visgoal dataset --env {ENV} --out {paths.dataset(ENV)} --quiet",
         "deps": [f"envs/{ENV}.yaml", "src/visgoal/envs", "src/visgoal/data"],
@@ -86,16 +106,81 @@ def stages(envs: list[str], methods: list[str], views: dict[str, str], teachers:
     } if teachers else {}
     latent_methods = [m for m in methods if views[m] == "latent"]
     pixel_methods = [m for m in methods if m != "td3" and views[m] != "latent"]  # pixels, or crl's state diagnostic
-    pixels = {  # a method on pixels alone (crl.representation=pixels): no VAE in, none out
-        "train_pixels": {
-            "matrix": {"env": "${envs}", "method": pixel_methods, "seed": "${seeds}"},
-            "cmd": f"python -m visgoal train --env {ENV} --method {METHOD} --seed {SEED} --out {image_run} --quiet",
-            "deps": [f"envs/{ENV}.yaml", "src/visgoal/agents", "src/visgoal/envs", "src/visgoal/evaluation.py"],
-            "params": ["profile", "device", "render", "train", "td3", "replay", "evaluate", "image_agents",
-                       METHOD],
+    # Each training stage twice where some env learns from demonstrations (a matrix item cannot add a
+    # dep): the plain one over the other envs, as before, and `<stage>_demos` over those, demos.h5 in.
+    plain = [env for env in envs if env not in learning_envs]
+    env_lists = {False: "${envs}" if not learning_envs else plain, True: list(learning_envs)}
+
+    def twice(name: str, stage) -> dict:
+        """`name` (and `name`_demos) from stage(demos, env_list): those whose env list is not empty."""
+        return {f"{name}_demos" if demos else name: stage(demos, env_lists[demos])
+                for demos in (False, True) if env_lists[demos]}
+
+    def demos_flag(demos: bool) -> str:
+        return f" --demos {demos_h5}" if demos else ""
+
+    def demos_deps(demos: bool) -> list[str]:
+        return ["src/visgoal/data", demos_h5] if demos else []  # its reader, and the file
+
+    def train_td3(demos, env_list):
+        return {
+            "matrix": {"env": env_list, "seed": "${seeds}"},
+            "cmd": f"python -m visgoal train --env {ENV} --method td3 --seed {SEED}{demos_flag(demos)} --out {td3_run} "
+                   "--quiet",
+            "deps": [f"envs/{ENV}.yaml", "src/visgoal/agents", "src/visgoal/envs", "src/visgoal/evaluation.py",
+                     *demos_deps(demos)],
+            "params": _train_params(["td3"], views, demos, templated=False),
+            "outs": [_s(td3_run / paths.POLICY), _s(td3_run / paths.CURVE)],
+        }
+
+    def train_image(demos, env_list):
+        return {
+            "matrix": {"env": env_list, "method": latent_methods, "seed": "${seeds}"},
+            "cmd": f"python -m visgoal train --env {ENV} --method {METHOD} --seed {SEED} --vae {paths.vae(ENV)} "
+                   f"--dataset {paths.dataset(ENV)}{demos_flag(demos)} --out {image_run} --quiet",
+            "deps": [f"envs/{ENV}.yaml", _s(paths.vae(ENV)), _s(paths.dataset(ENV)), "src/visgoal/agents",
+                     "src/visgoal/envs", "src/visgoal/vae", "src/visgoal/evaluation.py", *demos_deps(demos)],
+            "params": _train_params(latent_methods, views, demos),
+            "outs": [_s(image_run / paths.POLICY), _s(image_run / paths.RUN_VAE), _s(image_run / paths.CURVE)],
+        }
+
+    def train_pixels(demos, env_list):  # a method on pixels alone (crl.representation=pixels): no VAE in, none out
+        return {
+            "matrix": {"env": env_list, "method": pixel_methods, "seed": "${seeds}"},
+            "cmd": f"python -m visgoal train --env {ENV} --method {METHOD} --seed {SEED}{demos_flag(demos)} "
+                   f"--out {image_run} --quiet",
+            "deps": [f"envs/{ENV}.yaml", "src/visgoal/agents", "src/visgoal/envs", "src/visgoal/evaluation.py",
+                     *demos_deps(demos)],
+            "params": _train_params(pixel_methods, views, demos),
             "outs": [_s(image_run / paths.POLICY), _s(image_run / paths.CURVE)],
         }
-    } if pixel_methods else {}
+
+    gcbc_run, gcbc_eval = paths.run_dir(ENV, GCBC, SEED), paths.evaluation(ENV, GCBC, "csv")
+    latent_gcbc = views.get(GCBC) == "latent"  # gcbc.representation: on latents it reads the VAE and its dataset
+    gcbc = {  # behaviour cloning from the teachers' demonstrations alone: the envs with a teacher
+        "train_gcbc": {
+            "matrix": {"env": list(teachers), "seed": "${seeds}"},
+            "cmd": f"python -m visgoal train --env {ENV} --method {GCBC} --seed {SEED}"
+                   + (f" --vae {paths.vae(ENV)} --dataset {paths.dataset(ENV)}" if latent_gcbc else "")
+                   + f"{demos_flag(True)} --out {gcbc_run} --quiet",
+            "deps": [f"envs/{ENV}.yaml", *((_s(paths.vae(ENV)), _s(paths.dataset(ENV))) if latent_gcbc else ()),
+                     "src/visgoal/agents", "src/visgoal/envs", *(("src/visgoal/vae",) if latent_gcbc else ()),
+                     "src/visgoal/evaluation.py", *demos_deps(True)],
+            "params": _train_params([GCBC], views, True, templated=False),
+            "outs": [_s(gcbc_run / paths.POLICY), *((_s(gcbc_run / paths.RUN_VAE),) if latent_gcbc else ()),
+                     _s(gcbc_run / paths.CURVE)],
+        },
+        "evaluate_gcbc": {  # the `evaluate` stage's, for gcbc: its matrix's methods are every env's
+            "matrix": {"env": list(teachers)},
+            "cmd": f"python -m visgoal evaluate --env {ENV} --method {GCBC} --runs {paths.runs(ENV, GCBC)} "
+                   f"--out {gcbc_eval} --quiet",
+            "deps": [f"envs/{ENV}.yaml", _s(paths.runs(ENV, GCBC)), "src/visgoal/evaluation.py",
+                     "src/visgoal/agents", "src/visgoal/envs"],
+            "params": ["profile", "device", "seeds", "render", "evaluate"],
+            "outs": [_s(gcbc_eval), _s(gcbc_eval.with_suffix(".png"))],
+            "metrics": [_s(gcbc_eval.with_suffix(".json"))],
+        },
+    } if teachers else {}
     return {
         **demos,
         **datasets,
@@ -108,26 +193,12 @@ def stages(envs: list[str], methods: list[str], views: dict[str, str], teachers:
             "outs": [_s(paths.vae(ENV)), _s(paths.vae_recon(ENV)), _s(paths.vae_history(ENV))],
             "metrics": [_s(paths.vae_metrics(ENV))],
         },
-        # Two training stages, because their deps and outs differ (a matrix item cannot drop a dep or
-        # an out): the image agents read the VAE and its dataset and also write the VAE they trained with.
-        "train_td3": {
-            "matrix": {"env": "${envs}", "seed": "${seeds}"},
-            "cmd": f"python -m visgoal train --env {ENV} --method td3 --seed {SEED} --out {td3_run} --quiet",
-            "deps": [f"envs/{ENV}.yaml", "src/visgoal/agents", "src/visgoal/envs", "src/visgoal/evaluation.py"],
-            "params": ["profile", "device", "train", "td3", "replay", "evaluate"],
-            "outs": [_s(td3_run / paths.POLICY), _s(td3_run / paths.CURVE)],
-        },
-        "train_image": {
-            "matrix": {"env": "${envs}", "method": latent_methods, "seed": "${seeds}"},
-            "cmd": f"python -m visgoal train --env {ENV} --method {METHOD} --seed {SEED} --vae {paths.vae(ENV)} "
-                   f"--dataset {paths.dataset(ENV)} --out {image_run} --quiet",
-            "deps": [f"envs/{ENV}.yaml", _s(paths.vae(ENV)), _s(paths.dataset(ENV)), "src/visgoal/agents",
-                     "src/visgoal/envs", "src/visgoal/vae", "src/visgoal/evaluation.py"],
-            "params": ["profile", "device", "render", "train", "td3", "replay", "evaluate", "vae",
-                       "image_agents", METHOD],
-            "outs": [_s(image_run / paths.POLICY), _s(image_run / paths.RUN_VAE), _s(image_run / paths.CURVE)],
-        },
-        **pixels,
+        # Training stages apart where their deps and outs differ (a matrix item cannot drop a dep or an
+        # out): the image agents read the VAE and its dataset and also write the VAE they trained with.
+        **twice("train_td3", train_td3),
+        **(twice("train_image", train_image) if latent_methods else {}),
+        **(twice("train_pixels", train_pixels) if pixel_methods else {}),
+        **{name: stage for name, stage in gcbc.items() if name == "train_gcbc"},
         # Its dep is the directory of the method's runs (what `evaluate --runs` reads): every seed's
         # policy.pt (and the image agents' vae.pt), whatever the number of seeds.
         "evaluate": {
@@ -140,6 +211,7 @@ def stages(envs: list[str], methods: list[str], views: dict[str, str], teachers:
             "outs": [_s(paths.evaluation(ENV, METHOD, "csv")), _s(paths.evaluation(ENV, METHOD, "png"))],
             "metrics": [_s(paths.evaluation(ENV, METHOD, "json"))],
         },
+        **{name: stage for name, stage in gcbc.items() if name == "evaluate_gcbc"},
         **teacher,
         "report": {
             "cmd": f"python -m visgoal report --results {paths.RESULTS} --out {paths.report_dir()}",
@@ -153,45 +225,57 @@ def stages(envs: list[str], methods: list[str], views: dict[str, str], teachers:
     }
 
 
-def plots(envs: list[str], methods: list[str], seeds: list[int]) -> list[dict]:
+def plots(envs: list[str], methods: list[str], seeds: list[int], teachers: list[str] = ()) -> list[dict]:
     """What `dvc plots show` draws: per env, every method's and seed's success over env steps in one
-    chart, and the VAE's validation loss per epoch (a few charts, not one per seed)."""
+    chart, gcbc's over its updates (an offline method's clock, in its curve's env_steps column) in
+    one, and the VAE's validation loss per epoch (a few charts, not one per seed)."""
     charts = []
     for env in envs:
         curves = {_s(paths.run_dir(env, m, s) / paths.CURVE): "eval_success_rate" for m in methods for s in seeds}
         charts.append({f"{env}: success over env steps": {"x": "env_steps", "y": curves, "y_label": "eval success rate",
                                                           "x_label": "env steps"}})
+    if teachers:
+        curves = {_s(paths.run_dir(env, GCBC, s) / paths.CURVE): "eval_success_rate" for env in teachers for s in seeds}
+        charts.append({f"{GCBC}: success over updates": {"x": "env_steps", "y": curves, "y_label": "eval success rate",
+                                                         "x_label": "updates (offline)"}})
     charts.append({"VAE validation loss": {"x": "epoch", "y": {_s(paths.vae_history(env)): "val_loss" for env in envs},
                                            "y_label": "validation loss (full KL weight)"}})
     return charts
 
 
 def dvc_yaml(envs: list[str], methods: list[str], seeds: list[int], views: dict[str, str], teachers: list[str] = (),
-             demo_envs: list[str] = ()) -> str:
-    body = yaml.safe_dump({"stages": stages(envs, methods, views, teachers, demo_envs),
-                           "plots": plots(envs, methods, seeds)}, sort_keys=False, width=120)
+             demo_envs: list[str] = (), learning_envs: list[str] = ()) -> str:
+    body = yaml.safe_dump({"stages": stages(envs, methods, views, teachers, demo_envs, learning_envs),
+                           "plots": plots(envs, methods, seeds, teachers)}, sort_keys=False, width=120)
     return HEADER + body
 
 
 def generate(params_file: str | Path) -> str:
     """dvc.yaml for a params file: its `envs`, `methods` and `seeds`, what each method sees, the envs
-    with a scripted teacher (visgoal.teachers) and those whose dataset takes demonstrations
-    (`dataset.demo_share` > 0 over the env's own tuning, envs/<env>.yaml). A share where no teacher
-    records them fails in one line."""
+    with a scripted teacher (visgoal.teachers: their demonstrations, and gcbc), those whose dataset
+    takes demonstrations (`dataset.demo_share` > 0 over the env's own tuning, envs/<env>.yaml) and
+    those whose runs learn from them (`demo_learning.enabled`, likewise). Either where no teacher
+    records them, or gcbc in `methods`, fails in one line."""
     from visgoal.agents import view_kind
     from visgoal.config import ConfigError, deep_merge, env_tuning, read_sections
     from visgoal.teachers import TEACHERS
 
     params_file = Path(params_file)
     raw = read_sections(params_file)
-    envs = raw["envs"]
+    envs, methods = raw["envs"], raw["methods"]
     teachers = [env for env in envs if env in TEACHERS]
-    demo_envs = [env for env in envs if deep_merge(raw, env_tuning(params_file, env))["dataset"]["demo_share"] > 0]
-    if orphans := sorted(set(demo_envs) - set(teachers)):
-        raise ConfigError(f"dataset.demo_share > 0 for {', '.join(orphans)}, which has no scripted teacher to record "
-                          f"demonstrations in the DAG; set its share to 0")
-    return dvc_yaml(envs, raw["methods"], raw["seeds"], {m: view_kind(m, raw) for m in raw["methods"]}, teachers,
-                    demo_envs)
+    tuned = {env: deep_merge(raw, env_tuning(params_file, env)) for env in envs}
+    demo_envs = [env for env in envs if tuned[env]["dataset"]["demo_share"] > 0]
+    learning_envs = [env for env in envs if tuned[env]["demo_learning"]["enabled"]]
+    for key, chosen in (("dataset.demo_share > 0", demo_envs), ("demo_learning.enabled", learning_envs)):
+        if orphans := sorted(set(chosen) - set(teachers)):
+            raise ConfigError(f"{key} for {', '.join(orphans)}, which has no scripted teacher to record "
+                              f"demonstrations in the DAG; set it in the env files of envs with one")
+    if GCBC in methods:
+        raise ConfigError(f"methods: {GCBC} learns from demonstrations, which only the envs with a scripted teacher "
+                          f"have; the DAG runs it for those (train_gcbc, evaluate_gcbc): take it out of `methods`")
+    views = {m: view_kind(m, raw) for m in [*methods, *([GCBC] if teachers else [])]}
+    return dvc_yaml(envs, methods, raw["seeds"], views, teachers, demo_envs, learning_envs)
 
 
 def record(since: float, repo_dir: str | Path = ".") -> list[str]:

@@ -2,6 +2,11 @@
 # its dataset (online fine-tuning) and also write the VAE they were trained with; the state-based
 # td3 baseline reads neither, nor does an agent on pixels (crl.representation=pixels). A killed run
 # resumes from its checkpoint.pt (not an output).
+#
+# A run that reads its env's demonstrations (results/<env>/demos.h5, `train --demos`) is another rule's:
+# gcbc's (train_gcbc, for the envs with a teacher), and in the envs whose demo_learning.enabled is true
+# the three rules' *_demos twins. The plain rules keep the other envs (wildcard_constraints env=PLAIN_ENV)
+# and their commands, inputs and params, so that adding demonstrations to one env reruns nothing else.
 
 
 rule train_td3:
@@ -15,8 +20,10 @@ rule train_td3:
         logged("{env}/td3/train_seed{seed}")[0],
     benchmark:
         logged("{env}/td3/train_seed{seed}")[1]
+    wildcard_constraints:
+        env=PLAIN_ENV,
     params:
-        settings=lambda w: settings("device", "train", "td3", "replay", "evaluate", env=w.env),
+        settings=lambda w: train_settings(w, "td3"),
         run=lambda w, output: os.path.dirname(output.policy),
     threads: 1
     resources:
@@ -45,11 +52,10 @@ rule train_image:
     benchmark:
         logged("{env}/{method}/train_seed{seed}")[1]
     wildcard_constraints:
+        env=PLAIN_ENV,
         method=LATENT_METHODS,
     params:
-        settings=lambda w: settings(
-            "device", "render", "train", "td3", "replay", "evaluate", "vae", "image_agents", w.method, env=w.env
-        ),
+        settings=train_settings,
         run=lambda w, output: os.path.dirname(output.policy),
     threads: 1
     resources:
@@ -75,11 +81,10 @@ rule train_pixels:
     benchmark:
         logged("{env}/{method}/train_seed{seed}")[1]
     wildcard_constraints:
+        env=PLAIN_ENV,
         method=PIXEL_METHODS,
     params:
-        settings=lambda w: settings(
-            "device", "render", "train", "td3", "replay", "evaluate", "image_agents", w.method, env=w.env
-        ),
+        settings=train_settings,
         run=lambda w, output: os.path.dirname(output.policy),
     threads: 1
     resources:
@@ -91,6 +96,138 @@ rule train_pixels:
     shell:
         "python -m visgoal train --env {wildcards.env} --method {wildcards.method} --seed {wildcards.seed}"
         " --out {params.run} --quiet > {log} 2>&1"
+
+
+rule train_td3_demos:
+    """train_td3 in an env whose demo_learning.enabled is true: its demonstrations too."""
+    input:
+        spec="envs/{env}.yaml",
+        demos=str(paths.demos("{env}", ROOT)),
+    output:
+        policy=str(paths.run_dir("{env}", "td3", "{seed}", ROOT) / paths.POLICY),
+        curve=str(paths.run_dir("{env}", "td3", "{seed}", ROOT) / paths.CURVE),
+    log:
+        logged("{env}/td3/train_seed{seed}")[0],
+    benchmark:
+        logged("{env}/td3/train_seed{seed}")[1]
+    wildcard_constraints:
+        env=DEMO_LEARNING_ENV,
+    params:
+        settings=lambda w: train_settings(w, "td3"),
+        run=lambda w, output: os.path.dirname(output.policy),
+    threads: 1
+    resources:
+        mem_mb=4096,
+        runtime=240,
+        gpu=GPU,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m visgoal train --env {wildcards.env} --method td3 --seed {wildcards.seed}"
+        " --demos {input.demos} --out {params.run} --quiet > {log} 2>&1"
+
+
+rule train_image_demos:
+    """train_image in an env whose demo_learning.enabled is true: its demonstrations too."""
+    input:
+        spec="envs/{env}.yaml",
+        vae=str(paths.vae("{env}", ROOT)),
+        dataset=str(paths.dataset("{env}", ROOT)),
+        demos=str(paths.demos("{env}", ROOT)),
+    output:
+        policy=f"{RUN}/{paths.POLICY}",
+        curve=f"{RUN}/{paths.CURVE}",
+        vae=f"{RUN}/{paths.RUN_VAE}",
+    log:
+        logged("{env}/{method}/train_seed{seed}")[0],
+    benchmark:
+        logged("{env}/{method}/train_seed{seed}")[1]
+    wildcard_constraints:
+        env=DEMO_LEARNING_ENV,
+        method=LATENT_METHODS,
+    params:
+        settings=train_settings,
+        run=lambda w, output: os.path.dirname(output.policy),
+    threads: 1
+    resources:
+        mem_mb=8192,
+        runtime=480,
+        gpu=GPU,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m visgoal train --env {wildcards.env} --method {wildcards.method} --seed {wildcards.seed}"
+        " --vae {input.vae} --dataset {input.dataset} --demos {input.demos} --out {params.run} --quiet > {log} 2>&1"
+
+
+rule train_pixels_demos:
+    """train_pixels in an env whose demo_learning.enabled is true: its demonstrations too."""
+    input:
+        spec="envs/{env}.yaml",
+        demos=str(paths.demos("{env}", ROOT)),
+    output:
+        policy=f"{RUN}/{paths.POLICY}",
+        curve=f"{RUN}/{paths.CURVE}",
+    log:
+        logged("{env}/{method}/train_seed{seed}")[0],
+    benchmark:
+        logged("{env}/{method}/train_seed{seed}")[1]
+    wildcard_constraints:
+        env=DEMO_LEARNING_ENV,
+        method=PIXEL_METHODS,
+    params:
+        settings=train_settings,
+        run=lambda w, output: os.path.dirname(output.policy),
+    threads: 1
+    resources:
+        mem_mb=8192,
+        runtime=1440,
+        gpu=GPU,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m visgoal train --env {wildcards.env} --method {wildcards.method} --seed {wildcards.seed}"
+        " --demos {input.demos} --out {params.run} --quiet > {log} 2>&1"
+
+
+GCBC_RUN = paths.run_dir("{env}", GCBC, "{seed}", ROOT)
+GCBC_LATENT = VIEWS[GCBC] == "latent"  # gcbc.representation: on latents it reads the VAE and its dataset
+
+
+rule train_gcbc:
+    """Goal-conditioned behaviour cloning, one seed, offline from the env's demonstrations alone: the
+    envs with a teacher. On latents, like train_image, it reads the VAE and its dataset and writes the
+    VAE it acted through; on pixels neither."""
+    input:
+        spec="envs/{env}.yaml",
+        **({"vae": str(paths.vae("{env}", ROOT)), "dataset": str(paths.dataset("{env}", ROOT))} if GCBC_LATENT else {}),
+        demos=str(paths.demos("{env}", ROOT)),
+    output:
+        policy=str(GCBC_RUN / paths.POLICY),
+        curve=str(GCBC_RUN / paths.CURVE),
+        **({"vae": str(GCBC_RUN / paths.RUN_VAE)} if GCBC_LATENT else {}),
+    log:
+        logged(f"{{env}}/{GCBC}/train_seed{{seed}}")[0],
+    benchmark:
+        logged(f"{{env}}/{GCBC}/train_seed{{seed}}")[1]
+    wildcard_constraints:
+        env=TEACHER_ENV,
+    params:
+        settings=lambda w: train_settings(w, GCBC),
+        run=lambda w, output: os.path.dirname(output.policy),
+    threads: 1
+    resources:
+        mem_mb=8192,
+        runtime=240,
+        gpu=GPU,
+    conda:
+        CONDA_ENV
+    shell:
+        (
+            f"python -m visgoal train --env {{wildcards.env}} --method {GCBC} --seed {{wildcards.seed}}"
+            + (" --vae {input.vae} --dataset {input.dataset}" if GCBC_LATENT else "")
+            + " --demos {input.demos} --out {params.run} --quiet > {log} 2>&1"
+        )
 
 
 rule evaluate:

@@ -5,6 +5,7 @@ from visgoal import paths
 from visgoal.agents import view_kind
 from visgoal.config import load_params
 from visgoal.device import requests_gpu
+from visgoal.stages import reads_demos, train_sections
 from visgoal.teachers import TEACHERS
 
 # Every stage is `python -m visgoal <sub-command> ...`, literally the `cmd` of its dvc.yaml stage.
@@ -18,9 +19,17 @@ PARAMS = load_params()
 ENVS = PARAMS["envs"]
 METHODS = PARAMS["methods"]
 SEEDS = PARAMS["seeds"]
-# What each method sees (state, latent or pixels; crl's depends on crl.representation): which
-# training rule runs it. Wildcard constraints; "(?!)" matches nothing.
-VIEWS = {method: view_kind(method, PARAMS) for method in METHODS}
+# gcbc learns from demonstrations alone: a method of the DAG only for the envs with a scripted teacher
+# (rule train_gcbc; results/<env>/gcbc_eval.csv, in `all`), never one of params.yaml's `methods`, which
+# every env, the report and `make run`'s DAG share.
+GCBC = "gcbc"
+if GCBC in METHODS:
+    raise ValueError(f"methods: {GCBC} learns from demonstrations, which only the envs with a scripted teacher have; "
+                     f"the DAG runs it for those (results/<env>/{GCBC}_eval.csv, in `all`): take it out of `methods`")
+DAG_METHODS = [*METHODS, GCBC]
+# What each method sees (state, latent or pixels; crl's depends on crl.representation, gcbc's on
+# gcbc.representation): which training rule runs it. Wildcard constraints; "(?!)" matches nothing.
+VIEWS = {method: view_kind(method, PARAMS) for method in DAG_METHODS}
 LATENT_METHODS = "|".join(m for m in METHODS if VIEWS[m] == "latent") or "(?!)"
 PIXEL_METHODS = "|".join(m for m in METHODS if m != "td3" and VIEWS[m] != "latent") or "(?!)"  # no VAE
 
@@ -46,6 +55,21 @@ if set(DEMO_ENVS) - set(TEACHER_ENVS):
         "teacher to record demonstrations in the DAG; set its share to 0, or record them with `python -m visgoal "
         "demos --policy ...` and run its dataset stage yourself"
     )
+
+
+# The envs whose td3, rig, tdm and crl runs also learn from its demonstrations (demo_learning.enabled in
+# their resolved tuning): rules train_td3_demos, train_image_demos and train_pixels_demos, which read
+# demos.h5; the other envs' runs are the plain rules' (train_td3, train_image, train_pixels), as before.
+DEMO_LEARNING_ENVS = [env for env in ENVS if ENV_PARAMS[env]["demo_learning"]["enabled"]]
+if set(DEMO_LEARNING_ENVS) - set(TEACHER_ENVS):
+    raise ValueError(
+        f"demo_learning.enabled for {', '.join(sorted(set(DEMO_LEARNING_ENVS) - set(TEACHER_ENVS)))}, which has no "
+        "scripted teacher to record demonstrations in the DAG; enable it in the env files of envs with one "
+        f"({', '.join(TEACHER_ENVS) or 'none'}), or record them with `python -m visgoal demos --policy ...` and run "
+        "`python -m visgoal train --demos ...` yourself"
+    )
+DEMO_LEARNING_ENV = "|".join(DEMO_LEARNING_ENVS) or "(?!)"
+PLAIN_ENV = "|".join(env for env in ENVS if env not in DEMO_LEARNING_ENVS) or "(?!)"
 
 
 def settings(*sections, env=None):
@@ -81,8 +105,23 @@ def dataset_inputs(wildcards):
     return [str(paths.demos(wildcards.env, ROOT))] if wildcards.env in DEMO_ENVS else []
 
 
+def train_settings(wildcards, method=None):
+    """`settings` of a training job: the sections its method reads with its env's parameters
+    (stages.train_sections, which `visgoal params --method` lists too): demo_learning only where the
+    run learns from demonstrations, so that the other runs' params are what they were."""
+    method = method or wildcards.method
+    return settings(*train_sections(method, ENV_PARAMS[wildcards.env]), env=wildcards.env)
+
+
 def evaluate_inputs(wildcards):
-    """Each seed's policy; agents on latents also need each run's own (fine-tuned) VAE."""
+    """Each seed's policy; agents on latents also need each run's own (fine-tuned) VAE. gcbc on an env
+    without a teacher is refused in one line: no demonstrations to learn from."""
+    if wildcards.method == GCBC and wildcards.env not in TEACHER_ENVS:
+        raise ValueError(
+            f"{GCBC} learns from demonstrations alone, and {wildcards.env} has no scripted teacher to record them in "
+            f"the DAG (envs with one: {', '.join(TEACHER_ENVS) or 'none'}); record them with `python -m visgoal demos "
+            f"--env {wildcards.env} --policy ...` and train it with `python -m visgoal train --demos ...` yourself"
+        )
     if VIEWS[wildcards.method] == "latent":
         return runs(wildcards, paths.POLICY, paths.RUN_VAE)
     return runs(wildcards, paths.POLICY)
