@@ -204,14 +204,14 @@ def tune_env(workdir: Path, env: str, **sections) -> None:
 
 
 @pytest.mark.parametrize("profile, pixels, learning", [(None, False, ()), ("smoke", False, ()), ("smoke", True, ()),
-                                                       ("smoke", False, ("franka_kitchen",))],
+                                                       ("smoke", False, ("adroit_relocate",))],
                          ids=["params.yaml as is", "smoke in the sections", "smoke, crl and gcbc on pixels",
-                              "smoke, the kitchen's runs learning from demonstrations"])
+                              "smoke, relocate's runs learning from demonstrations too"])
 def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, profile, pixels, learning):
     """Same jobs (by their output files), the same command per job, the same edges; crl on pixels
     moves from the VAE's training rule to the one without, gcbc on pixels reads no VAE, and an env whose
-    demo_learning.enabled is true (its env file) has its runs in the *_demos rules and stages (dvc.yaml
-    regenerated, as its header says)."""
+    demo_learning.enabled is true (its env file: franka_kitchen's, and relocate's where the test turns it
+    on) has its runs in the *_demos rules and stages (dvc.yaml regenerated, as its header says)."""
     from visgoal.dvcfile import generate
 
     work = copy_pipeline(tmp_path / "pipeline", profile=profile,
@@ -241,6 +241,12 @@ def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, profile, pixels, learn
 
     params = file_params(work)
     rules = Counter(job["rule"] for job in jobs)
+    from visgoal.config import load_params
+
+    path = work / "params.yaml"  # the envs whose own files (or the tuning above) turn learning on: franka_kitchen's
+    learning = {env for env in params["envs"]
+                if load_params(path, params.profile, env=env)["demo_learning"]["enabled"]}
+    assert set(learning) >= {"franka_kitchen"}
     n_envs, n_seeds, n_learning = len(params["envs"]), len(params["seeds"]), len(learning)
     n_teachers = len([env for env in params["envs"] if env in TEACHERS])
     image = [m for m in params["methods"] if m != "td3"]
@@ -340,9 +346,13 @@ def test_dvc_stages_declare_params_metrics_and_plots(tmp_path):
     assert by_name["evaluate_gcbc@adroit_relocate"]["metrics"] == ["results/adroit_relocate/gcbc_eval.json"]
     assert not [name for name in by_name if "gcbc" in name and "point_maze" in name]
     # The runs that read no demonstrations: as before, but for the switch that would make them read some.
-    for name in ("train_td3@franka_kitchen-0", "train_image@franka_kitchen-rig-0"):
+    for name in ("train_td3@adroit_relocate-0", "train_image@adroit_relocate-rig-0"):
         assert not any("demos" in dep for dep in by_name[name]["deps"]) and "--demos" not in by_name[name]["cmd"]
         assert "demo_learning.enabled" in by_name[name]["params"] and "demo_learning" not in by_name[name]["params"]
+    # ... and the kitchen's, which learn from them (its env file): demos.h5 in, passed, demo_learning listed.
+    for name in ("train_td3_demos@franka_kitchen-0", "train_image_demos@franka_kitchen-rig-0"):
+        assert "results/franka_kitchen/demos.h5" in by_name[name]["deps"], name
+        assert "--demos results/franka_kitchen/demos.h5" in by_name[name]["cmd"] and "demo_learning" in by_name[name]["params"]
     # A few charts a reader wants, not one per seed: per env, every method and seed together.
     assert not any(s["plots"] for s in stages)
     params = file_params(work)
@@ -485,15 +495,15 @@ def test_gcbc_learns_from_a_teachers_demonstrations_and_only_where_there_are_som
 
 
 def test_runs_that_learn_from_demonstrations_read_them_and_the_others_are_unchanged(tmp_path):
-    """demo_learning.enabled in franka_kitchen's env file: its td3 and rig runs read its demos.h5 (input,
-    --demos, the demos job before them); fetch_reach's run is the same job as before, and so were the
-    kitchen's before the switch."""
+    """demo_learning.enabled in adroit_relocate's env file (franka_kitchen's has it already): its td3 and
+    rig runs read its demos.h5 (input, --demos, the demos job before them); fetch_reach's run is the same
+    job as before, and so were relocate's before the switch."""
     work = copy_pipeline(tmp_path / "pipeline")
     env = tool_env(work, VISGOAL_PROFILE="smoke")
-    kitchen, fetch = "results/smoke/franka_kitchen", "results/smoke/fetch_reach/td3/seed0/policy.pt"
+    kitchen, fetch = "results/smoke/adroit_relocate", "results/smoke/fetch_reach/td3/seed0/policy.pt"
     targets = [f"{kitchen}/td3/seed0/policy.pt", f"{kitchen}/rig/seed0/policy.pt", fetch]
     before = {j["outputs"][0]: j for j in snakemake_jobs(work, *targets, env=env)}
-    tune_env(work, "franka_kitchen", demo_learning={"enabled": True})
+    tune_env(work, "adroit_relocate", demo_learning={"enabled": True})
     after = {j["outputs"][0]: j for j in snakemake_jobs(work, *targets, env=env)}
 
     assert after[fetch] == before[fetch]
