@@ -57,3 +57,29 @@ def workdir(tmp_path_factory):
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = saved[0]
+
+
+@pytest.fixture(scope="session")
+def smoke_demos(tmp_path_factory):
+    """`record(env)`: smoke-profile demonstrations of the env's scripted teacher, recorded once per env
+    through the CLI."""
+    made = {}
+
+    def record(env: str) -> Path:
+        if env not in made:
+            out = tmp_path_factory.mktemp("demos") / "demos.h5"
+            result = run_cli("demos", "--env", env, "--profile", "smoke", "--out", str(out), "--quiet")
+            assert result.returncode == 0, result.stderr
+            made[env] = out
+        return made[env]
+
+    return record
+
+
+def demos_args(env: str, record) -> list[str]:
+    """`--demos` for a run on an env whose runs learn from demonstrations by default (its env file:
+    franka_kitchen's), with `record` the `smoke_demos` fixture; nothing for the others."""
+    from visgoal.config import load_params
+
+    learns = load_params(profile="smoke", env=env)["demo_learning"]["enabled"]
+    return ["--demos", str(record(env))] if learns else []

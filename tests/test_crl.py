@@ -7,6 +7,7 @@ import csv
 import numpy as np
 import pytest
 import torch
+from conftest import demos_args
 
 from visgoal.agents.crl import CRLAgent, CRLConfig
 from visgoal.agents.encoders import ConvEncoder, random_shift
@@ -251,7 +252,7 @@ def test_pixel_encoder_learns_with_the_contrastive_loss_and_acts_from_images(los
 
 # Two views side by side, a falling pole, the largest scene; the smoke DAG runs crl on all six.
 @pytest.mark.parametrize("env", ["fetch_reach", "inverted_pendulum", "franka_kitchen"])
-def test_pixels_train_and_evaluate_through_the_cli_with_no_vae(env, workdir, tmp_path):
+def test_pixels_train_and_evaluate_through_the_cli_with_no_vae(env, workdir, tmp_path, smoke_demos):
     """crl.representation=pixels needs no dataset and no VAE: it trains and evaluates from images alone."""
     from visgoal.agents import load_policy
     from visgoal.cli import main
@@ -259,7 +260,7 @@ def test_pixels_train_and_evaluate_through_the_cli_with_no_vae(env, workdir, tmp
     run = tmp_path / "crl" / "seed0"
     pixels = ["--set", "crl.representation=pixels", "--set", "evaluate.episodes=1"]  # CI time: the kitchen's are long
     assert main(["train", "--env", env, "--method", "crl", "--profile", "smoke", "--quiet", "--out", str(run),
-                 "--vae", str(tmp_path / "absent.pt"), *pixels]) == 0  # a VAE is not read
+                 "--vae", str(tmp_path / "absent.pt"), *pixels, *demos_args(env, smoke_demos)]) == 0  # a VAE is not read
     view, _, meta = load_policy(run)
     assert view.kind == "pixels" and meta["encoder"]["image_size"] == 64
     assert not (run / "vae.pt").exists()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from tqdm import tqdm
 
-from tests.conftest import run_cli
+from conftest import run_cli
 from visgoal.agents.demonstrations import q_filtered_bc, to_unit
 from visgoal.agents.networks import Actor
 from visgoal.agents.workspace import Workspace

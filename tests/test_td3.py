@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ENVS, ROOT
+from conftest import ENVS, ROOT, demos_args
 from visgoal.agents.replay import STRATEGIES, EpisodeReplay, negative_distance
 from visgoal.agents.td3 import TD3Agent, TD3Config
 from visgoal.envs import load_spec
@@ -32,10 +32,10 @@ from visgoal.agents import load_policy
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_train_and_evaluate_through_the_cli(env, workdir):
+def test_train_and_evaluate_through_the_cli(env, workdir, smoke_demos):
     run = workdir / env / "td3" / "seed0"
     assert main(["train", "--env", env, "--method", "td3", "--seed", "0", "--profile", "smoke", "--quiet",
-                 "--out", str(run)]) == 0
+                 "--out", str(run), *demos_args(env, smoke_demos)]) == 0
     smoke = load_params(profile="smoke")
     with open(run / "curve.csv") as f:
         curve = list(csv.DictReader(f))
