@@ -55,11 +55,8 @@ def test_actions_come_back_to_the_agents_unit_box():
 
 
 @pytest.fixture(scope="module")
-def kitchen_demos(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demos") / "demos.h5"
-    result = run_cli("demos", "--env", "franka_kitchen", "--profile", "smoke", "--out", str(out), "--quiet")
-    assert result.returncode == 0, result.stderr
-    return out
+def kitchen_demos(smoke_demos):
+    return smoke_demos("franka_kitchen")
 
 
 def with_demos(**learning):
