@@ -164,11 +164,10 @@ def train_vae(env: str, dataset_path: Path, out: Path, params: Params, progress:
 def reads_demos(method: str, params) -> bool:
     """Whether a method's training reads its env's demonstrations (demos.h5, `train --demos`) with these
     parameters (the env's own tuning resolved): an offline method (gcbc) always, any other where
-    `demo_learning.enabled` (the Workspace's rule)."""
+    `demo_learning.enabled`: the agent class's `reads_demos`, which the Workspace asks too."""
     from visgoal.agents import agent_class
 
-    agent = agent_class(method)
-    return bool(getattr(agent, "offline", False) or (params["demo_learning"]["enabled"] and agent.batch_keys))
+    return agent_class(method).reads_demos(params)
 
 
 def train_sections(method: str, params) -> list[str]:

@@ -31,6 +31,7 @@ class Agent(ABC):
     view = "state"    # what it sees by default: "state" (StateView), "latent" (LatentView) or "pixels" (PixelView)
     batch_keys: tuple[str, ...] = ()   # what `update` reads of a replay batch; none: it never updates
     batch_size = 0    # replay rows per update
+    offline = False   # learns from demonstrations alone (gcbc): the Workspace never steps its env for it
     bc_weight = 0.0   # learning from demonstrations: the Q-filtered BC term's weight (agents/demonstrations.py)
     q_filter = True   # ... and whether the term keeps only the rows whose action the critic prefers
 
@@ -54,6 +55,12 @@ class Agent(ABC):
     def replay_options(self, params, view) -> dict:
         """The replay's relabelling mixture and reward function (EpisodeReplay's keyword arguments)."""
         return {"relabel": {}, "reward_fn": no_reward}
+
+    @classmethod
+    def reads_demos(cls, params) -> bool:
+        """Whether its training reads the env's demonstrations (demos.h5, `train --demos`): an offline
+        method always, any other that learns (`batch_keys`) where `demo_learning.enabled`."""
+        return cls.offline or bool(params["demo_learning"]["enabled"] and cls.batch_keys)
 
     # --- acting ---------------------------------------------------------------------------
     def start_episode(self) -> None:

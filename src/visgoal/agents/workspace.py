@@ -118,11 +118,11 @@ class Workspace:
     @property
     def offline(self) -> bool:
         """Whether the method learns from demonstrations alone (gcbc): its clock is its updates."""
-        return getattr(self.agent, "offline", False)
+        return self.agent.offline
 
     @property
     def reads_demos(self) -> bool:
-        return self.offline or (self.params["demo_learning"]["enabled"] and bool(self.agent.batch_keys))
+        return self.agent.reads_demos(self.params)
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> None:
