@@ -287,8 +287,9 @@ def test_params_prints_each_value_and_where_it_came_from(capsys):
 
 
 @pytest.mark.parametrize("method, args, expected", [
-    ("gcbc", [], {"device", "render", "train", "evaluate", "vae", "image_agents", "gcbc"}),
-    ("gcbc", ["--set", "gcbc.representation=pixels"], {"device", "render", "train", "evaluate", "gcbc"}),
+    ("gcbc", ["--set", "gcbc.representation=latent"], {"device", "render", "train", "evaluate", "vae", "image_agents",
+                                                       "gcbc"}),
+    ("gcbc", [], {"device", "render", "train", "evaluate", "gcbc"}),
     ("td3", ["--set", "demo_learning.enabled=false"], {"device", "train", "td3", "replay", "evaluate"}),
     ("td3", ["--set", "demo_learning.enabled=true"], {"device", "train", "td3", "replay", "evaluate", "demo_learning"}),
     ("rig", ["--set", "demo_learning.enabled=true"],

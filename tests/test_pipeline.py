@@ -472,26 +472,45 @@ def test_a_dataset_with_a_demo_share_reads_the_teachers_demonstrations(tmp_path)
     assert result.returncode != 0  # point_maze has no teacher: no rule makes its demonstrations
 
 
-def test_gcbc_learns_from_a_teachers_demonstrations_and_only_where_there_are_some(tmp_path):
-    """`snakemake -n results/smoke/franka_kitchen/gcbc_eval.csv`: the demonstrations, the dataset and the
-    VAE (gcbc on latents), gcbc's seeds and its evaluation; an env without a teacher is refused in one line."""
+@pytest.mark.parametrize("representation", ["pixels", "latent"])
+def test_gcbc_learns_from_a_teachers_demonstrations_and_only_where_there_are_some(tmp_path, representation):
+    """`snakemake -n results/smoke/franka_kitchen/gcbc_eval.csv`: the demonstrations, gcbc's seeds and its
+    evaluation, and on latents the dataset and the VAE too; an env without a teacher is refused in one line."""
     from visgoal.config import load_params
 
-    work = copy_pipeline(tmp_path / "pipeline")
+    latent = representation == "latent"
+    work = copy_pipeline(tmp_path / "pipeline", smoke_overrides={"gcbc": {"representation": representation}})
     env = tool_env(work, VISGOAL_PROFILE="smoke")
     seeds = load_params(work / "params.yaml", "smoke")["seeds"]
     jobs = snakemake_jobs(work, "results/smoke/franka_kitchen/gcbc_eval.csv", env=env)
-    assert Counter(j["rule"] for j in jobs) == {"demos": 1, "dataset": 1, "train_vae": 1, "train_gcbc": len(seeds),
-                                                "evaluate": 1}
+    assert Counter(j["rule"] for j in jobs) == {"demos": 1, "train_gcbc": len(seeds), "evaluate": 1,
+                                                **({"dataset": 1, "train_vae": 1} if latent else {})}
     train = next(j for j in jobs if j["rule"] == "train_gcbc" and j["wildcards"]["seed"] == str(seeds[0]))
     kitchen = "results/smoke/franka_kitchen"
     assert f"{kitchen}/demos.h5" in train["inputs"]
+    vae = f"--vae {kitchen}/vae.pt --dataset {kitchen}/vae_dataset.h5 " if latent else ""
     assert LOG_REDIRECT.match(train["cmd"])["cmd"] == (
-        f"python -m visgoal train --env franka_kitchen --method gcbc --seed {seeds[0]} --vae {kitchen}/vae.pt "
-        f"--dataset {kitchen}/vae_dataset.h5 --demos {kitchen}/demos.h5 --out {kitchen}/gcbc/seed{seeds[0]} --quiet")
+        f"python -m visgoal train --env franka_kitchen --method gcbc --seed {seeds[0]} {vae}"
+        f"--demos {kitchen}/demos.h5 --out {kitchen}/gcbc/seed{seeds[0]} --quiet")
     result = snakemake(work, "-n", "results/smoke/point_maze/gcbc_eval.csv", env=env, check=False)
     errors = [line for line in (result.stdout + result.stderr).splitlines() if "no scripted teacher" in line]
     assert result.returncode != 0 and len(errors) == 1 and "point_maze" in errors[0], result.stdout + result.stderr
+
+
+def test_an_env_file_that_changes_what_a_method_sees_is_refused_in_one_line(tmp_path):
+    """The DAG picks each method's training rule from params.yaml for every env: an env file that makes
+    gcbc read latents where params.yaml has pixels fails in one line, in Snakemake and in dvc.yaml's
+    generator alike, naming the env file and the fix, rather than running it through the wrong rule."""
+    from visgoal.config import ConfigError
+    from visgoal.dvcfile import generate
+
+    work = copy_pipeline(tmp_path / "pipeline")
+    tune_env(work, "franka_kitchen", gcbc={"representation": "latent"})
+    result = snakemake(work, "-n", "results/franka_kitchen/gcbc_eval.csv", env=tool_env(work), check=False)
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if "envs/franka_kitchen.yaml makes" in line]
+    assert result.returncode != 0 and len(errors) == 1 and "set it there" in errors[0], result.stdout + result.stderr
+    with pytest.raises(ConfigError, match=r"envs/franka_kitchen.yaml makes gcbc see latent, params.yaml pixels"):
+        generate(work / "params.yaml")
 
 
 def test_runs_that_learn_from_demonstrations_read_them_and_the_others_are_unchanged(tmp_path):

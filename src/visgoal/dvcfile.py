@@ -256,8 +256,8 @@ def generate(params_file: str | Path) -> str:
     takes demonstrations (`dataset.demo_share` > 0 over the env's own tuning, envs/<env>.yaml) and
     those whose runs learn from them (`demo_learning.enabled`, likewise). Either where no teacher
     records them, or gcbc in `methods`, fails in one line."""
-    from visgoal.agents import view_kind
     from visgoal.config import ConfigError, deep_merge, env_tuning, read_sections
+    from visgoal.stages import dag_views
     from visgoal.teachers import TEACHERS
 
     params_file = Path(params_file)
@@ -274,7 +274,7 @@ def generate(params_file: str | Path) -> str:
     if GCBC in methods:
         raise ConfigError(f"methods: {GCBC} learns from demonstrations, which only the envs with a scripted teacher "
                           f"have; the DAG runs it for those (train_gcbc, evaluate_gcbc): take it out of `methods`")
-    views = {m: view_kind(m, raw) for m in [*methods, *([GCBC] if teachers else [])]}
+    views = dag_views([*methods, *([GCBC] if teachers else [])], raw, tuned)
     return dvc_yaml(envs, methods, raw["seeds"], views, teachers, demo_envs, learning_envs)
 
 

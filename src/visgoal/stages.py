@@ -170,6 +170,25 @@ def reads_demos(method: str, params) -> bool:
     return agent_class(method).reads_demos(params)
 
 
+def dag_views(methods: list[str], params, tuned: dict) -> dict[str, str]:
+    """What each of the DAG's methods sees (agents.view_kind: state, latent or pixels), which picks its
+    training rule (Snakemake) and stage (dvc.yaml) for every env at once, from params.yaml. `tuned`
+    maps each env to its resolved parameters: an env file that would make a method see something else
+    fails in one line, rather than the DAG running it through the wrong rule."""
+    from visgoal.agents import view_kind
+    from visgoal.config import ConfigError
+
+    views = {method: view_kind(method, params) for method in methods}
+    for env, env_params in tuned.items():
+        for method in methods:
+            if (own := view_kind(method, env_params)) != views[method]:
+                raise ConfigError(
+                    f"envs/{env}.yaml makes {method} see {own}, params.yaml {views[method]}; the DAG picks each "
+                    f"method's rule for all envs from params.yaml: set it there, or train this env's {method} with "
+                    f"`python -m visgoal train` yourself")
+    return views
+
+
 def train_sections(method: str, params) -> list[str]:
     """The params.yaml sections a method's training reads with these parameters (the env's own tuning
     resolved), in one order: its Snakemake rule's `settings`, its dvc.yaml stage's `params` (after

@@ -2,10 +2,9 @@ import os
 import sys
 
 from visgoal import paths
-from visgoal.agents import view_kind
 from visgoal.config import load_params
 from visgoal.device import requests_gpu
-from visgoal.stages import reads_demos, train_sections
+from visgoal.stages import dag_views, reads_demos, train_sections
 from visgoal.teachers import TEACHERS
 
 # Every stage is `python -m visgoal <sub-command> ...`, literally the `cmd` of its dvc.yaml stage.
@@ -27,11 +26,6 @@ if GCBC in METHODS:
     raise ValueError(f"methods: {GCBC} learns from demonstrations, which only the envs with a scripted teacher have; "
                      f"the DAG runs it for those (results/<env>/{GCBC}_eval.csv, in `all`): take it out of `methods`")
 DAG_METHODS = [*METHODS, GCBC]
-# What each method sees (state, latent or pixels; crl's depends on crl.representation, gcbc's on
-# gcbc.representation): which training rule runs it. Wildcard constraints; "(?!)" matches nothing.
-VIEWS = {method: view_kind(method, PARAMS) for method in DAG_METHODS}
-LATENT_METHODS = "|".join(m for m in METHODS if VIEWS[m] == "latent") or "(?!)"
-PIXEL_METHODS = "|".join(m for m in METHODS if m != "td3" and VIEWS[m] != "latent") or "(?!)"  # no VAE
 
 # A GPU for each job that runs torch or renders, where `device` is one (cuda, cuda:N; auto where this
 # machine has one): the `gpu` resource, which the SLURM executor asks sbatch for (--gpus). Nothing on a CPU.
@@ -43,6 +37,13 @@ CONDA_ENV = "../envs/visgoal.yaml"
 
 # A stage of one environment reads its own tuning over the sections (`params:` in envs/<env>.yaml).
 ENV_PARAMS = {env: load_params(env=env) for env in ENVS}
+
+# What each method sees (state, latent or pixels; crl's depends on crl.representation, gcbc's on
+# gcbc.representation): which training rule runs it, the same in every env (an env file that differs
+# fails in one line). Wildcard constraints; "(?!)" matches nothing.
+VIEWS = dag_views(DAG_METHODS, PARAMS, ENV_PARAMS)
+LATENT_METHODS = "|".join(m for m in METHODS if VIEWS[m] == "latent") or "(?!)"
+PIXEL_METHODS = "|".join(m for m in METHODS if m != "td3" and VIEWS[m] != "latent") or "(?!)"  # no VAE
 
 # The environments with a scripted teacher (visgoal.teachers): its demonstrations (rule demos) and its
 # evaluation (rule teacher). Those whose dataset takes a share of demonstrations read them.
