@@ -47,4 +47,3 @@ rule all:
     input:
         rules.report.output,
         [str(paths.demos(env, ROOT)) for env in TEACHER_ENVS],
-        [str(paths.evaluation(env, GCBC, "csv", ROOT)) for env in TEACHER_ENVS],  # not the report's: not in `methods`

@@ -263,7 +263,7 @@ def test_the_teacher_is_a_row_of_its_own_with_its_one_seed(tmp_path):
     rng = np.random.default_rng(1)
     root = tmp_path / "results"
     for env, method, seeds in (("fetch_reach", "td3", [1, 2]), ("franka_kitchen", "td3", [1, 2]),
-                               ("franka_kitchen", "teacher", [0])):
+                               ("franka_kitchen", "gcbc", [1, 2]), ("franka_kitchen", "teacher", [0])):
         rows = [{"env": env, "method": method, "seed": seed, "episode": i, "final_distance": 0.25,
                  "success": method == "teacher", "min_distance": 0.0, "latent_distance": "", "return": -1.0,
                  "steps": 49} for seed in seeds for i in range(3)]
@@ -273,9 +273,34 @@ def test_the_teacher_is_a_row_of_its_own_with_its_one_seed(tmp_path):
     report(root, tmp_path / "report", params)
     with open(tmp_path / "report" / "summary.csv") as f:
         summary = {(r["env"], r["method"]): r for r in csv.DictReader(f)}
-    assert list(summary) == [("fetch_reach", "td3"), ("franka_kitchen", "td3"), ("franka_kitchen", "teacher")]
+    assert list(summary) == [("fetch_reach", "td3"), ("franka_kitchen", "td3"), ("franka_kitchen", "gcbc"),
+                             ("franka_kitchen", "teacher")]
+    assert summary["franka_kitchen", "gcbc"]["n_seeds"] == "2"
     assert summary["franka_kitchen", "teacher"]["n_seeds"] == "1"
     assert float(summary["franka_kitchen", "teacher"]["success_rate_mean"]) == 1.0
     table = (tmp_path / "report" / "summary.md").read_text()
-    assert "| teacher | – | 1.00 (0.250 rad) |" in table
+    assert "| teacher | – | 1.00 (0.250 rad) |" in table and "| gcbc | – | 0.00 ± 0.00 (0.250 rad) |" in table
     assert "scripted teacher" in table and "Fewer seeds" not in table
+
+
+def test_gcbc_is_a_row_but_not_a_curve_over_env_steps(tmp_path, monkeypatch):
+    """gcbc's clock is its updates, not env steps: its evaluation is a row of the table, and curves.png
+    draws the online methods' curves only (read_curves is asked for them alone)."""
+    import visgoal.report as report_module
+
+    root = tmp_path / "results"
+    for method in ("td3", "gcbc"):
+        rows = [{"env": "franka_kitchen", "method": method, "seed": 0, "episode": i, "final_distance": 0.25,
+                 "success": True, "min_distance": 0.0, "latent_distance": "", "return": -1.0, "steps": 49}
+                for i in range(3)]
+        _write_csv(root / "franka_kitchen" / f"{method}_eval.csv", COLUMNS, rows)
+        _write_csv(root / "franka_kitchen" / method / "seed0" / "curve.csv", ["env_steps", "eval_success_rate"],
+                   [{"env_steps": 5000, "eval_success_rate": 1.0}])
+    asked = []
+    read = report_module.read_curves
+    monkeypatch.setattr(report_module, "read_curves", lambda *a: asked.append(list(a[2])) or read(*a))
+    params = load_params(profile="default", overrides=["seeds=[0]", "methods=[td3]", "envs=[franka_kitchen]"])
+    report(root, tmp_path / "report", params)
+    table = (tmp_path / "report" / "summary.md").read_text()
+    assert "| gcbc | 1.00 (0.250 rad) |" in table and "behaviour cloning, offline" in table
+    assert asked == [["td3", "teacher"]] and (tmp_path / "report" / "curves.png").is_file()

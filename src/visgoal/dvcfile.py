@@ -44,7 +44,7 @@ def _s(path) -> str:
     return str(path)
 
 
-GCBC = "gcbc"  # learns from demonstrations alone: stages of its own for the envs with a teacher, not in `methods`
+GCBC = paths.GCBC  # learns from demonstrations alone: stages of its own for the envs with a teacher, not in `methods`
 
 
 def _train_params(methods: list[str], views: dict[str, str], demos: bool, templated: bool = True) -> list[str]:
@@ -218,7 +218,8 @@ def stages(envs: list[str], methods: list[str], views: dict[str, str], teachers:
             "deps": ["src/visgoal/report.py"]
                     + [_s(p) for env in envs for p in [*(paths.evaluation(env, m, ext) for m in methods
                                                          for ext in ("csv", "png")), paths.vae_recon(env)]]
-                    + [_s(paths.evaluation(env, paths.TEACHER, ext)) for env in teachers for ext in ("csv", "png")],
+                    + [_s(paths.evaluation(env, method, ext)) for env in teachers for method in (GCBC, paths.TEACHER)
+                       for ext in ("csv", "png")],
             "params": ["profile", "envs", "methods", "seeds"],
             "outs": [_s(paths.report_dir() / name) for name in paths.REPORT_FILES],
         },

@@ -87,6 +87,7 @@ POLICY, CURVE, RUN_VAE, CHECKPOINT = "policy.pt", "curve.csv", "vae.pt", "checkp
 
 
 TEACHER = "teacher"  # `evaluate --method teacher`: an env's scripted teacher (visgoal.teachers), no runs
+GCBC = "gcbc"  # behaviour cloning from a teacher's demonstrations alone: a method of the envs with a teacher only
 
 
 def evaluation(env: str, method: str, ext: str = "csv", root: str | Path = RESULTS) -> Path:

@@ -6,10 +6,11 @@ missing, and writes to `results/report/`:
 - `summary.csv`, `summary.md`: per (env, method), success rate and final distance,
   first averaged over each seed's evaluation episodes, then mean and std over seeds
   (`evaluation.over_seeds`, as in `<method>_eval.json`: the sample std, none for one seed).
-  An env's scripted teacher (`teacher_eval.csv`, where it has one) is a row of its own, the last:
-  one seed, the only one it has.
+  The envs with a scripted teacher have two rows more, last: gcbc's (`gcbc_eval.csv`, behaviour
+  cloning from the teacher's demonstrations alone) and the teacher's (`teacher_eval.csv`, one seed,
+  the only one it has).
 - `curves.png`: evaluation success rate (true distance) against env steps, from each
-  run's curve.csv; mean over seeds with a 95% confidence band (Student t). Where a
+  run's curve.csv (not gcbc's, whose clock is its updates: it never steps its env); mean over seeds with a 95% confidence band (Student t). Where a
   seed's curve ends early, later points average the seeds that reach them (no band
   from a single seed).
 - `final.png`: final success rate and final distance per env, bars grouped by method.
@@ -116,6 +117,9 @@ def markdown_table(summary: pd.DataFrame, envs, methods, seeds, profile: str) ->
              if r.n_seeds < len(seeds) and r.method != paths.TEACHER]
     if short:
         lines.append(f"Fewer seeds (no ± below two): {', '.join(short)}.")
+    if paths.GCBC in methods:
+        lines.append(f"{paths.GCBC}: behaviour cloning, offline, from the scripted teacher's demonstrations alone "
+                     f"(`demos`), in the envs that have one.")
     if paths.TEACHER in methods:
         lines.append(f"{paths.TEACHER}: the env's scripted teacher (`evaluate --method teacher`), where it has one; "
                      f"it learns nothing and has one seed.")
@@ -275,7 +279,7 @@ def plot_pictures(pictures: dict[tuple[str, str], Path], path: Path) -> Path:
 def report(results_dir: Path, out_dir: Path, params) -> Path:
     """Write summary.csv, summary.md and the figures of the module docstring to `out_dir`; return it."""
     results_dir, out_dir = Path(results_dir), Path(out_dir)
-    envs, methods, seeds = list(params["envs"]), [*params["methods"], paths.TEACHER], list(params["seeds"])
+    envs, methods, seeds = list(params["envs"]), [*params["methods"], paths.GCBC, paths.TEACHER], list(params["seeds"])
     evals = read_evaluations(results_dir, envs, methods, seeds)
     summary = summarize(evals, envs, methods)
 
@@ -290,12 +294,13 @@ def report(results_dir: Path, out_dir: Path, params) -> Path:
         log.warning("no evaluation rows for seeds %s: no figures", seeds)
         return out_dir
     plot_final(summary, envs, methods, out_dir / "final.png")
-    curves = read_curves(results_dir, envs, methods, seeds)
+    online = [m for m in methods if m != paths.GCBC]  # an offline clock is not env steps
+    curves = read_curves(results_dir, envs, online, seeds)
     if curves.empty:
         log.warning("no <env>/<method>/seed<k>/curve.csv under %s: no curves.png", results_dir)
     else:
         budget = int(curves["env_steps"].max())
-        plot_curves(curves, envs, methods, out_dir / "curves.png",
+        plot_curves(curves, envs, online, out_dir / "curves.png",
                     f"profile {params.profile}: evaluation success during training, up to {budget:,} env steps, "
                     f"seeds {', '.join(map(str, seeds))}")
     recon = {(env, ""): p for env in envs if (p := paths.vae_recon(env, results_dir)).is_file()}

@@ -21,10 +21,10 @@ SEEDS = PARAMS["seeds"]
 # gcbc learns from demonstrations alone: a method of the DAG only for the envs with a scripted teacher
 # (rule train_gcbc; results/<env>/gcbc_eval.csv, in `all`), never one of params.yaml's `methods`, which
 # every env, the report and `make run`'s DAG share.
-GCBC = "gcbc"
+GCBC = paths.GCBC
 if GCBC in METHODS:
     raise ValueError(f"methods: {GCBC} learns from demonstrations, which only the envs with a scripted teacher have; "
-                     f"the DAG runs it for those (results/<env>/{GCBC}_eval.csv, in `all`): take it out of `methods`")
+                     f"the DAG runs it for those (results/<env>/{GCBC}_eval.csv, in the report): take it out of `methods`")
 DAG_METHODS = [*METHODS, GCBC]
 
 # A GPU for each job that runs torch or renders, where `device` is one (cuda, cuda:N; auto where this

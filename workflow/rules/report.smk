@@ -1,9 +1,11 @@
 rule report:
-    """Tables and plots over every environment and method, and the teachers' rows."""
+    """Tables and plots over every environment and method, and the rows of the envs with a teacher: gcbc's
+    and the teacher's."""
     input:
         evaluations=[str(paths.evaluation(env, method, ext, ROOT)) for env in ENVS for method in METHODS
                      for ext in ("csv", "png")],
-        teacher=[str(paths.evaluation(env, paths.TEACHER, ext, ROOT)) for env in TEACHER_ENVS for ext in ("csv", "png")],
+        teacher=[str(paths.evaluation(env, method, ext, ROOT)) for env in TEACHER_ENVS
+                 for method in (GCBC, paths.TEACHER) for ext in ("csv", "png")],
         recon=[str(paths.vae_recon(env, ROOT)) for env in ENVS],
     output:
         **{name.replace(".", "_"): str(paths.report_dir(ROOT) / name) for name in paths.REPORT_FILES},
