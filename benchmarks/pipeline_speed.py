@@ -10,6 +10,9 @@ with the default profile (evaluations included, as `train` runs them), then, in 
 process, runs the loop that only steps the simulator, renders and encodes (no learning, no
 evaluation): the limit proxy. It prints both rates and their ratio, and the share of the
 training run spent in evaluations (`--profile-top N` adds cProfile's top N functions).
+`--table ENV ...` prints one row per environment: the simulator's raw step rate, the same with
+its 64x64 picture rendered, and the training rates of the state oracle (td3) and of crl on pixels,
+each past its random warm-up and without its evaluations (`--steps` for td3, a fifth of it for crl).
 `--serial-too` trains a second time with the updates on the loop's own thread
 (`speed.update_thread=false`) and prints it beside the first; `--also KEY=VALUE` trains once more
 with that parameter (e.g. `train.update_every=2`), and `--set KEY=VALUE` changes every run
@@ -124,6 +127,43 @@ def agent_loop(env: str, method: str, vae: Path | None, dataset: Path | None, st
         print(text.getvalue())
 
 
+def env_rate(env: str, steps: int, render: bool) -> float:
+    """Env steps/s under uniform random actions: the simulator alone, or with its picture too."""
+    from visgoal.config import load_params
+    from visgoal.envs import make_env
+
+    size = load_params(profile="default")["render"]["image_size"]
+    with make_env(env, image_size=size, render_images=render) as e:
+        rng = np.random.default_rng(0)
+        e.reset(seed=0)
+        start = time.perf_counter()
+        for _ in range(steps):
+            step = e.step(rng.uniform(e.action_space.low, e.action_space.high))
+            if step.terminated or step.truncated:
+                e.reset()
+        return steps / (time.perf_counter() - start)
+
+
+def learning_rate(env: str, method: str, steps: int, sets: list[str]) -> float:
+    """Env steps/s of a training run past its warm-up (100 random steps) and without evaluations."""
+    overrides = ["train.learning_starts=100", f"train.eval_every={10 * steps}", *sets]
+    rate, evaluating, seconds, *_ = train_loop(env, method, None, None, steps, 0, overrides)
+    return steps / (seconds - evaluating)
+
+
+def env_table(envs: list[str], steps: int) -> None:
+    import torch
+
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp()}/mlflow.db")
+    torch.set_num_threads(1)
+    print(f"env steps/s, default profile, one thread; td3 {steps} env steps, crl on pixels {steps // 5}")
+    print(f"{'env':<18} {'simulate':>9} {'+ picture':>10} {'td3 (state)':>12} {'crl (pixels)':>13}")
+    for env in envs:
+        row = [env_rate(env, steps, False), env_rate(env, steps, True), learning_rate(env, "td3", steps, []),
+               learning_rate(env, "crl", steps // 5, ["crl.representation=pixels"])]
+        print(f"{env:<18} {row[0]:>9.1f} {row[1]:>10.1f} {row[2]:>12.1f} {row[3]:>13.1f}", flush=True)
+
+
 def stage_processes(env: str, runs: Path | None) -> None:
     """The dataset (and evaluate, on `runs`) with one process and with two: seconds, same bytes."""
     import subprocess
@@ -162,15 +202,18 @@ def main() -> None:
                         help="a parameter of every --agent run (e.g. crl.representation=pixels)")
     parser.add_argument("--also", action="append", default=[], metavar="KEY=VALUE",
                         help="train once more with this parameter, printed beside the first (repeatable)")
+    parser.add_argument("--table", nargs="+", metavar="ENV", help="one row of rates per environment")
     parser.add_argument("--processes", nargs="+", metavar=("ENV", "RUNS"),
                         help="the dataset (and evaluate on RUNS) with one process and with two")
     args = parser.parse_args()
-    if not (args.results or args.agent or args.processes):
-        parser.error("give --results, --agent or --processes")
+    if not (args.results or args.agent or args.processes or args.table):
+        parser.error("give --results, --agent, --table or --processes")
     if args.results:
         stage_times(args.results)
     if args.agent:
         agent_loop(*args.agent, args.vae, args.dataset, args.steps, args.profile_top, args.serial_too, args.sets, args.also)
+    if args.table:
+        env_table(args.table, args.steps)
     if args.processes:
         stage_processes(args.processes[0], Path(args.processes[1]) if len(args.processes) > 1 else None)
 
