@@ -51,7 +51,8 @@ class DemoReplay:
                  action_low: np.ndarray, action_high: np.ndarray):
         self.demos, self.view = demos, view
         self.episodes, self.steps = len(demos["length"]), int(demos["length"].sum())
-        self.replay = EpisodeReplay(self.steps + self.episodes, int(demos["length"].max()), view.obs_shape,
+        longest = int(demos["length"].max())  # a slot per demonstration, each as long as the longest
+        self.replay = EpisodeReplay(self.episodes * longest, longest, view.obs_shape,
                                     view.goal_dim, demos["actions"].shape[1], obs_dtype=view.dtype,
                                     achieved_is_obs=view.achieved_is_obs,
                                     image_shape=demos["obs"].shape[1:] if view.keeps_frames else None, reads=reads,
