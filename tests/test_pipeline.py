@@ -640,7 +640,8 @@ def test_smoke_dag_builds_everything(smoke_runs):
     from visgoal.teachers import TEACHERS
 
     assert {(r["env"], r["method"]) for r in summary} == ({(e, m) for e in params["envs"] for m in params["methods"]}
-                                                          | {(e, "teacher") for e in params["envs"] if e in TEACHERS})
+                                                          | {(e, m) for e in params["envs"] if e in TEACHERS
+                                                             for m in ("gcbc", "teacher")})
     # The image agents, on every environment: true and latent distance side by side.
     for env in params["envs"]:
         for method in ("rig", "tdm"):
