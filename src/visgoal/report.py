@@ -10,9 +10,9 @@ missing, and writes to `results/report/`:
   cloning from the teacher's demonstrations alone) and the teacher's (`teacher_eval.csv`, one seed,
   the only one it has).
 - `curves.png`: evaluation success rate (true distance) against env steps, from each
-  run's curve.csv (not gcbc's, whose clock is its updates: it never steps its env); mean over seeds with a 95% confidence band (Student t). Where a
-  seed's curve ends early, later points average the seeds that reach them (no band
-  from a single seed).
+  run's curve.csv (not gcbc's, whose clock is its updates: it never steps its env); mean
+  over seeds with a 95% confidence band (Student t). Where a seed's curve ends early,
+  later points average the seeds that reach them (no band from a single seed).
 - `final.png`: final success rate and final distance per env, bars grouped by method.
 - `vae_recon.png`, `frames.png`: the VAE reconstruction grids and the evaluation
   pictures (first frame, final frame, goal image) gathered into one figure each.

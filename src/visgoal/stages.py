@@ -206,7 +206,7 @@ def training_sections(method: str, kind: str, demos: bool) -> list[str]:
     (`demos`) or not: what dvc.yaml's generator lists for a stage, which knows both."""
     from visgoal.agents import agent_class
 
-    offline, image = getattr(agent_class(method), "offline", False), method != "td3"
+    offline, image = agent_class(method).offline, method != "td3"
     return ["device", *(["render"] if image else []), "train", *([] if offline else ["td3", "replay"]), "evaluate",
             *(["vae"] if kind == "latent" else []),
             *(["image_agents"] if image and (kind == "latent" or not offline) else []), *([method] if image else []),
